@@ -1,0 +1,48 @@
+"""In-place forms (``add_``, ``x[i] = v``): compute out of place through the registry, then write the result
+into the tensor's memory. The graph never sees mutation; eager users get PyTorch's semantics, including its
+errors: in-place on a leaf that requires grad, results that cannot be cast, saved tensors modified later
+(caught by the version counter the write bumps)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ember._state import STATE
+from ember.compiler.ops.registry import OpDef
+from ember.dispatch import apply
+from ember.runtime.errors import AutogradError, ShapeError
+
+
+def inplace_apply(self: Any, op: OpDef, rest: tuple[Any, ...], attrs: dict[str, Any]) -> Any:
+    from ember.tensor import Tensor, check_dtype_cast
+
+    if STATE.tracer is not None:
+        return STATE.tracer.record_inplace(self, op, rest, attrs)
+    recording = STATE.grad_enabled and (
+        self.requires_grad or any(isinstance(a, Tensor) and a.requires_grad for a in rest)
+    )
+    if recording and self.requires_grad and self.is_leaf:
+        raise AutogradError("a leaf Variable that requires grad is being used in an in-place operation.")
+    if recording and self._base is not None and (self._base.requires_grad or not self.requires_grad):
+        raise AutogradError(
+            f"{op.name}_: in-place operation on a view of a tensor that takes part in autograd is not"
+            " supported by ember; use the out-of-place form (e.g. y = x.add(1)) instead."
+        )
+    first = self
+    if recording and (op.saved_input(0) or op.saves_out):
+        first = self.clone()  # the rule reads the old value, which the write below destroys
+    result = apply(op, (first, *rest), attrs)
+    if tuple(result.shape) != tuple(self.shape):
+        raise ShapeError(
+            f"output with shape {list(self.shape)} doesn't match the broadcast shape {list(result.shape)}"
+        )
+    check_dtype_cast(op.name + "_", result.dtype, self.dtype)
+    if self._data.flags.writeable is False:
+        raise ShapeError(f"{op.name}_: cannot write into a read-only (expanded or broadcast) tensor; clone it first")
+    self._data[...] = result._data
+    self._version[0] += 1
+    if recording:
+        self.grad_fn = result.grad_fn
+        self._out_index = result._out_index
+        self.requires_grad = result.requires_grad
+    return self

@@ -1,0 +1,19 @@
+"""The eager side of the gradient-rule builder: each op call runs on tensors through the dispatcher, so a
+rule run with grad mode on records its own tape (that is how create_graph gives higher-order gradients)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ember.compiler.ops.builder import Builder
+from ember.compiler.ops.registry import OpDef
+
+
+class EagerBuilder(Builder):
+    def emit(self, op: OpDef, inputs: tuple[Any, ...], attrs: dict[str, Any]) -> Any:
+        from ember.dispatch import apply
+
+        return apply(op, inputs, attrs)
+
+
+EAGER = EagerBuilder()

@@ -1,0 +1,139 @@
+"""API functions whose PyTorch signature is more than "tensor inputs, then attributes": varargs sizes
+(``x.view(2, 3)``), ``alpha=`` scalings, aliases. Each is a thin adapter onto registry ops.
+
+Functions decorated with ``@method`` are also Tensor methods (``ember.reshape(x, s)`` and ``x.reshape(s)``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ember.compiler.ops import REGISTRY
+from ember.dispatch import apply
+from ember.runtime.errors import ShapeError
+
+METHODS: dict[str, Callable[..., Any]] = {}
+_op = REGISTRY.__getitem__
+
+
+def method(fn: Callable[..., Any]) -> Callable[..., Any]:
+    METHODS[fn.__name__] = fn
+    return fn
+
+
+def _size_args(args: tuple[Any, ...]) -> tuple[int, ...]:
+    if len(args) == 1 and isinstance(args[0], (tuple, list)):
+        return tuple(int(a) for a in args[0])
+    if len(args) == 1 and hasattr(args[0], "__len__") and not hasattr(args[0], "__index__"):
+        return tuple(int(a) for a in args[0])
+    return tuple(int(a) for a in args)
+
+
+# ---- shape ----------------------------------------------------------------------------------------
+
+
+@method
+def reshape(input: Any, *shape: Any) -> Any:
+    return apply(_op("reshape"), (input,), {"shape": _size_args(shape)})
+
+
+@method
+def view(input: Any, *shape: Any) -> Any:
+    """Like reshape, but never copies: a non-contiguous input that would need a copy is an error."""
+    from ember.compiler.dtypes import DType, as_dtype
+
+    if len(shape) == 1 and isinstance(shape[0], (DType, str)):
+        raise TypeError(f"view(dtype) reinterpretation is not supported; use .to({as_dtype(shape[0])})")
+    size = _size_args(shape)
+    data = getattr(input, "_data", None)
+    if data is not None and not data.flags.c_contiguous and data.size > 1:
+        # numpy would copy; PyTorch refuses when strides are incompatible
+        import numpy as np
+
+        try:
+            probe = data.view()
+            probe.shape = tuple(s if s != -1 else data.size // max(1, -int(np.prod(size))) for s in size)
+        except (AttributeError, ValueError):
+            raise ShapeError(
+                "view size is not compatible with input tensor's size and stride (at least one dimension spans"
+                " across two contiguous subspaces). Use .reshape(...) instead."
+            ) from None
+    return apply(_op("reshape"), (input,), {"shape": size})
+
+
+@method
+def view_as(input: Any, other: Any) -> Any:
+    return view(input, tuple(other.shape))
+
+
+@method
+def reshape_as(input: Any, other: Any) -> Any:
+    return reshape(input, tuple(other.shape))
+
+
+@method
+def permute(input: Any, *dims: Any) -> Any:
+    return apply(_op("permute"), (input,), {"dims": _size_args(dims)})
+
+
+@method
+def expand(input: Any, *sizes: Any) -> Any:
+    return apply(_op("expand"), (input,), {"shape": _size_args(sizes)})
+
+
+@method
+def expand_as(input: Any, other: Any) -> Any:
+    return expand(input, tuple(other.shape))
+
+
+@method
+def t(input: Any) -> Any:
+    if input.ndim > 2:
+        raise ShapeError(f"t() expects a tensor with <= 2 dimensions, but self is {input.ndim}D")
+    return input if input.ndim < 2 else permute(input, 1, 0)
+
+
+@method
+def contiguous(input: Any, memory_format: Any = None) -> Any:
+    data = getattr(input, "_data", None)
+    if data is None or data.flags.c_contiguous:
+        return input
+    return apply(_op("clone"), (input,), {})
+
+
+@method
+def flatten(input: Any, start_dim: int = 0, end_dim: int = -1) -> Any:
+    from ember.compiler.ops.rules import norm_dim
+
+    shape = tuple(input.shape)
+    if not shape:
+        return reshape(input, 1)
+    s = norm_dim("flatten", start_dim, len(shape))
+    e = norm_dim("flatten", end_dim, len(shape))
+    if s > e:
+        raise ShapeError("flatten() has invalid args: start_dim cannot come after end_dim")
+    n = 1
+    for d in shape[s:e + 1]:
+        n *= d
+    return reshape(input, shape[:s] + (n,) + shape[e + 1:])
+
+
+# ---- arithmetic with PyTorch's extra arguments -------------------------------------------------------
+
+
+@method
+def add(input: Any, other: Any, *, alpha: Any = 1) -> Any:
+    if alpha != 1:
+        other = apply(_op("mul"), (other, alpha), {})
+    return apply(_op("add"), (input, other), {})
+
+
+@method
+def sub(input: Any, other: Any, *, alpha: Any = 1) -> Any:
+    if alpha != 1:
+        other = apply(_op("mul"), (other, alpha), {})
+    return apply(_op("sub"), (input, other), {})
+
+
+subtract = sub

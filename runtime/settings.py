@@ -1,0 +1,76 @@
+"""Every environment-backed setting of ember, in one place.
+
+Settings are read when used, never at import time, so tests and users can change them at any point.
+``settings.override(DEBUG=2)`` changes them for a scope:
+
+>>> from ember.runtime import settings
+>>> with settings.override(DEBUG=3):
+...     settings.get("DEBUG")
+3
+
+| name            | type | meaning                                                             |
+|-----------------|------|---------------------------------------------------------------------|
+| EMBER_DEBUG     | int  | 1 kernel count and compile time; 2 per-kernel timing; 3 IR after each pass; 4 generated code |
+| EMBER_DUMP_IR   | str  | folder: one numbered IR file per pass                               |
+| EMBER_CHECKS    | bool | verify the graph after every pass                                   |
+| EMBER_CACHE_DIR | str  | on-disk kernel cache (default ~/.cache/ember); "" disables it        |
+| EMBER_NUM_THREADS | int | threads used by generated code (default: all cores)                |
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from typing import Any
+
+_DEFAULTS: dict[str, Any] = {
+    "DEBUG": 0,
+    "DUMP_IR": "",
+    "CHECKS": False,
+    "CACHE_DIR": os.path.join(os.path.expanduser("~"), ".cache", "ember"),
+    "NUM_THREADS": 0,
+}
+_overrides: list[dict[str, Any]] = []
+
+
+def _convert(name: str, raw: str) -> Any:
+    default = _DEFAULTS[name]
+    if isinstance(default, bool):
+        return raw.strip().lower() not in ("", "0", "false", "no", "off")
+    if isinstance(default, int):
+        try:
+            return int(raw)
+        except ValueError:
+            raise ValueError(f"EMBER_{name}={raw!r} is not an integer") from None
+    return raw
+
+
+def get(name: str) -> Any:
+    """The current value of setting ``name`` (without the ``EMBER_`` prefix)."""
+    if name not in _DEFAULTS:
+        raise KeyError(f"unknown ember setting {name!r}; known: {', '.join(sorted(_DEFAULTS))}")
+    for scope in reversed(_overrides):
+        if name in scope:
+            return scope[name]
+    raw = os.environ.get("EMBER_" + name)
+    return _DEFAULTS[name] if raw is None else _convert(name, raw)
+
+
+@contextlib.contextmanager
+def override(**values: Any) -> Iterator[None]:
+    """Set settings for the duration of a ``with`` block."""
+    for name in values:
+        if name not in _DEFAULTS:
+            raise KeyError(f"unknown ember setting {name!r}; known: {', '.join(sorted(_DEFAULTS))}")
+    _overrides.append(values)
+    try:
+        yield
+    finally:
+        _overrides.pop()
+
+
+def num_threads() -> int:
+    """Threads for generated code: EMBER_NUM_THREADS, else what ember.set_num_threads chose, else all cores."""
+    n = get("NUM_THREADS")
+    return n if n > 0 else (os.cpu_count() or 1)
