@@ -1,0 +1,886 @@
+"""A generated, BLAS-free fp32 GEMM for the host CPU (AVX2 + FMA), with fused epilogues.
+
+``emit_gemm`` writes into an llvmlite module one function computing ``C = epilogue(A @ B)`` for row-major
+fp32 operands. It follows the BLIS design because that is what reaches the FMA peak on this machine
+without assembly: a 6x16 register tile (12 ``<8 x float>`` accumulators, one broadcast of A and two B
+vectors per k step, ``llvm.fma.v8f32``), operands packed into MR-row / NR-column panels so the kernel
+streams contiguous memory, and cache blocking (KC x NR panels of B stay in L1, an MC x KC block of A in
+L2, a KC x NC block of B in L3). The epilogue (scales, biases, residual, activation) is applied to each
+output tile while it is still in registers, after the last K block, so conv/linear + BN + bias + ReLU
+(+ residual) costs one pass over C.
+
+Generated function (C view; ``name`` is chosen by the caller)::
+
+    int32_t name(int64_t M, int64_t N, int64_t K,
+                 const float *A, int64_t lda,          /* A[M,K], row stride lda               */
+                 const float *B, int64_t ldb,          /* B[K,N]; or B[N,K] if trans_b          */
+                 float *C, int64_t ldc,                /* C[M,N], overwritten                   */
+                 const float *col_scale,               /* [N], if epilogue.col_scale            */
+                 const float *col_bias,                /* [N], if epilogue.col_bias             */
+                 const float *row_scale,               /* [M], if epilogue.row_scale            */
+                 const float *row_bias,                /* [M], if epilogue.row_bias             */
+                 const float *R, int64_t ldr,          /* residual R[M,N], if epilogue.residual */
+                 int32_t num_threads);                 /* <= 1: no fork                         */
+
+It returns 0 on success and 1 when a packing buffer could not be allocated. Pointers the epilogue does
+not use may be NULL. C must not overlap A, B or R (C holds partial sums between K blocks). The epilogue
+computes ``act((acc * col_scale[n] * row_scale[m]) + col_bias[n] + row_bias[m] + R[m, n])``.
+
+Packing buffers are allocated by each thread with ``aligned_alloc`` (sized for that thread's share of
+the problem, at most about (MC + NC) * KC floats) and freed before returning, so the function needs no
+workspace argument and is reentrant. Parallelism: the M x N output is cut into a ``tm x tn`` grid of
+thread rectangles (``tm * tn = threads``, chosen at run time to balance work and redundant packing);
+each thread runs the serial blocked algorithm on its rectangle, so no barriers are needed. Threads are
+libgomp's (``GOMP_parallel``); problems under ``GemmConfig.serial_work`` multiply-adds run serially.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import llvmlite.ir as ir
+import numpy as np
+from ember.runtime.errors import ArgumentError, CompileError, ShapeError
+
+__all__ = ["ACTIVATIONS", "MR", "NR", "Epilogue", "GemmConfig", "emit_gemm", "gemm_callable",
+           "gemm_ctypes_argtypes"]
+
+MR = 6  # rows of the register tile
+NR = 16  # columns of the register tile (two 8-lane vectors)
+ACTIVATIONS = ("none", "relu", "relu6", "leaky_relu", "sigmoid", "tanh", "silu")
+
+_F32, _I1, _I8, _I32, _I64 = ir.FloatType(), ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
+_V8 = ir.VectorType(_F32, 8)
+_FPTR, _V8PTR, _I8PTR = _F32.as_pointer(), _V8.as_pointer(), _I8.as_pointer()
+_FAST = ("contract",)  # lets mul+add fuse into FMA without changing other IEEE semantics
+
+
+@dataclass(frozen=True)
+class Epilogue:
+    """What to do with each output element after the matrix product (a hashable cache key).
+
+    The order is fixed: scales, then biases, then the residual, then the activation, which is the order
+    a folded batch norm (scale + shift), a bias, a ResNet shortcut and a ReLU compose in.
+    ``alpha`` is the negative slope of ``leaky_relu`` and is baked into the code.
+    """
+
+    col_scale: bool = False
+    col_bias: bool = False
+    row_scale: bool = False
+    row_bias: bool = False
+    residual: bool = False
+    activation: str = "none"
+    alpha: float = 0.01
+
+    def __post_init__(self) -> None:
+        if self.activation not in ACTIVATIONS:
+            choices = ", ".join(ACTIVATIONS)
+            raise ArgumentError(f"unknown GEMM epilogue activation {self.activation!r}; "
+                                f"choose one of {choices}")
+        if not math.isfinite(self.alpha):
+            raise ArgumentError(f"leaky_relu slope must be finite, got {self.alpha!r}")
+
+    @property
+    def tag(self) -> str:
+        """A short identifier-safe summary, used in generated function names."""
+        names = ("col_scale", "col_bias", "row_scale", "row_bias", "residual")
+        parts = [n for n in names if getattr(self, n)]
+        if self.activation != "none":
+            parts.append(self.activation)
+        if self.activation == "leaky_relu":
+            parts.append(f"{self.alpha:g}".replace(".", "p").replace("-", "m").replace("+", ""))
+        return "_".join(parts) or "plain"
+
+    @property
+    def is_identity(self) -> bool:
+        """True when the epilogue leaves the product unchanged."""
+        return self.tag == "plain"
+
+
+@dataclass(frozen=True)
+class GemmConfig:
+    """Cache-blocking parameters (in elements) and the serial cut-off.
+
+    Defaults suit Zen 3 (32 KiB L1d, 512 KiB L2): a KC x 16 B panel (24 KiB) stays in L1, an MC x KC
+    block of A (180 KiB) in L2. ``serial_work`` is the M*N*K below which forking threads costs more
+    than it saves.
+    """
+
+    mc: int = 120
+    kc: int = 384
+    nc: int = 4096
+    serial_work: int = 1 << 16
+
+    def __post_init__(self) -> None:
+        if self.mc <= 0 or self.mc % MR or self.nc <= 0 or self.nc % NR or self.kc <= 0:
+            raise ArgumentError(
+                f"GemmConfig(mc={self.mc}, kc={self.kc}, nc={self.nc}): mc must be a positive multiple of "
+                f"{MR}, nc of {NR}, kc positive"
+            )
+
+
+# ---------------------------------------------------------------------------------------------------
+# Small IR-building helpers
+
+
+def _i64(v: int) -> ir.Constant:
+    return ir.Constant(_I64, v)
+
+
+def _splat_const(ty: ir.Type, value: float | int) -> ir.Constant:
+    """A constant of scalar or vector type ``ty`` with every lane equal to ``value``."""
+    if isinstance(ty, ir.VectorType):
+        return ir.Constant(ty, [value] * ty.count)
+    return ir.Constant(ty, value)
+
+
+def _splat(b: ir.IRBuilder, scalar: ir.Value, ty: ir.Type) -> ir.Value:
+    """Broadcast a float to ``ty`` (a no-op for scalar ``ty``); x86 folds load+splat to vbroadcastss."""
+    if not isinstance(ty, ir.VectorType):
+        return scalar
+    undef = ir.Constant(ty, ir.Undefined)
+    one = b.insert_element(undef, scalar, _I32(0))
+    return b.shuffle_vector(one, undef, ir.Constant(ir.VectorType(_I32, ty.count), [0] * ty.count))
+
+
+def _fop(b: ir.IRBuilder, op: str, x: ir.Value, y: ir.Value) -> ir.Value:
+    """fadd/fsub/fmul/fdiv carrying the ``contract`` fast-math flag."""
+    inst = getattr(b, op)(x, y)
+    inst.flags.extend(_FAST)
+    return inst
+
+
+def _intrinsic(b: ir.IRBuilder, name: str, ty: ir.Type, args: list[ir.Value], nargs_ty: int = 1) -> ir.Value:
+    """Call an overloaded float intrinsic such as ``llvm.fma`` on scalar or vector ``ty``."""
+    suffix = f"v{ty.count}f32" if isinstance(ty, ir.VectorType) else "f32"
+    return b.call(_declare(b.module, f"{name}.{suffix}", ty, [ty] * nargs_ty), args)
+
+
+def _fma(b: ir.IRBuilder, x: ir.Value, y: ir.Value, z: ir.Value) -> ir.Value:
+    return _intrinsic(b, "llvm.fma", x.type, [x, y, z], 3)
+
+
+def _declare(module: ir.Module, name: str, ret: ir.Type, args: list[ir.Type]) -> ir.Function:
+    fn = module.globals.get(name)
+    if fn is None:
+        fn = ir.Function(module, ir.FunctionType(ret, args), name)
+    return fn
+
+
+def _imin(b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:
+    return b.select(b.icmp_signed("<", x, y), x, y)
+
+
+def _imax(b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:
+    return b.select(b.icmp_signed(">", x, y), x, y)
+
+
+def _ceil_div(b: ir.IRBuilder, x: ir.Value, d: ir.Value | int) -> ir.Value:
+    d = _i64(d) if isinstance(d, int) else d
+    return b.sdiv(b.add(x, b.sub(d, _i64(1))), d)
+
+
+def _at(b: ir.IRBuilder, ptr: ir.Value, *offsets: ir.Value | int) -> ir.Value:
+    """``ptr + sum(offsets)`` (element-wise pointer arithmetic)."""
+    for off in offsets:
+        ptr = b.gep(ptr, [_i64(off) if isinstance(off, int) else off], inbounds=True)
+    return ptr
+
+
+def _vload(b: ir.IRBuilder, fptr: ir.Value, align: int = 4) -> ir.Value:
+    return b.load(b.bitcast(fptr, _V8PTR), align=align)
+
+
+def _vstore(b: ir.IRBuilder, value: ir.Value, fptr: ir.Value, align: int = 4) -> None:
+    b.store(value, b.bitcast(fptr, _V8PTR), align=align)
+
+
+@contextmanager
+def _loop(b: ir.IRBuilder, start: ir.Value | int, stop: ir.Value, step: ir.Value | int = 1,
+          name: str = "i") -> Iterator[ir.Value]:
+    """``for (iv = start; iv < stop; iv += step)`` over i64; the body is emitted inside the ``with``."""
+    start = _i64(start) if isinstance(start, int) else start
+    step = _i64(step) if isinstance(step, int) else step
+    pre = b.block
+    header = b.append_basic_block(f"{name}.head")
+    body = b.append_basic_block(f"{name}.body")
+    done = b.append_basic_block(f"{name}.done")
+    b.branch(header)
+    b.position_at_end(header)
+    iv = b.phi(_I64, name)
+    iv.add_incoming(start, pre)
+    b.cbranch(b.icmp_signed("<", iv, stop), body, done)
+    b.position_at_end(body)
+    yield iv
+    iv.add_incoming(b.add(iv, step), b.block)
+    b.branch(header)
+    b.position_at_end(done)
+
+
+def _new_function(module: ir.Module, name: str, ret: ir.Type, args: list[tuple[str, ir.Type]],
+                  internal: bool = True) -> tuple[ir.Function, ir.IRBuilder]:
+    fn = ir.Function(module, ir.FunctionType(ret, [t for _, t in args]), name)
+    for arg, (arg_name, _) in zip(fn.args, args):
+        arg.name = arg_name
+    if internal:
+        fn.linkage = "internal"
+    fn.attributes.add("nounwind")
+    return fn, ir.IRBuilder(fn.append_basic_block("entry"))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Epilogue math (shared by the vector path of full tiles and the scalar path of edge tiles)
+
+
+def _exp(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
+    """exp(x) by range reduction to [-ln2/2, ln2/2] and a degree-6 polynomial (about 2 ulp).
+
+    Written out instead of calling ``expf`` so it vectorizes and needs no libm symbol; the input is
+    clamped so 2^n stays a normal float (exp saturates at ~1.6e38 and ~1.2e-38).
+    """
+    ty = x.type
+    c = lambda v: _splat_const(ty, v)  # noqa: E731
+    x = _intrinsic(b, "llvm.minnum", ty, [x, c(88.0)], 2)
+    x = _intrinsic(b, "llvm.maxnum", ty, [x, c(-87.0)], 2)
+    n = _intrinsic(b, "llvm.floor", ty, [_fop(b, "fadd", _fop(b, "fmul", x, c(1.44269504088896341)), c(0.5))])
+    r = _fma(b, n, c(-0.693359375), x)
+    r = _fma(b, n, c(2.12194440e-4), r)
+    p = c(1.9875691500e-4)
+    for coef in (1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1):
+        p = _fma(b, p, r, c(coef))
+    p = _fma(b, p, _fop(b, "fmul", r, r), _fop(b, "fadd", r, c(1.0)))
+    ity = ir.VectorType(_I32, ty.count) if isinstance(ty, ir.VectorType) else _I32
+    bits = b.shl(b.add(b.fptosi(n, ity), _splat_const(ity, 127)), _splat_const(ity, 23))
+    return _fop(b, "fmul", p, b.bitcast(bits, ty))
+
+
+def _sigmoid(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
+    one = _splat_const(x.type, 1.0)
+    return _fop(b, "fdiv", one, _fop(b, "fadd", one, _exp(b, b.fneg(x))))
+
+
+def _activation(b: ir.IRBuilder, epi: Epilogue, x: ir.Value) -> ir.Value:
+    """Apply ``epi.activation``; NaN propagates through relu/relu6/leaky_relu like in PyTorch."""
+    ty = x.type
+    zero = _splat_const(ty, 0.0)
+    act = epi.activation
+    if act == "none":
+        return x
+    if act in ("relu", "relu6"):
+        x = b.select(b.fcmp_ordered("<", x, zero), zero, x)
+        if act == "relu6":
+            six = _splat_const(ty, 6.0)
+            x = b.select(b.fcmp_ordered(">", x, six), six, x)
+        return x
+    if act == "leaky_relu":
+        return b.select(b.fcmp_ordered("<", x, zero), _fop(b, "fmul", x, _splat_const(ty, epi.alpha)), x)
+    if act == "sigmoid":
+        return _sigmoid(b, x)
+    if act == "silu":
+        return _fop(b, "fmul", x, _sigmoid(b, x))
+    if act == "tanh":  # 1 - 2 / (exp(2x) + 1): saturates cleanly at both ends
+        one = _splat_const(ty, 1.0)
+        e = _exp(b, _fop(b, "fadd", x, x))
+        return _fop(b, "fsub", one, _fop(b, "fdiv", _splat_const(ty, 2.0), _fop(b, "fadd", e, one)))
+    raise CompileError(f"GEMM epilogue: activation {act!r} has no code generator")  # pragma: no cover
+
+
+def _apply_epilogue(b: ir.IRBuilder, epi: Epilogue, x: ir.Value, ops: dict[str, ir.Value]) -> ir.Value:
+    """``ops`` maps the epilogue's operand names to values of ``x``'s type (see ``_epi_operands``)."""
+    for name in ("col_scale", "row_scale"):
+        if name in ops:
+            x = _fop(b, "fmul", x, ops[name])
+    for name in ("col_bias", "row_bias", "residual"):
+        if name in ops:
+            x = _fop(b, "fadd", x, ops[name])
+    return _activation(b, epi, x)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The context struct: every argument of the entry function, handed to the libgomp-outlined worker.
+
+_CTX_FIELDS: tuple[tuple[str, ir.Type], ...] = (
+    ("M", _I64), ("N", _I64), ("K", _I64),
+    ("A", _FPTR), ("lda", _I64), ("B", _FPTR), ("ldb", _I64), ("C", _FPTR), ("ldc", _I64),
+    ("col_scale", _FPTR), ("col_bias", _FPTR), ("row_scale", _FPTR), ("row_bias", _FPTR),
+    ("R", _FPTR), ("ldr", _I64), ("num_threads", _I32), ("status", _I32),
+)
+_CTX_INDEX = {name: i for i, (name, _) in enumerate(_CTX_FIELDS)}
+_CTX_TYPE = ir.LiteralStructType([t for _, t in _CTX_FIELDS])
+_CTX_PTR = _CTX_TYPE.as_pointer()
+
+
+def _ctx_ptr(b: ir.IRBuilder, ctx: ir.Value, name: str) -> ir.Value:
+    return b.gep(ctx, [_I32(0), _I32(_CTX_INDEX[name])], inbounds=True)
+
+
+def _ctx_get(b: ir.IRBuilder, ctx: ir.Value, name: str) -> ir.Value:
+    return b.load(_ctx_ptr(b, ctx, name), name=name)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Packing
+
+
+def _transpose8(b: ir.IRBuilder, rows: list[ir.Value]) -> list[ir.Value]:
+    """Transpose an 8x8 block given as 8 row vectors (the unpack / shuffle / permute2f128 sequence)."""
+
+    def shuf(x: ir.Value, y: ir.Value, mask: list[int]) -> ir.Value:
+        return b.shuffle_vector(x, y, ir.Constant(ir.VectorType(_I32, 8), mask))
+
+    lo, hi = [0, 8, 1, 9, 4, 12, 5, 13], [2, 10, 3, 11, 6, 14, 7, 15]
+    t = []
+    for i in range(0, 8, 2):
+        t += [shuf(rows[i], rows[i + 1], lo), shuf(rows[i], rows[i + 1], hi)]
+    even, odd = [0, 1, 8, 9, 4, 5, 12, 13], [2, 3, 10, 11, 6, 7, 14, 15]
+    u = []
+    for base in (0, 4):
+        for j in (0, 1):
+            u += [shuf(t[base + j], t[base + j + 2], even), shuf(t[base + j], t[base + j + 2], odd)]
+    low128, high128 = [0, 1, 2, 3, 8, 9, 10, 11], [4, 5, 6, 7, 12, 13, 14, 15]
+    return [shuf(u[i], u[i + 4], half) for half in (low128, high128) for i in range(4)]
+
+
+def _pack_scalar_edge(b: ir.IRBuilder, kc: ir.Value, count: ir.Value, width: int, src: ir.Value,
+                      k_stride: ir.Value | int, lane_stride: ir.Value | int, dst: ir.Value) -> None:
+    """Pack a panel with fewer than ``width`` valid lanes: ``dst[k*width + l] = src[k*ks + l*ls]``, zero
+    for lanes ``l >= count``. The lane index is clamped before loading so nothing is read out of bounds."""
+    k_stride = _i64(k_stride) if isinstance(k_stride, int) else k_stride
+    lane_stride = _i64(lane_stride) if isinstance(lane_stride, int) else lane_stride
+    last = b.sub(count, _i64(1))
+    lane_offsets = []
+    for lane in range(width):
+        clamped = _imin(b, _i64(lane), last)
+        lane_offsets.append((b.icmp_signed("<", _i64(lane), count), b.mul(clamped, lane_stride)))
+    zero = ir.Constant(_F32, 0.0)
+    with _loop(b, 0, kc, name="pk") as k:
+        row = _at(b, src, b.mul(k, k_stride))
+        out = _at(b, dst, b.mul(k, _i64(width)))
+        for lane, (valid, off) in enumerate(lane_offsets):
+            b.store(b.select(valid, b.load(_at(b, row, off)), zero), _at(b, out, lane))
+
+
+def _build_pack_a(module: ir.Module, name: str) -> ir.Function:
+    """``pack_a(kc, mc, a, lda, dst)``: A[mc, kc] (row stride lda) -> ceil(mc/6) panels of [kc][6].
+
+    Full panels move 8 k-columns at a time: six row loads, an 8x8 register transpose, and eight
+    overlapping 8-wide stores of 6 useful lanes each (the two spare lanes are overwritten by the next
+    store, so the buffer carries 16 floats of slack at its end).
+    """
+    fn, b = _new_function(module, name, ir.VoidType(),
+                          [("kc", _I64), ("mc", _I64), ("a", _FPTR), ("lda", _I64), ("dst", _FPTR)])
+    kc, mc, a, lda, dst = fn.args
+    zero8 = ir.Constant(_V8, [0.0] * 8)
+    with _loop(b, 0, _ceil_div(b, mc, MR), name="pa") as p:
+        r0 = b.mul(p, _i64(MR))
+        mr = _imin(b, _i64(MR), b.sub(mc, r0))
+        src = _at(b, a, b.mul(r0, lda))
+        d = _at(b, dst, b.mul(p, b.mul(kc, _i64(MR))))
+        with b.if_else(b.icmp_signed("==", mr, _i64(MR))) as (full, edge):
+            with full:
+                kv = b.and_(kc, _i64(-8))
+                with _loop(b, 0, kv, 8, name="pa8") as k0:
+                    rows = [_vload(b, _at(b, src, b.mul(_i64(r), lda), k0)) for r in range(MR)]
+                    cols = _transpose8(b, rows + [zero8, zero8])
+                    for k in range(8):
+                        _vstore(b, cols[k], _at(b, d, b.mul(b.add(k0, _i64(k)), _i64(MR))))
+                with _loop(b, kv, kc, name="pa1") as k:
+                    for r in range(MR):
+                        v = b.load(_at(b, src, b.mul(_i64(r), lda), k))
+                        b.store(v, _at(b, d, b.mul(k, _i64(MR)), r))
+            with edge:
+                _pack_scalar_edge(b, kc, mr, MR, src, 1, lda, d)
+    b.ret_void()
+    return fn
+
+
+def _build_pack_b(module: ir.Module, name: str, trans_b: bool) -> ir.Function:
+    """``pack_b(kc, nc, b, ldb, dst)``: a KC x NC block of B -> ceil(nc/16) panels of [kc][16].
+
+    ``b`` points at element (k=0, n=0) of the block. Untransposed B rows are contiguous in n, so a
+    panel row is two vector copies. Transposed B (``[N, K]``, a Linear weight) is contiguous in k: 16
+    row loads per 8 k-steps and two 8x8 register transposes.
+    """
+    fn, b = _new_function(module, name, ir.VoidType(),
+                          [("kc", _I64), ("nc", _I64), ("b", _FPTR), ("ldb", _I64), ("dst", _FPTR)])
+    kc, nc, bsrc, ldb, dst = fn.args
+    with _loop(b, 0, _ceil_div(b, nc, NR), name="pb") as p:
+        c0 = b.mul(p, _i64(NR))
+        nr = _imin(b, _i64(NR), b.sub(nc, c0))
+        src = _at(b, bsrc, b.mul(c0, ldb) if trans_b else c0)
+        d = _at(b, dst, b.mul(p, b.mul(kc, _i64(NR))))
+        with b.if_else(b.icmp_signed("==", nr, _i64(NR))) as (full, edge):
+            with full:
+                if trans_b:
+                    _pack_bt_full(b, kc, src, ldb, d)
+                else:
+                    with _loop(b, 0, kc, name="pbk") as k:
+                        row = _at(b, src, b.mul(k, ldb))
+                        out = _at(b, d, b.mul(k, _i64(NR)))
+                        _vstore(b, _vload(b, row), out, align=32)
+                        _vstore(b, _vload(b, _at(b, row, 8)), _at(b, out, 8), align=32)
+            with edge:
+                if trans_b:
+                    _pack_scalar_edge(b, kc, nr, NR, src, 1, ldb, d)
+                else:
+                    _pack_scalar_edge(b, kc, nr, NR, src, ldb, 1, d)
+    b.ret_void()
+    return fn
+
+
+def _pack_bt_full(b: ir.IRBuilder, kc: ir.Value, src: ir.Value, ldb: ir.Value, d: ir.Value) -> None:
+    kv = b.and_(kc, _i64(-8))
+    with _loop(b, 0, kv, 8, name="pbt8") as k0:
+        rows = [_vload(b, _at(b, src, b.mul(_i64(c), ldb), k0)) for c in range(NR)]
+        low, high = _transpose8(b, rows[:8]), _transpose8(b, rows[8:])
+        for k in range(8):
+            out = _at(b, d, b.mul(b.add(k0, _i64(k)), _i64(NR)))
+            _vstore(b, low[k], out, align=32)
+            _vstore(b, high[k], _at(b, out, 8), align=32)
+    with _loop(b, kv, kc, name="pbt1") as k:
+        out = _at(b, d, b.mul(k, _i64(NR)))
+        for c in range(NR):
+            b.store(b.load(_at(b, src, b.mul(_i64(c), ldb), k)), _at(b, out, c))
+
+
+# ---------------------------------------------------------------------------------------------------
+# The 6x16 micro-kernel and its store/epilogue phase
+
+
+def _kernel_loop(b: ir.IRBuilder, kc: ir.Value, ap: ir.Value, bp: ir.Value) -> list[ir.Value]:
+    """Accumulate ``Ap[kc][6] x Bp[kc][16]`` into 12 vector registers; returns them row-major."""
+    pre = b.block
+    head = b.append_basic_block("k.head")
+    body = b.append_basic_block("k.body")
+    done = b.append_basic_block("k.done")
+    b.branch(head)
+    b.position_at_end(head)
+    k = b.phi(_I64, "k")
+    k.add_incoming(_i64(0), pre)
+    zero = ir.Constant(_V8, [0.0] * 8)
+    accs = []
+    for i in range(2 * MR):
+        phi = b.phi(_V8, f"acc{i}")
+        phi.add_incoming(zero, pre)
+        accs.append(phi)
+    b.cbranch(b.icmp_signed("<", k, kc), body, done)
+    b.position_at_end(body)
+    brow = _at(b, bp, b.mul(k, _i64(NR)))
+    bvec = [_vload(b, brow, align=32), _vload(b, _at(b, brow, 8), align=32)]
+    arow = _at(b, ap, b.mul(k, _i64(MR)))
+    new = []
+    for i in range(MR):
+        a = _splat(b, b.load(_at(b, arow, i)), _V8)
+        new += [_fma(b, a, bvec[0], accs[2 * i]), _fma(b, a, bvec[1], accs[2 * i + 1])]
+    for phi, value in zip(accs, new):
+        phi.add_incoming(value, b.block)
+    k.add_incoming(b.add(k, _i64(1)), b.block)
+    b.branch(head)
+    b.position_at_end(done)
+    return accs
+
+
+def _epi_operands(b: ir.IRBuilder, epi: Epilogue, ctx: ir.Value, row: ir.Value, col: ir.Value,
+                  ty: ir.Type) -> dict[str, ir.Value]:
+    """Load the epilogue operands for element (row, col) [scalar ``ty``] or (row, col..col+7) [vector]."""
+
+    def load(name: str, index: ir.Value) -> ir.Value:
+        ptr = _at(b, _ctx_get(b, ctx, name), index)
+        return _vload(b, ptr) if isinstance(ty, ir.VectorType) else b.load(ptr)
+
+    def row_value(name: str) -> ir.Value:
+        return _splat(b, b.load(_at(b, _ctx_get(b, ctx, name), row)), ty)
+
+    ops = {name: load(name, col) for name in ("col_scale", "col_bias") if getattr(epi, name)}
+    ops.update({name: row_value(name) for name in ("row_scale", "row_bias") if getattr(epi, name)})
+    if epi.residual:
+        ops["residual"] = load("R", b.add(b.mul(row, _ctx_get(b, ctx, "ldr")), col))
+    return ops
+
+
+def _store_full_tile(b: ir.IRBuilder, epi: Epilogue, ctx: ir.Value, accs: list[ir.Value], c: ir.Value,
+                     ldc: ir.Value, accumulate: ir.Value, last: ir.Value, row: ir.Value,
+                     col: ir.Value) -> None:
+    """A complete 6x16 tile: add the old C when accumulating over K blocks, epilogue in registers."""
+    ptrs = [_at(b, c, b.mul(_i64(i), ldc), 8 * h) for i in range(MR) for h in range(2)]
+    with b.if_else(accumulate) as (then, otherwise):
+        with then:
+            summed = [_fop(b, "fadd", acc, _vload(b, ptr)) for acc, ptr in zip(accs, ptrs)]
+            summed_block = b.block
+        with otherwise:
+            fresh_block = b.block
+    vals = []
+    for acc, total in zip(accs, summed):
+        phi = b.phi(_V8)
+        phi.add_incoming(total, summed_block)
+        phi.add_incoming(acc, fresh_block)
+        vals.append(phi)
+    if epi.is_identity:
+        for ptr, v in zip(ptrs, vals):
+            _vstore(b, v, ptr)
+        return
+    with b.if_else(last) as (then, otherwise):
+        with then:
+            for i in range(MR):
+                r = b.add(row, _i64(i))
+                for h in range(2):
+                    ops = _epi_operands(b, epi, ctx, r, b.add(col, _i64(8 * h)), _V8)
+                    _vstore(b, _apply_epilogue(b, epi, vals[2 * i + h], ops), ptrs[2 * i + h])
+        with otherwise:
+            for ptr, v in zip(ptrs, vals):
+                _vstore(b, v, ptr)
+
+
+def _store_edge_tile(b: ir.IRBuilder, epi: Epilogue, ctx: ir.Value, accs: list[ir.Value], buf: ir.Value,
+                     c: ir.Value, ldc: ir.Value, mr: ir.Value, nr: ir.Value, accumulate: ir.Value,
+                     last: ir.Value, row: ir.Value, col: ir.Value) -> None:
+    """A clipped tile (mr < 6 or nr < 16): spill to a stack tile, then copy the valid part element-wise."""
+    for i, acc in enumerate(accs):
+        _vstore(b, acc, _at(b, buf, 8 * i), align=32)
+    zero = ir.Constant(_F32, 0.0)
+    with _loop(b, 0, mr, name="ei") as i:
+        crow = _at(b, c, b.mul(i, ldc))
+        brow = _at(b, buf, b.mul(i, _i64(NR)))
+        with _loop(b, 0, nr, name="ej") as j:
+            ptr = _at(b, crow, j)
+            v = _fop(b, "fadd", b.load(_at(b, brow, j)), b.select(accumulate, b.load(ptr), zero))
+            b.store(v, ptr)
+    if epi.is_identity:
+        return
+    with b.if_then(last):
+        with _loop(b, 0, mr, name="eei") as i:
+            crow = _at(b, c, b.mul(i, ldc))
+            with _loop(b, 0, nr, name="eej") as j:
+                ptr = _at(b, crow, j)
+                ops = _epi_operands(b, epi, ctx, b.add(row, i), b.add(col, j), _F32)
+                b.store(_apply_epilogue(b, epi, b.load(ptr), ops), ptr)
+
+
+def _build_microkernel(module: ir.Module, name: str, epi: Epilogue) -> ir.Function:
+    """``ukernel(kc, ap, bp, c, ldc, mr, nr, accumulate, last, row, col, ctx)``: one C tile.
+
+    Always computes a full 6x16 product (packing zero-pads the panels); ``mr``/``nr`` clip the store.
+    ``accumulate`` adds the tile to C (K blocks after the first); ``last`` applies the epilogue.
+    """
+    fn, b = _new_function(module, name, ir.VoidType(), [
+        ("kc", _I64), ("ap", _FPTR), ("bp", _FPTR), ("c", _FPTR), ("ldc", _I64), ("mr", _I64), ("nr", _I64),
+        ("accumulate", _I1), ("last", _I1), ("row", _I64), ("col", _I64), ("ctx", _CTX_PTR)])
+    kc, ap, bp, c, ldc, mr, nr, accumulate, last, row, col, ctx = fn.args
+    for arg in (ap, bp):
+        arg.add_attribute("noalias")
+    buf = b.bitcast(b.alloca(ir.ArrayType(_F32, MR * NR), name="edge"), _FPTR)
+    buf.operands[0].align = 32
+    prefetch = _declare(module, "llvm.prefetch.p0", ir.VoidType(), [_I8PTR, _I32, _I32, _I32])
+    for i in range(MR):  # the tile's C lines are needed at the end: start fetching them now
+        row_ptr = _at(b, c, b.mul(_i64(i), ldc))
+        for off in (0, NR - 1):
+            b.call(prefetch, [b.bitcast(_at(b, row_ptr, off), _I8PTR), _I32(1), _I32(3), _I32(1)])
+    accs = _kernel_loop(b, kc, ap, bp)
+    full = b.and_(b.icmp_signed("==", mr, _i64(MR)), b.icmp_signed("==", nr, _i64(NR)))
+    with b.if_else(full, likely=True) as (then, otherwise):
+        with then:
+            _store_full_tile(b, epi, ctx, accs, c, ldc, accumulate, last, row, col)
+        with otherwise:
+            _store_edge_tile(b, epi, ctx, accs, buf, c, ldc, mr, nr, accumulate, last, row, col)
+    b.ret_void()
+    return fn
+
+
+# ---------------------------------------------------------------------------------------------------
+# Blocking loops, thread partition and the entry point
+
+
+@dataclass(frozen=True)
+class _Parts:
+    pack_a: ir.Function
+    pack_b: ir.Function
+    ukernel: ir.Function
+
+
+def _build_rect(module: ir.Module, name: str, cfg: GemmConfig, trans_b: bool, parts: _Parts) -> ir.Function:
+    """``rect(ctx, m0, m1, n0, n1, ap, bp)``: C[m0:m1, n0:n1] by the serial BLIS loop nest
+    (jc over NC, pc over KC with B packed, ic over MC with A packed, then jr/ir over the tiles).
+
+    K = 0 still runs one (empty) K block so the epilogue is applied to a zero product.
+    """
+    fn, b = _new_function(module, name, ir.VoidType(), [
+        ("ctx", _CTX_PTR), ("m0", _I64), ("m1", _I64), ("n0", _I64), ("n1", _I64),
+        ("ap", _FPTR), ("bp", _FPTR)])
+    ctx, m0, m1, n0, n1, ap, bp = fn.args
+    for arg in (ap, bp):
+        arg.add_attribute("noalias")
+    K = _ctx_get(b, ctx, "K")
+    A, lda = _ctx_get(b, ctx, "A"), _ctx_get(b, ctx, "lda")
+    B, ldb = _ctx_get(b, ctx, "B"), _ctx_get(b, ctx, "ldb")
+    C, ldc = _ctx_get(b, ctx, "C"), _ctx_get(b, ctx, "ldc")
+    with _loop(b, n0, n1, cfg.nc, name="jc") as jc:
+        nc = _imin(b, _i64(cfg.nc), b.sub(n1, jc))
+        with _loop(b, 0, _imax(b, K, _i64(1)), cfg.kc, name="pc") as pc:
+            kc = _imin(b, _i64(cfg.kc), b.sub(K, pc))
+            accumulate = b.icmp_signed(">", pc, _i64(0))
+            last = b.icmp_signed(">=", b.add(pc, _i64(cfg.kc)), K)
+            bsrc = b.add(b.mul(jc, ldb), pc) if trans_b else b.add(b.mul(pc, ldb), jc)
+            b.call(parts.pack_b, [kc, nc, _at(b, B, bsrc), ldb, bp])
+            with _loop(b, m0, m1, cfg.mc, name="ic") as ic:
+                mc = _imin(b, _i64(cfg.mc), b.sub(m1, ic))
+                b.call(parts.pack_a, [kc, mc, _at(b, A, b.add(b.mul(ic, lda), pc)), lda, ap])
+                with _loop(b, 0, nc, NR, name="jr") as jr:
+                    nr = _imin(b, _i64(NR), b.sub(nc, jr))
+                    col = b.add(jc, jr)
+                    bpanel = _at(b, bp, b.mul(jr, kc))
+                    with _loop(b, 0, mc, MR, name="ir") as ir_:
+                        row = b.add(ic, ir_)
+                        ctile = _at(b, C, b.add(b.mul(row, ldc), col))
+                        mr = _imin(b, _i64(MR), b.sub(mc, ir_))
+                        b.call(parts.ukernel, [kc, _at(b, ap, b.mul(ir_, kc)), bpanel, ctile, ldc, mr, nr,
+                                               accumulate, last, row, col, ctx])
+    b.ret_void()
+    return fn
+
+
+def _emit_partition(b: ir.IRBuilder, nt: ir.Value, tiles_m: ir.Value, tiles_n: ir.Value) -> ir.Value:
+    """Choose ``tm`` (threads along M; ``tn = nt / tm`` along N) minimizing the largest rectangle's
+    work plus its packing: ``h*w + 8*(h + w)`` with h, w the rectangle's padded height and width."""
+    best_tm = b.alloca(_I64, name="best_tm")
+    best_cost = b.alloca(_I64, name="best_cost")
+    b.store(_i64(1), best_tm)
+    b.store(_i64(2**62), best_cost)
+    with _loop(b, 1, b.add(nt, _i64(1)), name="tm") as tm:
+        with b.if_then(b.icmp_signed("==", b.srem(nt, tm), _i64(0))):
+            h = b.mul(_ceil_div(b, tiles_m, tm), _i64(MR))
+            w = b.mul(_ceil_div(b, tiles_n, b.sdiv(nt, tm)), _i64(NR))
+            cost = b.add(b.mul(h, w), b.mul(_i64(8), b.add(h, w)))
+            with b.if_then(b.icmp_signed("<", cost, b.load(best_cost))):
+                b.store(cost, best_cost)
+                b.store(tm, best_tm)
+    return b.load(best_tm)
+
+
+def _split(b: ir.IRBuilder, part: ir.Value, parts: ir.Value, tiles: ir.Value, tile: int,
+           extent: ir.Value) -> tuple[ir.Value, ir.Value]:
+    """Bounds of share ``part`` of ``parts`` when ``tiles`` tiles of ``tile`` elements are split evenly."""
+    lo = b.mul(b.sdiv(b.mul(part, tiles), parts), _i64(tile))
+    hi = b.mul(b.sdiv(b.mul(b.add(part, _i64(1)), tiles), parts), _i64(tile))
+    return _imin(b, lo, extent), _imin(b, hi, extent)
+
+
+def _alloc_floats(b: ir.IRBuilder, count: ir.Value) -> ir.Value:
+    """64-byte aligned malloc of ``count`` floats plus 16 floats of slack (pack_a's overlapping stores)."""
+    aligned_alloc = _declare(b.module, "aligned_alloc", _I8PTR, [_I64, _I64])
+    nbytes = b.mul(b.add(count, _i64(16)), _i64(4))
+    nbytes = b.and_(b.add(nbytes, _i64(63)), _i64(-64))
+    return b.call(aligned_alloc, [_i64(64), nbytes])
+
+
+def _build_worker(module: ir.Module, name: str, cfg: GemmConfig, rect: ir.Function) -> ir.Function:
+    """``worker(void *ctx)``: the function libgomp runs on every thread (also called directly when serial).
+
+    Each thread finds its rectangle of C, allocates packing buffers sized for it, and runs ``rect``.
+    """
+    fn, b = _new_function(module, name, ir.VoidType(), [("data", _I8PTR)])
+    ctx = b.bitcast(fn.args[0], _CTX_PTR)
+    nt = b.sext(b.call(_declare(module, "omp_get_num_threads", _I32, []), []), _I64)
+    tid = b.sext(b.call(_declare(module, "omp_get_thread_num", _I32, []), []), _I64)
+    M, N, K = (_ctx_get(b, ctx, n) for n in ("M", "N", "K"))
+    tiles_m, tiles_n = _ceil_div(b, M, MR), _ceil_div(b, N, NR)
+    tm = _emit_partition(b, nt, tiles_m, tiles_n)
+    tn = b.sdiv(nt, tm)
+    m0, m1 = _split(b, b.sdiv(tid, tn), tm, tiles_m, MR, M)
+    n0, n1 = _split(b, b.srem(tid, tn), tn, tiles_n, NR, N)
+    empty = b.or_(b.icmp_signed(">=", m0, m1), b.icmp_signed(">=", n0, n1))
+    with b.if_then(empty):
+        b.ret_void()
+    kmax = _imin(b, _i64(cfg.kc), _imax(b, K, _i64(1)))
+    a_rows = _imin(b, _i64(cfg.mc), b.mul(_ceil_div(b, b.sub(m1, m0), MR), _i64(MR)))
+    b_cols = _imin(b, _i64(cfg.nc), b.mul(_ceil_div(b, b.sub(n1, n0), NR), _i64(NR)))
+    ap = _alloc_floats(b, b.mul(a_rows, kmax))
+    bp = _alloc_floats(b, b.mul(b_cols, kmax))
+    free = _declare(module, "free", ir.VoidType(), [_I8PTR])
+    null = ir.Constant(_I8PTR, None)
+    failed = b.or_(b.icmp_unsigned("==", ap, null), b.icmp_unsigned("==", bp, null))
+    with b.if_else(failed, likely=False) as (then, otherwise):
+        with then:
+            b.store_atomic(_I32(1), _ctx_ptr(b, ctx, "status"), "monotonic", 4)
+        with otherwise:
+            b.call(rect, [ctx, m0, m1, n0, n1, b.bitcast(ap, _FPTR), b.bitcast(bp, _FPTR)])
+    b.call(free, [ap])
+    b.call(free, [bp])
+    b.ret_void()
+    return fn
+
+
+_ENTRY_ARGS: tuple[tuple[str, ir.Type], ...] = (
+    ("M", _I64), ("N", _I64), ("K", _I64), ("A", _FPTR), ("lda", _I64), ("B", _FPTR), ("ldb", _I64),
+    ("C", _FPTR), ("ldc", _I64), ("col_scale", _FPTR), ("col_bias", _FPTR), ("row_scale", _FPTR),
+    ("row_bias", _FPTR), ("R", _FPTR), ("ldr", _I64), ("num_threads", _I32),
+)
+
+
+def gemm_ctypes_argtypes() -> list[Any]:
+    """The ctypes argument types of a generated GEMM entry function (its return type is ``c_int32``)."""
+    conv = {"i64": ctypes.c_int64, "i32": ctypes.c_int32, "float*": ctypes.c_void_p}
+    return [conv[str(t)] for _, t in _ENTRY_ARGS]
+
+
+def _build_entry(module: ir.Module, name: str, cfg: GemmConfig, worker: ir.Function) -> ir.Function:
+    fn, b = _new_function(module, name, _I32, list(_ENTRY_ARGS), internal=False)
+    args = dict(zip((n for n, _ in _ENTRY_ARGS), fn.args))
+    ctx = b.alloca(_CTX_TYPE, name="ctx")
+    for field, _ in _CTX_FIELDS:
+        b.store(args[field] if field != "status" else _I32(0), _ctx_ptr(b, ctx, field))
+    M, N, K = args["M"], args["N"], args["K"]
+    with b.if_then(b.or_(b.icmp_signed("<=", M, _i64(0)), b.icmp_signed("<=", N, _i64(0)))):
+        b.ret(_I32(0))
+    tiles = b.mul(_ceil_div(b, M, MR), _ceil_div(b, N, NR))
+    work = b.mul(b.mul(M, N), _imax(b, K, _i64(1)))
+    nt = _imin(b, _imax(b, b.sext(args["num_threads"], _I64), _i64(1)), tiles)
+    nt = b.select(b.icmp_signed("<", work, _i64(cfg.serial_work)), _i64(1), nt)
+    data = b.bitcast(ctx, _I8PTR)
+    with b.if_else(b.icmp_signed(">", nt, _i64(1))) as (parallel, serial):
+        with parallel:
+            gomp = _declare(module, "GOMP_parallel", ir.VoidType(),
+                            [worker.type, _I8PTR, _I32, _I32])
+            b.call(gomp, [worker, data, b.trunc(nt, _I32), _I32(0)])
+        with serial:
+            b.call(worker, [data])
+    b.ret(b.load(_ctx_ptr(b, ctx, "status")))
+    return fn
+
+
+def emit_gemm(module: ir.Module, name: str, epilogue: Epilogue | None = None, trans_b: bool = False,
+              config: GemmConfig | None = None) -> ir.Function:
+    """Emit the GEMM entry function ``name`` (and its internal helpers ``name.*``) into ``module``.
+
+    The signature is documented in this module's docstring and is the same for every epilogue and
+    ``trans_b``; the epilogue and layout only change what the code reads. Returns the entry function.
+    """
+    epi = epilogue or Epilogue()
+    cfg = config or GemmConfig()
+    if name in module.globals:
+        raise CompileError(f"cannot emit GEMM {name!r}: the module already defines that name")
+    parts = _Parts(
+        pack_a=_build_pack_a(module, f"{name}.pack_a"),
+        pack_b=_build_pack_b(module, f"{name}.pack_b", trans_b),
+        ukernel=_build_microkernel(module, f"{name}.ukernel", epi),
+    )
+    rect = _build_rect(module, f"{name}.rect", cfg, trans_b, parts)
+    worker = _build_worker(module, f"{name}.worker", cfg, rect)
+    return _build_entry(module, name, cfg, worker)
+
+
+# ---------------------------------------------------------------------------------------------------
+# A numpy-facing convenience (tests, benchmarks, eager fallbacks)
+
+_cache: dict[tuple[Epilogue, bool, GemmConfig], tuple[Any, Any]] = {}
+_cache_lock = threading.Lock()
+
+
+def _compiled(epi: Epilogue, trans_b: bool, cfg: GemmConfig) -> Any:
+    """The ctypes entry point for one variant, compiled once per process."""
+    key = (epi, trans_b, cfg)
+    with _cache_lock:
+        hit = _cache.get(key)
+        if hit is None:
+            from ember.compiler.codegen.llvm.jit import JitModule
+
+            module = ir.Module(name="ember_gemm")
+            emit_gemm(module, "ember_gemm", epi, trans_b, cfg)
+            jm = JitModule(module, name=f"gemm_{'bt' if trans_b else 'bn'}_{epi.tag}")
+            hit = (jm, jm.cfunc("ember_gemm", ctypes.c_int32, *gemm_ctypes_argtypes()))
+            _cache[key] = hit
+        return hit[1]
+
+
+def _check_matrix(x: np.ndarray, what: str, shape: tuple[int, int] | None = None) -> int:
+    """Validate a row-major fp32 matrix operand; returns its leading dimension in elements."""
+    if not isinstance(x, np.ndarray) or x.dtype != np.float32 or x.ndim != 2:
+        desc = f"{type(x).__name__} {getattr(x, 'dtype', '')} with {getattr(x, 'ndim', '?')} dims"
+        raise ArgumentError(f"gemm: {what} must be a 2-D float32 numpy array, got {desc}")
+    if shape is not None and x.shape != shape:
+        raise ShapeError(f"gemm: {what} has shape {x.shape}, expected {shape}")
+    rows, cols = x.shape
+    if x.size == 0:
+        return max(cols, 1)
+    if (cols > 1 and x.strides[1] != 4) or x.strides[0] % 4 or (rows > 1 and x.strides[0] < 4 * cols):
+        raise ArgumentError(f"gemm: {what} must be row-major with unit column stride (strides {x.strides})")
+    return max(x.strides[0] // 4, cols, 1) if rows > 1 else max(cols, 1)
+
+
+def _epilogue_operand(x: np.ndarray | None, what: str, needed: bool) -> bool:
+    """Refuse an operand the variant does not use, or a missing one it needs; True when it is used."""
+    if needed and x is None:
+        raise ArgumentError(f"gemm: this variant's epilogue needs {what}")
+    if not needed and x is not None:
+        raise ArgumentError(f"gemm: {what} was given but this variant's epilogue does not use it")
+    return needed
+
+
+def _check_vector(x: np.ndarray | None, what: str, length: int, needed: bool) -> int | None:
+    if not _epilogue_operand(x, what, needed):
+        return None
+    if not isinstance(x, np.ndarray) or x.dtype != np.float32 or x.shape != (length,) \
+            or not x.flags.c_contiguous:
+        raise ShapeError(f"gemm: {what} must be a contiguous float32 vector of length {length}, "
+                         f"got {getattr(x, 'dtype', type(x).__name__)} {getattr(x, 'shape', '')}")
+    return x.ctypes.data
+
+
+def gemm_callable(epilogue: Epilogue | None = None, trans_b: bool = False, config: GemmConfig | None = None,
+                  threads: int | None = None) -> Callable[..., np.ndarray]:
+    """A Python function over numpy arrays running the generated GEMM variant (compiled once, cached).
+
+    The result is ``f(a, b, *, col_scale=None, col_bias=None, row_scale=None, row_bias=None,
+    residual=None, out=None) -> out`` with ``a`` of shape [M, K], ``b`` [K, N] (or [N, K] when
+    ``trans_b``), all float32 and row-major (row strides may exceed the width). Operands the epilogue
+    uses are required, others refused, so a mismatch between variant and call is caught early.
+    ``threads=None`` uses ``ember.runtime.settings.num_threads()`` at each call.
+    """
+    epi = epilogue or Epilogue()
+    cfg = config or GemmConfig()
+    cfunc = _compiled(epi, trans_b, cfg)
+
+    def run(a: np.ndarray, b: np.ndarray, *, col_scale: np.ndarray | None = None,
+            col_bias: np.ndarray | None = None, row_scale: np.ndarray | None = None,
+            row_bias: np.ndarray | None = None, residual: np.ndarray | None = None,
+            out: np.ndarray | None = None) -> np.ndarray:
+        lda = _check_matrix(a, "a")
+        ldb = _check_matrix(b, "b")
+        M, K = a.shape
+        N, Kb = b.shape if trans_b else b.shape[::-1]
+        if Kb != K:
+            raise ShapeError(f"gemm: a is {a.shape} but b is {b.shape}{' (transposed)' if trans_b else ''}; "
+                             f"inner dimensions {K} and {Kb} differ")
+        if out is None:
+            out = np.empty((M, N), dtype=np.float32)
+        ldc = _check_matrix(out, "out", (M, N))
+        vectors = [
+            _check_vector(col_scale, "col_scale", N, epi.col_scale),
+            _check_vector(col_bias, "col_bias", N, epi.col_bias),
+            _check_vector(row_scale, "row_scale", M, epi.row_scale),
+            _check_vector(row_bias, "row_bias", M, epi.row_bias),
+        ]
+        r_ptr, ldr = None, 0
+        if _epilogue_operand(residual, "residual", epi.residual):
+            ldr, r_ptr = _check_matrix(residual, "residual", (M, N)), residual.ctypes.data
+        inputs = [x for x in (a, b, residual) if x is not None]
+        if not out.flags.writeable or any(np.may_share_memory(out, x) for x in inputs):
+            raise ArgumentError("gemm: out must be writable and must not overlap a, b or residual")
+        if threads is None:
+            from ember.runtime import settings
+
+            nthreads = settings.num_threads()
+        else:
+            nthreads = threads
+        status = cfunc(M, N, K, a.ctypes.data, lda, b.ctypes.data, ldb, out.ctypes.data, ldc, *vectors,
+                       r_ptr, ldr, nthreads)
+        if status:
+            raise MemoryError(f"gemm {M}x{N}x{K}: could not allocate packing buffers")
+        return out
+
+    return run
