@@ -37,7 +37,7 @@ from ember.creation import (
     zeros_like,
 )
 from ember.random import get_rng_state, initial_seed, manual_seed, seed, set_rng_state
-from ember import functions as _functions
+from ember import api as _api
 from ember import _methods
 from ember import cuda
 
@@ -52,7 +52,10 @@ short, int, long = int16, int32, int64  # noqa: A001
 
 def _bind_api() -> None:
     ns = globals()
-    for name, fn in _functions.METHODS.items():
+    _api.load_all()
+    for name, fn in _api.FUNCTIONS.items():
+        ns.setdefault(name, fn)
+    for name, fn in _api.METHODS.items():
         ns.setdefault(name, fn)
         if name not in Tensor.__dict__:
             setattr(Tensor, name, fn)
@@ -60,6 +63,24 @@ def _bind_api() -> None:
 
 
 _bind_api()
+
+# Submodules and entry points loaded on first use, so `import ember` stays fast and never loads llvmlite.
+_LAZY_MODULES = ("nn", "optim", "utils", "vision", "jit", "onnx", "testing", "distributions")
+_LAZY_ATTRS = {
+    "save": "ember.serialization", "load": "ember.serialization",
+    "trace": "ember.tracing",
+    "compile": "ember.compile_api", "export": "ember.compile_api",
+}
+
+
+def __getattr__(name: str) -> object:
+    import importlib
+
+    if name in _LAZY_MODULES:
+        return importlib.import_module(f"ember.{name}")
+    if name in _LAZY_ATTRS:
+        return getattr(importlib.import_module(_LAZY_ATTRS[name]), name)
+    raise AttributeError(f"module 'ember' has no attribute {name!r}")
 
 
 def is_tensor(obj: object) -> object:

@@ -20,6 +20,8 @@ def is_tensor(x: Any) -> bool:
 
 def broadcast_shapes(op: str, *shapes: tuple[int, ...]) -> tuple[int, ...]:
     """NumPy/PyTorch broadcasting, with an error that names the op and both shapes."""
+    if not shapes:
+        return ()
     first = shapes[0]
     if all(s == first for s in shapes):
         return first

@@ -1,25 +1,16 @@
-"""API functions whose PyTorch signature is more than "tensor inputs, then attributes": varargs sizes
-(``x.view(2, 3)``), ``alpha=`` scalings, aliases. Each is a thin adapter onto registry ops.
-
-Functions decorated with ``@method`` are also Tensor methods (``ember.reshape(x, s)`` and ``x.reshape(s)``).
-"""
+"""Shape adapters (view, reshape, permute, expand, flatten, ...) and arithmetic with PyTorch's extra
+arguments (``alpha=``)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
+from ember.api import alias, method
 from ember.compiler.ops import REGISTRY
 from ember.dispatch import apply
 from ember.runtime.errors import ShapeError
 
-METHODS: dict[str, Callable[..., Any]] = {}
 _op = REGISTRY.__getitem__
-
-
-def method(fn: Callable[..., Any]) -> Callable[..., Any]:
-    METHODS[fn.__name__] = fn
-    return fn
 
 
 def _size_args(args: tuple[Any, ...]) -> tuple[int, ...]:
@@ -125,15 +116,15 @@ def flatten(input: Any, start_dim: int = 0, end_dim: int = -1) -> Any:
 @method
 def add(input: Any, other: Any, *, alpha: Any = 1) -> Any:
     if alpha != 1:
-        other = apply(_op("mul"), (other, alpha), {})
+        other = other * alpha if not hasattr(other, "shape") else apply(_op("mul"), (other, alpha), {})
     return apply(_op("add"), (input, other), {})
 
 
 @method
 def sub(input: Any, other: Any, *, alpha: Any = 1) -> Any:
     if alpha != 1:
-        other = apply(_op("mul"), (other, alpha), {})
+        other = other * alpha if not hasattr(other, "shape") else apply(_op("mul"), (other, alpha), {})
     return apply(_op("sub"), (input, other), {})
 
 
-subtract = sub
+alias("subtract", sub)
