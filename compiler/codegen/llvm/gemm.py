@@ -305,12 +305,12 @@ def _apply_epilogue(b: ir.IRBuilder, epi: Epilogue, x: ir.Value, ops: dict[str, 
 # ---------------------------------------------------------------------------------------------------
 # The context struct: every argument of the entry function, handed to the libgomp-outlined worker.
 
-_CTX_FIELDS: tuple[tuple[str, ir.Type], ...] = (
-    ("M", _I64), ("N", _I64), ("K", _I64),
-    ("A", _FPTR), ("lda", _I64), ("B", _FPTR), ("ldb", _I64), ("C", _FPTR), ("ldc", _I64),
-    ("col_scale", _FPTR), ("col_bias", _FPTR), ("row_scale", _FPTR), ("row_bias", _FPTR),
-    ("R", _FPTR), ("ldr", _I64), ("num_threads", _I32), ("status", _I32),
+_ENTRY_ARGS: tuple[tuple[str, ir.Type], ...] = (
+    ("M", _I64), ("N", _I64), ("K", _I64), ("A", _FPTR), ("lda", _I64), ("B", _FPTR), ("ldb", _I64),
+    ("C", _FPTR), ("ldc", _I64), ("col_scale", _FPTR), ("col_bias", _FPTR), ("row_scale", _FPTR),
+    ("row_bias", _FPTR), ("R", _FPTR), ("ldr", _I64), ("num_threads", _I32),
 )
+_CTX_FIELDS = (*_ENTRY_ARGS, ("status", _I32))
 _CTX_INDEX = {name: i for i, (name, _) in enumerate(_CTX_FIELDS)}
 _CTX_TYPE = ir.LiteralStructType([t for _, t in _CTX_FIELDS])
 _CTX_PTR = _CTX_TYPE.as_pointer()
@@ -596,14 +596,8 @@ def _build_microkernel(module: ir.Module, name: str, epi: Epilogue) -> ir.Functi
 # Blocking loops, thread partition and the entry point
 
 
-@dataclass(frozen=True)
-class _Parts:
-    pack_a: ir.Function
-    pack_b: ir.Function
-    ukernel: ir.Function
-
-
-def _build_rect(module: ir.Module, name: str, cfg: GemmConfig, trans_b: bool, parts: _Parts) -> ir.Function:
+def _build_rect(module: ir.Module, name: str, cfg: GemmConfig, trans_b: bool, pack_a: ir.Function,
+                pack_b: ir.Function, ukernel: ir.Function) -> ir.Function:
     """``rect(ctx, m0, m1, n0, n1, ap, bp)``: C[m0:m1, n0:n1] by the serial BLIS loop nest
     (jc over NC, pc over KC with B packed, ic over MC with A packed, then jr/ir over the tiles).
 
@@ -626,10 +620,10 @@ def _build_rect(module: ir.Module, name: str, cfg: GemmConfig, trans_b: bool, pa
             accumulate = b.icmp_signed(">", pc, _i64(0))
             last = b.icmp_signed(">=", b.add(pc, _i64(cfg.kc)), K)
             bsrc = b.add(b.mul(jc, ldb), pc) if trans_b else b.add(b.mul(pc, ldb), jc)
-            b.call(parts.pack_b, [kc, nc, _at(b, B, bsrc), ldb, bp])
+            b.call(pack_b, [kc, nc, _at(b, B, bsrc), ldb, bp])
             with _loop(b, m0, m1, cfg.mc, name="ic") as ic:
                 mc = _imin(b, _i64(cfg.mc), b.sub(m1, ic))
-                b.call(parts.pack_a, [kc, mc, _at(b, A, b.add(b.mul(ic, lda), pc)), lda, ap])
+                b.call(pack_a, [kc, mc, _at(b, A, b.add(b.mul(ic, lda), pc)), lda, ap])
                 with _loop(b, 0, nc, NR, name="jr") as jr:
                     nr = _imin(b, _i64(NR), b.sub(nc, jr))
                     col = b.add(jc, jr)
@@ -638,7 +632,7 @@ def _build_rect(module: ir.Module, name: str, cfg: GemmConfig, trans_b: bool, pa
                         row = b.add(ic, ir_)
                         ctile = _at(b, C, b.add(b.mul(row, ldc), col))
                         mr = _imin(b, _i64(MR), b.sub(mc, ir_))
-                        b.call(parts.ukernel, [kc, _at(b, ap, b.mul(ir_, kc)), bpanel, ctile, ldc, mr, nr,
+                        b.call(ukernel, [kc, _at(b, ap, b.mul(ir_, kc)), bpanel, ctile, ldc, mr, nr,
                                                accumulate, last, row, col, ctx])
     b.ret_void()
     return fn
@@ -715,13 +709,6 @@ def _build_worker(module: ir.Module, name: str, cfg: GemmConfig, rect: ir.Functi
     return fn
 
 
-_ENTRY_ARGS: tuple[tuple[str, ir.Type], ...] = (
-    ("M", _I64), ("N", _I64), ("K", _I64), ("A", _FPTR), ("lda", _I64), ("B", _FPTR), ("ldb", _I64),
-    ("C", _FPTR), ("ldc", _I64), ("col_scale", _FPTR), ("col_bias", _FPTR), ("row_scale", _FPTR),
-    ("row_bias", _FPTR), ("R", _FPTR), ("ldr", _I64), ("num_threads", _I32),
-)
-
-
 def gemm_ctypes_argtypes() -> list[Any]:
     """The ctypes argument types of a generated GEMM entry function (its return type is ``c_int32``)."""
     conv = {"i64": ctypes.c_int64, "i32": ctypes.c_int32, "float*": ctypes.c_void_p}
@@ -764,12 +751,9 @@ def emit_gemm(module: ir.Module, name: str, epilogue: Epilogue | None = None, tr
     cfg = config or GemmConfig()
     if name in module.globals:
         raise CompileError(f"cannot emit GEMM {name!r}: the module already defines that name")
-    parts = _Parts(
-        pack_a=_build_pack_a(module, f"{name}.pack_a"),
-        pack_b=_build_pack_b(module, f"{name}.pack_b", trans_b),
-        ukernel=_build_microkernel(module, f"{name}.ukernel", epi),
-    )
-    rect = _build_rect(module, f"{name}.rect", cfg, trans_b, parts)
+    rect = _build_rect(module, f"{name}.rect", cfg, trans_b, _build_pack_a(module, f"{name}.pack_a"),
+                       _build_pack_b(module, f"{name}.pack_b", trans_b),
+                       _build_microkernel(module, f"{name}.ukernel", epi))
     worker = _build_worker(module, f"{name}.worker", cfg, rect)
     return _build_entry(module, name, cfg, worker)
 

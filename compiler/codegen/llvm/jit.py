@@ -38,7 +38,7 @@ __all__ = [
 _lock = threading.RLock()
 _initialized = False
 _gomp: ctypes.CDLL | None = None  # kept referenced forever on purpose (see module docstring)
-_target_machines: dict[bool, llvm.TargetMachine] = {}
+_target_machines: dict[bool, llvm.TargetMachine] = {}  # only the shared object-file machine
 
 
 def _ensure_initialized() -> None:
@@ -63,26 +63,32 @@ def _ensure_initialized() -> None:
         _initialized = True
 
 
-def host_target_machine(jit: bool = False) -> llvm.TargetMachine:
-    """The host target machine (cached): host CPU and features, opt level 3, position-independent code.
+def _create_target_machine(jit: bool) -> llvm.TargetMachine:
+    target = llvm.Target.from_default_triple()
+    return target.create_target_machine(
+        cpu=llvm.get_host_cpu_name(),
+        features=llvm.get_host_cpu_features().flatten(),
+        opt=3,
+        reloc="pic",
+        codemodel="jitdefault" if jit else "default",
+        jit=jit,
+    )
 
-    ``jit=False`` gives the machine for object files (default code model, linkable into a ``.so``);
-    ``jit=True`` the one MCJIT uses (JIT code model, so code and constants may land anywhere).
+
+def host_target_machine(jit: bool = False) -> llvm.TargetMachine:
+    """The host target machine: host CPU and features, opt level 3, position-independent code.
+
+    ``jit=False`` gives the shared, cached machine for optimization and object files (default code
+    model, linkable into a ``.so``). ``jit=True`` gives a *new* machine with the JIT code model on every
+    call, because an MCJIT execution engine takes ownership of its machine and destroys it with itself.
     """
     _ensure_initialized()
+    if jit:
+        return _create_target_machine(jit=True)
     with _lock:
-        tm = _target_machines.get(jit)
+        tm = _target_machines.get(False)
         if tm is None:
-            target = llvm.Target.from_default_triple()
-            tm = target.create_target_machine(
-                cpu=llvm.get_host_cpu_name(),
-                features=llvm.get_host_cpu_features().flatten(),
-                opt=3,
-                reloc="pic",
-                codemodel="jitdefault" if jit else "default",
-                jit=jit,
-            )
-            _target_machines[jit] = tm
+            tm = _target_machines[False] = _create_target_machine(jit=False)
         return tm
 
 

@@ -217,3 +217,18 @@ def test_jit_reports_unknown_function_and_invalid_ir() -> None:
         jm.address("forty_three")
     with pytest.raises(CompileError, match="rejected"):
         jit.JitModule("define i32 @f() { ret i64 0 }", name="bad")
+
+
+def test_jit_modules_can_be_dropped_and_recreated() -> None:
+    """An MCJIT engine owns (and destroys) its target machine, so each engine needs its own."""
+    import ctypes
+    import gc
+
+    for value in range(3):
+        module = ir.Module(name=f"m{value}")
+        fn = ir.Function(module, ir.FunctionType(ir.IntType(32), []), "value")
+        ir.IRBuilder(fn.append_basic_block()).ret(ir.Constant(ir.IntType(32), value))
+        jm = jit.JitModule(module, name=f"m{value}")
+        assert jm.cfunc("value", ctypes.c_int32)() == value
+        del jm, fn
+        gc.collect()
