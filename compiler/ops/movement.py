@@ -5,9 +5,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from ember.compiler.ops.registry import ANY, BOOL, INTS, AttrKind, Pattern, TensorType, define_composite, define_op
-from ember.compiler.ops.rules import norm_dim, shape_of
-from ember.runtime.errors import ArgumentError, ShapeError
+from ember.compiler.ops.registry import (
+    ANY,
+    BOOL,
+    INT,
+    INTS,
+    AttrKind,
+    Pattern,
+    TensorType,
+    define_composite,
+    define_op,
+    optional,
+)
+from ember.compiler.ops.rules import norm_dim, norm_dims, shape_of
+from ember.runtime.errors import ArgumentError, DimError, ShapeError
 
 I = Pattern.INJECTIVE
 
@@ -250,6 +261,201 @@ def _transpose(b: Any, x: Any, dim0: int, dim1: int) -> Any:
     return b.permute(x, dims=tuple(dims))
 
 
-transpose = define_composite("transpose", decompose=_transpose, attrs={"dim0": ANY, "dim1": ANY})
+transpose = define_composite("transpose", decompose=_transpose, attrs={"dim0": INT, "dim1": INT})
 
-__all__ = ["reshape", "expand", "permute", "getitem", "index_put", "transpose", "to_numpy_index"]
+
+def _squeeze(b: Any, x: Any, dim: tuple[int, ...] | None) -> Any:
+    shape = tuple(x.shape)
+    dims = norm_dims("squeeze", dim, len(shape))
+    return b.reshape(x, shape=tuple(s for i, s in enumerate(shape) if not (i in dims and s == 1)))
+
+
+squeeze = define_composite("squeeze", decompose=_squeeze, attrs={"dim": (optional(INTS), None)})
+
+
+def _unsqueeze(b: Any, x: Any, dim: int) -> Any:
+    shape = tuple(x.shape)
+    d = norm_dim("unsqueeze", dim, len(shape) + 1)
+    return b.reshape(x, shape=shape[:d] + (1,) + shape[d:])
+
+
+unsqueeze = define_composite("unsqueeze", decompose=_unsqueeze, attrs={"dim": INT})
+
+
+def _slice_index(nd: int, dim: int, item: tuple[Any, ...]) -> tuple[tuple[Any, ...], ...]:
+    """An index description that applies ``item`` at ``dim`` and keeps every other dim whole."""
+    return tuple(item if i == dim else ("slice", None, None, None) for i in range(nd))
+
+
+def _narrow(b: Any, x: Any, dim: int, start: int, length: int) -> Any:
+    shape = tuple(x.shape)
+    if not shape:
+        raise ShapeError("narrow() cannot be applied to a 0-dim tensor.")
+    d = norm_dim("narrow", dim, len(shape))
+    size = shape[d]
+    if not -size <= start <= size:
+        raise DimError(f"start out of range (expected to be in range of [{-size}, {size}], but got {start})")
+    start = start % size if start < 0 else start
+    if length < 0 or start + length > size:
+        raise ShapeError(f"start ({start}) + length ({length}) exceeds dimension size ({size}).")
+    return b.getitem(x, index=_slice_index(len(shape), d, ("slice", start, start + length, None)))
+
+
+narrow = define_composite("narrow", decompose=_narrow, attrs={"dim": INT, "start": INT, "length": INT})
+
+
+def _select(b: Any, x: Any, dim: int, index: int) -> Any:
+    shape = tuple(x.shape)
+    if not shape:
+        raise DimError("select() cannot be applied to a 0-dim tensor.")
+    d = norm_dim("select", dim, len(shape))
+    if not -shape[d] <= index < shape[d]:
+        raise DimError(f"select(): index {index} out of range for tensor of size {list(shape)} at dimension {d}")
+    return b.getitem(x, index=_slice_index(len(shape), d, ("int", index)))
+
+
+select = define_composite("select", decompose=_select, attrs={"dim": INT, "index": INT})
+
+
+def _split_sizes(op: str, size: int, split_size: Any) -> list[int]:
+    """Section lengths of ``split``: an int is a chunk length (the last may be shorter), a list is exact."""
+    if isinstance(split_size, (list, tuple)):
+        sizes = [int(s) for s in split_size]
+        if any(s < 0 for s in sizes) or sum(sizes) != size:
+            raise ShapeError(f"{op}_with_sizes expects split_sizes to sum exactly to {size} (input tensor's size"
+                             f" at dimension), but got split_sizes={sizes}")
+        return sizes
+    step = int(split_size)
+    if step < 0 or (step == 0 and size != 0):
+        raise ArgumentError(f"{op} expects split_size be non-negative, but got split_size={step}")
+    if size == 0:
+        return [0]
+    return [min(step, size - i) for i in range(0, size, step)]
+
+
+def _sections(b: Any, x: Any, d: int, sizes: list[int]) -> tuple[Any, ...]:
+    out, start = [], 0
+    for n in sizes:
+        out.append(b.getitem(x, index=_slice_index(len(x.shape), d, ("slice", start, start + n, None))))
+        start += n
+    return tuple(out)
+
+
+def _split(b: Any, x: Any, split_size_or_sections: Any, dim: int) -> tuple[Any, ...]:
+    shape = tuple(x.shape)
+    if not shape:
+        raise ShapeError("split expects at least a 1-dimensional tensor")
+    d = norm_dim("split", dim, len(shape))
+    return _sections(b, x, d, _split_sizes("split", shape[d], split_size_or_sections))
+
+
+split = define_composite("split", decompose=_split, attrs={"split_size_or_sections": ANY, "dim": (INT, 0)})
+
+
+def _chunk(b: Any, x: Any, chunks: int, dim: int) -> tuple[Any, ...]:
+    shape = tuple(x.shape)
+    if not shape:
+        raise ShapeError("chunk expects at least a 1-dimensional tensor")
+    if chunks <= 0:
+        raise ArgumentError(f"chunk expects `chunks` to be greater than 0, got: {chunks}")
+    d = norm_dim("chunk", dim, len(shape))
+    step = -(-shape[d] // chunks)  # ceil: PyTorch may return fewer than `chunks` pieces
+    return _sections(b, x, d, _split_sizes("chunk", shape[d], step if shape[d] else 0))
+
+
+chunk = define_composite("chunk", decompose=_chunk, attrs={"chunks": INT, "dim": (INT, 0)})
+
+
+def _unbind(b: Any, x: Any, dim: int) -> tuple[Any, ...]:
+    shape = tuple(x.shape)
+    if not shape:
+        raise DimError("unbind: Dimension specified as 0 but tensor has no dimensions")
+    d = norm_dim("unbind", dim, len(shape))
+    return tuple(b.getitem(x, index=_slice_index(len(shape), d, ("int", i))) for i in range(shape[d]))
+
+
+unbind = define_composite("unbind", decompose=_unbind, attrs={"dim": (INT, 0)})
+
+
+def _movedim(b: Any, x: Any, source: tuple[int, ...], destination: tuple[int, ...]) -> Any:
+    nd = len(x.shape)
+    if len(source) != len(destination):
+        raise ArgumentError(f"movedim: Invalid source or destination dims: source ({list(source)} dims) should"
+                            f" contain the same number of dims as destination ({list(destination)} dims)")
+    norm_dims("movedim", source, nd)  # raises on repeated dims
+    norm_dims("movedim", destination, nd)
+    src = tuple(norm_dim("movedim", s, nd) for s in source)
+    dst = tuple(norm_dim("movedim", s, nd) for s in destination)
+    rest = iter(i for i in range(nd) if i not in src)
+    placed = dict(zip(dst, src))
+    return b.permute(x, dims=tuple(placed[i] if i in placed else next(rest) for i in range(nd)))
+
+
+movedim = define_composite("movedim", decompose=_movedim, attrs={"source": INTS, "destination": INTS})
+
+
+def _repeat(b: Any, x: Any, repeats: tuple[int, ...]) -> Any:
+    shape = tuple(x.shape)
+    if len(repeats) < len(shape):
+        raise ShapeError("Number of dimensions of repeat dims can not be smaller than number of dimensions"
+                         " of tensor")
+    if any(r < 0 for r in repeats):
+        raise ArgumentError(f"Trying to create tensor with negative dimension: {list(repeats)}")
+    shape = (1,) * (len(repeats) - len(shape)) + shape
+    # (s0, s1) -> (1, s0, 1, s1) -> expand (r0, s0, r1, s1) -> (r0*s0, r1*s1): a copy, never a view
+    paired = tuple(v for s in shape for v in (1, s))
+    wide = tuple(v for r, s in zip(repeats, shape) for v in (r, s))
+    y = b.expand(b.reshape(x, shape=paired), shape=wide)
+    return b.reshape(b.clone(y), shape=tuple(r * s for r, s in zip(repeats, shape)))
+
+
+repeat = define_composite("repeat", decompose=_repeat, attrs={"repeats": INTS}, function=False)
+
+# ---- flip and roll: copies in PyTorch, so their references copy too ----------------------------------
+
+
+def _dims_normalize(op: str):
+    def normalize(attrs: dict[str, Any], x: Any) -> dict[str, Any]:
+        attrs["dims"] = norm_dims(op, attrs["dims"], len(shape_of(x)))
+        return attrs
+
+    return normalize
+
+
+flip = define_op(
+    "flip", pattern=I, attrs={"dims": INTS}, normalize=_dims_normalize("flip"),
+    infer=lambda x, dims: TensorType(shape_of(x), x.dtype),
+    reference=lambda xp, x, dims: xp.flip(x, dims).copy(),
+    vjp=lambda b, g, out, x, dims: [b.flip(g, dims=dims)], saves=(), lowering={"index": "flip"},
+)
+
+
+def _roll_normalize(attrs: dict[str, Any], x: Any) -> dict[str, Any]:
+    shifts, dims = attrs["shifts"], attrs["dims"]
+    nd = len(shape_of(x))
+    if dims is None:
+        if len(shifts) != 1:
+            raise ArgumentError(f"roll: shifts {list(shifts)} need dims of the same length")
+        attrs["dims"] = None
+        return attrs
+    if len(shifts) != len(dims):
+        raise ArgumentError(f"shifts and dimensions must align. shifts: {len(shifts)}, dims:{len(dims)}")
+    attrs["dims"] = tuple(norm_dim("roll", d, nd) for d in dims)
+    return attrs
+
+
+def _roll_ref(xp: Any, x: Any, shifts: tuple[int, ...], dims: tuple[int, ...] | None) -> Any:
+    if dims is None:
+        return xp.roll(x.reshape(-1), shifts[0]).reshape(x.shape)
+    return xp.roll(x, shifts, dims)
+
+
+roll = define_op(
+    "roll", pattern=I, attrs={"shifts": INTS, "dims": (optional(INTS), None)}, normalize=_roll_normalize,
+    infer=lambda x, shifts, dims: TensorType(shape_of(x), x.dtype), reference=_roll_ref,
+    vjp=lambda b, g, out, x, shifts, dims: [b.roll(g, shifts=tuple(-s for s in shifts), dims=dims)],
+    saves=(), lowering={"index": "roll"},
+)
+
+__all__ = ["reshape", "expand", "permute", "getitem", "index_put", "transpose", "to_numpy_index", "squeeze",
+           "unsqueeze", "narrow", "select", "split", "chunk", "unbind", "movedim", "repeat", "flip", "roll"]

@@ -110,6 +110,43 @@ def flatten(input: Any, start_dim: int = 0, end_dim: int = -1) -> Any:
     return reshape(input, shape[:s] + (n,) + shape[e + 1:])
 
 
+@method
+def squeeze(input: Any, dim: Any = None) -> Any:
+    """``squeeze()`` drops every size-1 dim; ``squeeze(d)`` / ``squeeze((d0, d1))`` only those (if size 1)."""
+    return apply(_op("squeeze"), (input,), {"dim": dim})
+
+
+@method
+def repeat(input: Any, *repeats: Any) -> Any:
+    return apply(_op("repeat"), (input,), {"repeats": _size_args(repeats)})
+
+
+@method
+def flip(input: Any, *dims: Any) -> Any:
+    return apply(_op("flip"), (input,), {"dims": _size_args(dims)})
+
+
+@method
+def split(input: Any, split_size_or_sections: Any = None, dim: int = 0, *, split_size: Any = None) -> Any:
+    """``split(2)`` gives pieces of length 2 (the last may be shorter); ``split([1, 3])`` exact lengths."""
+    size = split_size if split_size_or_sections is None else split_size_or_sections
+    if size is None:
+        raise TypeError("split() missing required argument 'split_size_or_sections'")
+    if isinstance(size, (list, tuple)):
+        size = tuple(int(v) for v in size)
+    return apply(_op("split"), (input,), {"split_size_or_sections": size, "dim": dim})
+
+
+@method
+def swapaxes(input: Any, axis0: int, axis1: int) -> Any:
+    return apply(_op("transpose"), (input,), {"dim0": axis0, "dim1": axis1})
+
+
+@method
+def swapdims(input: Any, dim0: int, dim1: int) -> Any:
+    return apply(_op("transpose"), (input,), {"dim0": dim0, "dim1": dim1})
+
+
 # ---- arithmetic with PyTorch's extra arguments -------------------------------------------------------
 
 
