@@ -42,7 +42,10 @@ def _reshape_normalize(attrs: dict[str, Any], x: Any) -> dict[str, Any]:
         raise ShapeError(f"reshape: invalid shape dimension in {list(shape)}")
     if -1 in shape:
         known = _numel(tuple(s for s in shape if s != -1))
-        if known == 0 or n % known:
+        if known == 0:
+            raise ShapeError(f"cannot reshape tensor of {n} elements into shape {list(shape)} because the"
+                             " unspecified dimension size -1 can be any value and is ambiguous")
+        if n % known:
             raise ShapeError(f"shape '{list(shape)}' is invalid for input of size {n}")
         shape = tuple(n // known if s == -1 else s for s in shape)
     if _numel(shape) != n:
@@ -317,17 +320,19 @@ def _select(b: Any, x: Any, dim: int, index: int) -> Any:
 select = define_composite("select", decompose=_select, attrs={"dim": INT, "index": INT})
 
 
-def _split_sizes(op: str, size: int, split_size: Any) -> list[int]:
+def _split_sizes(op: str, size: int, split_size: Any, dim: int) -> list[int]:
     """Section lengths of ``split``: an int is a chunk length (the last may be shorter), a list is exact."""
     if isinstance(split_size, (list, tuple)):
         sizes = [int(s) for s in split_size]
         if any(s < 0 for s in sizes) or sum(sizes) != size:
-            raise ShapeError(f"{op}_with_sizes expects split_sizes to sum exactly to {size} (input tensor's size"
-                             f" at dimension), but got split_sizes={sizes}")
+            raise ShapeError(f"split_with_sizes expects split_sizes to sum exactly to {size} (input tensor's"
+                             f" size at dimension {dim}), but got split_sizes={sizes}")
         return sizes
     step = int(split_size)
-    if step < 0 or (step == 0 and size != 0):
+    if step < 0:
         raise ArgumentError(f"{op} expects split_size be non-negative, but got split_size={step}")
+    if step == 0 and size != 0:
+        raise ArgumentError(f"split_size can only be 0 if dimension size is 0, but got dimension size of {size}")
     if size == 0:
         return [0]
     return [min(step, size - i) for i in range(0, size, step)]
@@ -346,7 +351,7 @@ def _split(b: Any, x: Any, split_size_or_sections: Any, dim: int) -> tuple[Any, 
     if not shape:
         raise ShapeError("split expects at least a 1-dimensional tensor")
     d = norm_dim("split", dim, len(shape))
-    return _sections(b, x, d, _split_sizes("split", shape[d], split_size_or_sections))
+    return _sections(b, x, d, _split_sizes("split", shape[d], split_size_or_sections, d))
 
 
 split = define_composite("split", decompose=_split, attrs={"split_size_or_sections": ANY, "dim": (INT, 0)})
@@ -359,8 +364,10 @@ def _chunk(b: Any, x: Any, chunks: int, dim: int) -> tuple[Any, ...]:
     if chunks <= 0:
         raise ArgumentError(f"chunk expects `chunks` to be greater than 0, got: {chunks}")
     d = norm_dim("chunk", dim, len(shape))
+    if shape[d] == 0:
+        return _sections(b, x, d, [0] * chunks)
     step = -(-shape[d] // chunks)  # ceil: PyTorch may return fewer than `chunks` pieces
-    return _sections(b, x, d, _split_sizes("chunk", shape[d], step if shape[d] else 0))
+    return _sections(b, x, d, _split_sizes("chunk", shape[d], step, d))
 
 
 chunk = define_composite("chunk", decompose=_chunk, attrs={"chunks": INT, "dim": (INT, 0)})
