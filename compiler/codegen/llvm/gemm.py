@@ -39,13 +39,23 @@ from __future__ import annotations
 import ctypes
 import math
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import llvmlite.ir as ir
 import numpy as np
+from ember.compiler.codegen.llvm.irutil import ceil_div as _ceil_div
+from ember.compiler.codegen.llvm.irutil import declare as _declare
+from ember.compiler.codegen.llvm.irutil import fop as _fop
+from ember.compiler.codegen.llvm.irutil import i64 as _i64
+from ember.compiler.codegen.llvm.irutil import imax as _imax
+from ember.compiler.codegen.llvm.irutil import imin as _imin
+from ember.compiler.codegen.llvm.irutil import intrinsic as _intrinsic
+from ember.compiler.codegen.llvm.irutil import loop as _loop
+from ember.compiler.codegen.llvm.irutil import new_function as _new_function
+from ember.compiler.codegen.llvm.irutil import splat as _splat
+from ember.compiler.codegen.llvm.irutil import splat_const as _splat_const
 from ember.runtime.errors import ArgumentError, CompileError, ShapeError
 
 __all__ = ["ACTIVATIONS", "MR", "NR", "Epilogue", "GemmConfig", "emit_gemm", "gemm_callable",
@@ -126,64 +136,11 @@ class GemmConfig:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Small IR-building helpers
-
-
-def _i64(v: int) -> ir.Constant:
-    return ir.Constant(_I64, v)
-
-
-def _splat_const(ty: ir.Type, value: float | int) -> ir.Constant:
-    """A constant of scalar or vector type ``ty`` with every lane equal to ``value``."""
-    if isinstance(ty, ir.VectorType):
-        return ir.Constant(ty, [value] * ty.count)
-    return ir.Constant(ty, value)
-
-
-def _splat(b: ir.IRBuilder, scalar: ir.Value, ty: ir.Type) -> ir.Value:
-    """Broadcast a float to ``ty`` (a no-op for scalar ``ty``); x86 folds load+splat to vbroadcastss."""
-    if not isinstance(ty, ir.VectorType):
-        return scalar
-    undef = ir.Constant(ty, ir.Undefined)
-    one = b.insert_element(undef, scalar, _I32(0))
-    return b.shuffle_vector(one, undef, ir.Constant(ir.VectorType(_I32, ty.count), [0] * ty.count))
-
-
-def _fop(b: ir.IRBuilder, op: str, x: ir.Value, y: ir.Value) -> ir.Value:
-    """fadd/fsub/fmul/fdiv carrying the ``contract`` fast-math flag."""
-    inst = getattr(b, op)(x, y)
-    inst.flags.extend(_FAST)
-    return inst
-
-
-def _intrinsic(b: ir.IRBuilder, name: str, ty: ir.Type, args: list[ir.Value], nargs_ty: int = 1) -> ir.Value:
-    """Call an overloaded float intrinsic such as ``llvm.fma`` on scalar or vector ``ty``."""
-    suffix = f"v{ty.count}f32" if isinstance(ty, ir.VectorType) else "f32"
-    return b.call(_declare(b.module, f"{name}.{suffix}", ty, [ty] * nargs_ty), args)
+# Small IR-building helpers (shared ones live in irutil)
 
 
 def _fma(b: ir.IRBuilder, x: ir.Value, y: ir.Value, z: ir.Value) -> ir.Value:
     return _intrinsic(b, "llvm.fma", x.type, [x, y, z], 3)
-
-
-def _declare(module: ir.Module, name: str, ret: ir.Type, args: list[ir.Type]) -> ir.Function:
-    fn = module.globals.get(name)
-    if fn is None:
-        fn = ir.Function(module, ir.FunctionType(ret, args), name)
-    return fn
-
-
-def _imin(b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:
-    return b.select(b.icmp_signed("<", x, y), x, y)
-
-
-def _imax(b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:
-    return b.select(b.icmp_signed(">", x, y), x, y)
-
-
-def _ceil_div(b: ir.IRBuilder, x: ir.Value, d: ir.Value | int) -> ir.Value:
-    d = _i64(d) if isinstance(d, int) else d
-    return b.sdiv(b.add(x, b.sub(d, _i64(1))), d)
 
 
 def _at(b: ir.IRBuilder, ptr: ir.Value, *offsets: ir.Value | int) -> ir.Value:
@@ -199,39 +156,6 @@ def _vload(b: ir.IRBuilder, fptr: ir.Value, align: int = 4) -> ir.Value:
 
 def _vstore(b: ir.IRBuilder, value: ir.Value, fptr: ir.Value, align: int = 4) -> None:
     b.store(value, b.bitcast(fptr, _V8PTR), align=align)
-
-
-@contextmanager
-def _loop(b: ir.IRBuilder, start: ir.Value | int, stop: ir.Value, step: ir.Value | int = 1,
-          name: str = "i") -> Iterator[ir.Value]:
-    """``for (iv = start; iv < stop; iv += step)`` over i64; the body is emitted inside the ``with``."""
-    start = _i64(start) if isinstance(start, int) else start
-    step = _i64(step) if isinstance(step, int) else step
-    pre = b.block
-    header = b.append_basic_block(f"{name}.head")
-    body = b.append_basic_block(f"{name}.body")
-    done = b.append_basic_block(f"{name}.done")
-    b.branch(header)
-    b.position_at_end(header)
-    iv = b.phi(_I64, name)
-    iv.add_incoming(start, pre)
-    b.cbranch(b.icmp_signed("<", iv, stop), body, done)
-    b.position_at_end(body)
-    yield iv
-    iv.add_incoming(b.add(iv, step), b.block)
-    b.branch(header)
-    b.position_at_end(done)
-
-
-def _new_function(module: ir.Module, name: str, ret: ir.Type, args: list[tuple[str, ir.Type]],
-                  internal: bool = True) -> tuple[ir.Function, ir.IRBuilder]:
-    fn = ir.Function(module, ir.FunctionType(ret, [t for _, t in args]), name)
-    for arg, (arg_name, _) in zip(fn.args, args):
-        arg.name = arg_name
-    if internal:
-        fn.linkage = "internal"
-    fn.attributes.add("nounwind")
-    return fn, ir.IRBuilder(fn.append_basic_block("entry"))
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -1,0 +1,392 @@
+"""Lowering: one fusion group -> one kernel, from the ops' compute descriptions.
+
+The group's values are evaluated symbolically (``values.py``): each op's ``lowering`` says how an
+output element is computed from operand elements (``"scalar"``), where it comes from (``"index"``:
+movement ops fold into index expressions), that it accumulates (``"reduce"``), or which template it
+uses (``"template"``: GEMM, see ``lower_gemm.py``). Three group shapes are handled:
+
+* elementwise/broadcast/injective: one loop nest per output shape, storing each output element as
+  the composition of the ops' scalar expressions;
+* reduction: outer loops over the kept dims; inside, one accumulator loop per reduction (in order, so
+  softmax's max, then sum of exp(x - max), then the division all run in one pass over a row), then the
+  stores of reduced-shape outputs and an inner loop for full-shape outputs;
+* GEMM (matmul + epilogue): the GEMM template.
+
+The schedule is chosen here by simple rules: the outermost loop runs in parallel when the kernel does
+enough work, the innermost loop is vectorized when its accesses are unit-stride or invariant.
+An op without a lowering is a ``CompileError`` naming it: there is no silent fallback.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ember.compiler.dtypes import BOOL, FLOATING, DType
+from ember.compiler.kernel.builder import ExprBuilder, cast, const
+from ember.compiler.kernel.group import FusionGroup, GroupNode
+from ember.compiler.kernel.ir import (
+    Buffer,
+    Declare,
+    Expr,
+    Kernel,
+    Loop,
+    LoopKind,
+    Reduce,
+    Stmt,
+    Store,
+    Var,
+    linear_coeff,
+)
+from ember.compiler.kernel.values import (
+    ZERO,
+    Acc,
+    Index,
+    Lazy,
+    Value,
+    View,
+    broadcast_to,
+    contiguous_strides,
+    flat_index,
+    movement,
+    unflatten,
+)
+from ember.compiler.ops.registry import REGISTRY, TensorType
+from ember.runtime.errors import CompileError
+
+__all__ = ["LoweredGroup", "PARALLEL_MIN_ELEMENTS", "lower_group", "op_lowering_kind", "sanitize"]
+
+PARALLEL_MIN_ELEMENTS = 1 << 15  # below this, forking threads costs more than the loop
+
+
+@dataclass
+class LoweredGroup:
+    """The kernel of a group, and scratch buffers it needs beyond its inputs and outputs."""
+
+    kernel: Kernel
+    scratch: list[Buffer] = field(default_factory=list)
+
+
+def sanitize(name: str) -> str:
+    """An identifier-safe form of a value or group name (for printing and symbol names)."""
+    s = re.sub(r"[^0-9A-Za-z_]", "_", str(name))
+    return s if s and not s[0].isdigit() else "v" + s
+
+
+def op_lowering_kind(op_name: str) -> str:
+    """Which lowering an op has: "scalar", "index", "reduce" or "template"; CompileError if none."""
+    op = REGISTRY.get(op_name)
+    if op is None:
+        raise CompileError(f"cannot lower op '{op_name}': no such op in the registry")
+    for kind in ("scalar", "index", "reduce", "template"):
+        if kind in op.lowering:
+            return kind
+    why = "it is a composite op that should have been decomposed" if op.composite else "it has no lowering"
+    raise CompileError(f"op '{op_name}' has no kernel for the LLVM back end: {why}")
+
+
+def buffer_for(name: str, t: TensorType) -> Buffer:
+    return Buffer(sanitize(name), t.dtype, tuple(t.shape), contiguous_strides(t.shape))
+
+
+# --------------------------------------------------------------------------------------------------
+# symbolic evaluation of a group's nodes
+
+
+class _Evaluator:
+    """Maps value names to symbolic values, node by node."""
+
+    def __init__(self, group: FusionGroup) -> None:
+        self.group = group
+        self.values: dict[str, Value] = {}
+        for name in group.inputs:
+            t = group.type_of(name)
+            self.values[name] = View(sanitize(name), tuple(t.shape), t.dtype, contiguous_strides(t.shape))
+
+    def operand(self, x: Any) -> Value | Expr:
+        if isinstance(x, str):
+            return self.values[x]
+        return const(x)
+
+    def node(self, node: GroupNode, on_reduce: Callable[[GroupNode], Value] | None = None) -> None:
+        kind = op_lowering_kind(node.op)
+        op = REGISTRY[node.op]
+        if op.num_outputs != 1:
+            raise CompileError(f"cannot lower op '{node.op}': ops with several outputs need a template")
+        out_t = self.group.type_of(node.output)
+        if kind == "scalar":
+            self.values[node.output] = self._elementwise(node, op.lowering["scalar"], out_t)
+        elif kind == "index":
+            src = self.operand(node.inputs[0])
+            if not isinstance(src, Value):
+                raise CompileError(f"cannot lower op '{node.op}' on a Python scalar")
+            self.values[node.output] = movement(op.lowering["index"], src, node.attrs, tuple(out_t.shape))
+        elif kind == "reduce" and on_reduce is not None:
+            self.values[node.output] = on_reduce(node)
+        else:
+            raise CompileError(f"cannot lower op '{node.op}' ({kind}) inside a fusion group of this kind")
+
+    def _elementwise(self, node: GroupNode, fn: Callable[..., Expr], out_t: TensorType) -> Value:
+        shape, dtype = tuple(out_t.shape), out_t.dtype
+        operands = [self.operand(x) for x in node.inputs]
+        for x in operands:
+            if isinstance(x, Value) and len(x.shape) > len(shape):
+                raise CompileError(f"cannot lower op '{node.op}': operand shape {list(x.shape)} is larger "
+                                   f"than the result shape {list(shape)}")
+        operands = [broadcast_to(x, shape) if isinstance(x, Value) else x for x in operands]
+        builder = ExprBuilder(node.op)
+        attrs = dict(node.attrs)
+
+        def at(idx: Index) -> Expr:
+            args = [x.at(idx) if isinstance(x, Value) else x for x in operands]
+            return cast(fn(builder, *args, **attrs), dtype)
+
+        return Lazy(shape, dtype, at)
+
+
+# --------------------------------------------------------------------------------------------------
+# loop nests and schedules
+
+
+class _Names:
+    def __init__(self) -> None:
+        self.count = 0
+
+    def var(self, prefix: str = "i") -> Var:
+        self.count += 1
+        return Var(f"{prefix}{self.count - 1}")
+
+
+def _nest(shape: tuple[int, ...], names: _Names, body: Callable[[Index], list[Stmt]],
+          prefix: str = "i") -> list[Stmt]:
+    """Loops over every dim of extent > 1 (extent-1 dims index as 0) around ``body(index)``."""
+    loops: list[tuple[Var, int]] = []
+    idx: list[Expr] = []
+    for n in shape:
+        if n == 1:
+            idx.append(ZERO)
+        else:
+            v = names.var(prefix)
+            loops.append((v, n))
+            idx.append(v)
+    if 0 in shape:
+        return []
+    stmts = body(tuple(idx))
+    for v, n in reversed(loops):
+        stmts = [Loop(v.name, n, tuple(stmts))]
+    return stmts
+
+
+def _vectorizable(stmts: tuple[Stmt, ...], var: str) -> bool:
+    """Worth vectorizing: every store is unit-stride in ``var`` (loads may gather)."""
+    for s in stmts:
+        if isinstance(s, Store) and linear_coeff(s.index, var) != 1:
+            return False
+        if isinstance(s, Loop):
+            return False
+    return True
+
+
+def schedule(stmts: list[Stmt], work: int, vectorize_reductions: bool = True) -> list[Stmt]:
+    """Mark the outermost loop parallel (enough work) and innermost loops vectorized (unit stride)."""
+
+    def inner(s: Stmt, depth: int) -> Stmt:
+        if not isinstance(s, Loop):
+            return s
+        body = tuple(inner(b, depth + 1) for b in s.body)
+        kind = s.kind
+        has_reduce = any(isinstance(b, Reduce) for b in body)
+        if kind is LoopKind.SERIAL and s.extent >= 4 and _vectorizable(body, s.var) \
+                and (vectorize_reductions or not has_reduce):
+            kind = LoopKind.VECTORIZED
+        if depth == 0 and work >= PARALLEL_MIN_ELEMENTS and s.extent >= 2 and kind is LoopKind.SERIAL \
+                and not has_reduce:
+            kind = LoopKind.PARALLEL
+        return Loop(s.var, s.extent, body, kind)
+
+    return [inner(s, 0) for s in stmts]
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
+# --------------------------------------------------------------------------------------------------
+# elementwise groups
+
+
+def _lower_elementwise(group: FusionGroup, ev: _Evaluator, names: _Names) -> list[Stmt]:
+    for node in group.nodes:
+        ev.node(node)
+    by_shape: dict[tuple[int, ...], list[str]] = {}
+    for out in group.outputs:
+        by_shape.setdefault(tuple(group.type_of(out).shape), []).append(out)
+    stmts: list[Stmt] = []
+    for shape, outs in by_shape.items():
+        def body(idx: Index, outs: list[str] = outs, shape: tuple[int, ...] = shape) -> list[Stmt]:
+            flat = flat_index(idx, shape)
+            return [Store(sanitize(o), flat, cast(ev.values[o].at(idx), group.type_of(o).dtype))
+                    for o in outs]
+
+        stmts += schedule(_nest(shape, names, body), _numel(shape))
+    return stmts
+
+
+# --------------------------------------------------------------------------------------------------
+# reduction groups
+
+_REDUCE_OPS = {"add": "add", "sum": "add", "mul": "mul", "prod": "mul", "max": "max", "min": "min",
+               "and": "and", "all": "and", "or": "or", "any": "or"}
+
+
+def reduce_identity(op: str, dtype: DType) -> Expr:
+    """The neutral element of a reduction (-inf for max over floats, the smallest int for ints...)."""
+    if op == "add" or op == "or":
+        return const(0, dtype)
+    if op == "mul" or op == "and":
+        return const(1, dtype)
+    if dtype.category == FLOATING:
+        return const(float("-inf") if op == "max" else float("inf"), dtype)
+    if dtype.category == BOOL:
+        return const(op == "min", dtype)
+    import numpy as np
+
+    info = np.iinfo(dtype.np)
+    return const(info.min if op == "max" else info.max, dtype)
+
+
+@dataclass
+class _ReduceDomain:
+    full: tuple[int, ...]
+    dims: tuple[int, ...]
+
+    @property
+    def kept(self) -> tuple[int, ...]:
+        return tuple(n for d, n in enumerate(self.full) if d not in self.dims)
+
+    def merge(self, kept_idx: Index, red_idx: Index) -> Index:
+        ki, ri = iter(kept_idx), iter(red_idx)
+        return tuple(next(ri) if d in self.dims else next(ki) for d in range(len(self.full)))
+
+
+def _domain(group: FusionGroup) -> _ReduceDomain:
+    dom: _ReduceDomain | None = None
+    for node in group.nodes:
+        if op_lowering_kind(node.op) != "reduce":
+            continue
+        full = tuple(group.type_of(node.inputs[0]).shape)
+        dims = node.attrs.get("dim")
+        dims = tuple(range(len(full))) if dims is None else tuple(sorted(d % max(len(full), 1) for d in dims))
+        if dom is None:
+            dom = _ReduceDomain(full, dims)
+        elif (dom.full, dom.dims) != (full, dims):
+            raise CompileError(
+                f"fusion group {group.name!r}: reductions over different domains ({list(dom.full)} dims "
+                f"{list(dom.dims)} and {list(full)} dims {list(dims)}) cannot share one kernel"
+            )
+    assert dom is not None
+    return dom
+
+
+def _index_in(shape: tuple[int, ...], like: tuple[int, ...], idx: Index) -> Index:
+    """An index for a value of ``shape`` at the position ``idx`` of ``like`` (same element count)."""
+    if shape == like:
+        return idx
+    if [n for n in shape if n != 1] == [n for n in like if n != 1]:
+        it = iter(i for n, i in zip(like, idx) if n != 1)
+        return tuple(ZERO if n == 1 else next(it) for n in shape)
+    return unflatten(flat_index(idx, like), shape)
+
+
+def _lower_reduce(group: FusionGroup, ev: _Evaluator, names: _Names) -> list[Stmt]:
+    dom = _domain(group)
+    kept_shape, red_shape = dom.kept, tuple(dom.full[d] for d in dom.dims)
+    full_numel = _numel(dom.full)
+
+    def body(kept_idx: Index) -> list[Stmt]:
+        stmts: list[Stmt] = []
+
+        def on_reduce(node: GroupNode) -> Value:
+            op = _REDUCE_OPS.get(REGISTRY[node.op].lowering["reduce"])
+            if op is None:
+                raise CompileError(f"cannot lower op '{node.op}': unknown reduction "
+                                   f"{REGISTRY[node.op].lowering['reduce']!r}")
+            t = group.type_of(node.output)
+            acc = sanitize(node.output) + "_acc"
+            src = ev.values[node.inputs[0]]
+            stmts.append(Declare(acc, t.dtype, reduce_identity(op, t.dtype)))
+
+            def red_body(red_idx: Index) -> list[Stmt]:
+                return [Reduce(acc, op, cast(src.at(dom.merge(kept_idx, red_idx)), t.dtype))]
+
+            inner = _nest(red_shape, names, red_body, "r")
+            stmts.extend(schedule(inner, 0, vectorize_reductions=bool(dom.dims)
+                                  and dom.dims[-1] == len(dom.full) - 1))
+            return Acc(tuple(t.shape), t.dtype, acc)
+
+        for node in group.nodes:
+            ev.node(node, on_reduce)
+        all_reduced = _numel(kept_shape) == full_numel
+        reduced_outs = [o for o in group.outputs
+                        if all_reduced or _numel(tuple(group.type_of(o).shape)) != full_numel]
+        full_outs = [o for o in group.outputs if o not in reduced_outs]
+        flat = flat_index(kept_idx, kept_shape)
+        for o in reduced_outs:
+            shape = tuple(group.type_of(o).shape)
+            value = ev.values[o].at(_index_in(shape, kept_shape, kept_idx))
+            stmts.append(Store(sanitize(o), flat, cast(value, group.type_of(o).dtype)))
+        if full_outs:
+            def full_body(red_idx: Index) -> list[Stmt]:
+                idx = dom.merge(kept_idx, red_idx)
+                out_flat = flat_index(idx, dom.full)
+                return [Store(sanitize(o), out_flat,
+                              cast(ev.values[o].at(_index_in(tuple(group.type_of(o).shape), dom.full, idx)),
+                                   group.type_of(o).dtype)) for o in full_outs]
+
+            stmts.extend(schedule(_nest(red_shape, names, full_body, "j"), 0))
+        return stmts
+
+    outer = _nest(kept_shape, names, body)
+    if not kept_shape or all(n == 1 for n in kept_shape):
+        return outer
+    # the outer loop nest: parallel outermost, never vectorized (its body holds loops)
+    return schedule(outer, full_numel)
+
+
+# --------------------------------------------------------------------------------------------------
+# entry point
+
+
+def group_kind(group: FusionGroup) -> str:
+    """"gemm", "reduce" or "elementwise", from the ops' lowering kinds."""
+    kinds = {op_lowering_kind(n.op) for n in group.nodes}
+    if "template" in kinds:
+        return "gemm"
+    return "reduce" if "reduce" in kinds else "elementwise"
+
+
+def lower_group(group: FusionGroup, name: str | None = None) -> LoweredGroup:
+    """Lower ``group`` into one kernel whose parameters are the group's inputs then outputs."""
+    kind = group_kind(group)
+    names = _Names()
+    kname = sanitize(name or group.name)
+    seen: set[str] = set()
+    params = []
+    for v in [*group.inputs, *group.outputs]:
+        if v not in seen:
+            seen.add(v)
+            params.append(buffer_for(v, group.type_of(v)))
+    if kind == "gemm":
+        from ember.compiler.kernel.lower_gemm import lower_gemm_group
+
+        body, scratch = lower_gemm_group(group, _Evaluator(group), names)
+        return LoweredGroup(Kernel(kname, tuple(params) + tuple(scratch), tuple(body), {"kind": kind}),
+                            scratch)
+    ev = _Evaluator(group)
+    body = _lower_reduce(group, ev, names) if kind == "reduce" else _lower_elementwise(group, ev, names)
+    return LoweredGroup(Kernel(kname, tuple(params), tuple(body), {"kind": kind}))
