@@ -49,8 +49,10 @@ def _batched(input: Tensor, nd: int, name: str) -> tuple[Tensor, bool]:
     if rank == nd + 1:
         return input.unsqueeze(0), True
     if rank != nd + 2:
-        raise ShapeError(f"Expected {nd + 1}D (unbatched) or {nd + 2}D (batched) input to {name}, but got input"
-                         f" of size: {list(input.shape)}")
+        raise ShapeError(
+            f"Expected {nd + 1}D (unbatched) or {nd + 2}D (batched) input to {name}, but got input"
+            f" of size: {list(input.shape)}"
+        )
     return input, False
 
 
@@ -58,13 +60,16 @@ def _add_bias(y: Tensor, bias: Tensor | None, nd: int) -> Tensor:
     if bias is None:
         return y
     if bias.dim() != 1 or bias.shape[0] != y.shape[1]:
-        raise ShapeError(f"Given weight producing {y.shape[1]} output channels, expected bias to be 1-D of"
-                         f" size {y.shape[1]}, but got bias of size {list(bias.shape)}")
+        raise ShapeError(
+            f"Given weight producing {y.shape[1]} output channels, expected bias to be 1-D of"
+            f" size {y.shape[1]}, but got bias of size {list(bias.shape)}"
+        )
     return y + bias.reshape((y.shape[1],) + (1,) * nd)
 
 
-def _conv_padding(padding: Any, nd: int, ksize: tuple[int, ...], dilation: tuple[int, ...],
-                  stride: tuple[int, ...]) -> tuple[int, ...]:
+def _conv_padding(
+    padding: Any, nd: int, ksize: tuple[int, ...], dilation: tuple[int, ...], stride: tuple[int, ...]
+) -> tuple[int, ...]:
     if isinstance(padding, str):
         if padding == "valid":
             return (0,) * (2 * nd)
@@ -76,8 +81,16 @@ def _conv_padding(padding: Any, nd: int, ksize: tuple[int, ...], dilation: tuple
     return tuple(p for p in ntuple(padding, nd, "padding") for _ in range(2))
 
 
-def convnd(input: Tensor, weight: Tensor, bias: Tensor | None, stride: Any, padding: Any, dilation: Any,
-           groups: int, nd: int) -> Tensor:
+def convnd(
+    input: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    stride: Any,
+    padding: Any,
+    dilation: Any,
+    groups: int,
+    nd: int,
+) -> Tensor:
     """The shared body of conv1d/2d/3d."""
     name = f"conv{nd}d"
     if weight.dim() != nd + 2:
@@ -86,31 +99,63 @@ def convnd(input: Tensor, weight: Tensor, bias: Tensor | None, stride: Any, padd
     st = ntuple(stride, nd, "stride")
     dil = ntuple(dilation, nd, "dilation")
     pad = _conv_padding(padding, nd, tuple(weight.shape[2:]), dil, st)
-    y = apply(_op("conv"), (x, weight), {"stride": st, "padding": pad, "dilation": dil, "groups": int(groups)})
+    y = apply(
+        _op("conv"), (x, weight), {"stride": st, "padding": pad, "dilation": dil, "groups": int(groups)}
+    )
     y = _add_bias(y, bias, nd)
     return y.squeeze(0) if unbatched else y
 
 
-def conv1d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 1, padding: Any = 0,
-           dilation: Any = 1, groups: int = 1) -> Tensor:
+def conv1d(
+    input: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: Any = 1,
+    padding: Any = 0,
+    dilation: Any = 1,
+    groups: int = 1,
+) -> Tensor:
     """1-d convolution over (N, C, L) or (C, L)."""
     return convnd(input, weight, bias, stride, padding, dilation, groups, 1)
 
 
-def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 1, padding: Any = 0,
-           dilation: Any = 1, groups: int = 1) -> Tensor:
+def conv2d(
+    input: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: Any = 1,
+    padding: Any = 0,
+    dilation: Any = 1,
+    groups: int = 1,
+) -> Tensor:
     """2-d convolution over (N, C, H, W) or (C, H, W)."""
     return convnd(input, weight, bias, stride, padding, dilation, groups, 2)
 
 
-def conv3d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 1, padding: Any = 0,
-           dilation: Any = 1, groups: int = 1) -> Tensor:
+def conv3d(
+    input: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: Any = 1,
+    padding: Any = 0,
+    dilation: Any = 1,
+    groups: int = 1,
+) -> Tensor:
     """3-d convolution over (N, C, D, H, W) or (C, D, H, W)."""
     return convnd(input, weight, bias, stride, padding, dilation, groups, 3)
 
 
-def conv_transposend(input: Tensor, weight: Tensor, bias: Tensor | None, stride: Any, padding: Any,
-                     output_padding: Any, groups: int, dilation: Any, nd: int) -> Tensor:
+def conv_transposend(
+    input: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    stride: Any,
+    padding: Any,
+    output_padding: Any,
+    groups: int,
+    dilation: Any,
+    nd: int,
+) -> Tensor:
     """The shared body of conv_transpose1d/2d/3d (the gradient of convnd with respect to its input)."""
     name = f"conv_transpose{nd}d"
     if weight.dim() != nd + 2:
@@ -130,20 +175,44 @@ def conv_transposend(input: Tensor, weight: Tensor, bias: Tensor | None, stride:
     return y.squeeze(0) if unbatched else y
 
 
-def conv_transpose1d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 1,
-                     padding: Any = 0, output_padding: Any = 0, groups: int = 1, dilation: Any = 1) -> Tensor:
+def conv_transpose1d(
+    input: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: Any = 1,
+    padding: Any = 0,
+    output_padding: Any = 0,
+    groups: int = 1,
+    dilation: Any = 1,
+) -> Tensor:
     """1-d transposed convolution; weight is (C_in, C_out/groups, k)."""
     return conv_transposend(input, weight, bias, stride, padding, output_padding, groups, dilation, 1)
 
 
-def conv_transpose2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 1,
-                     padding: Any = 0, output_padding: Any = 0, groups: int = 1, dilation: Any = 1) -> Tensor:
+def conv_transpose2d(
+    input: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: Any = 1,
+    padding: Any = 0,
+    output_padding: Any = 0,
+    groups: int = 1,
+    dilation: Any = 1,
+) -> Tensor:
     """2-d transposed convolution; weight is (C_in, C_out/groups, kH, kW)."""
     return conv_transposend(input, weight, bias, stride, padding, output_padding, groups, dilation, 2)
 
 
-def conv_transpose3d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 1,
-                     padding: Any = 0, output_padding: Any = 0, groups: int = 1, dilation: Any = 1) -> Tensor:
+def conv_transpose3d(
+    input: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: Any = 1,
+    padding: Any = 0,
+    output_padding: Any = 0,
+    groups: int = 1,
+    dilation: Any = 1,
+) -> Tensor:
     """3-d transposed convolution; weight is (C_in, C_out/groups, kD, kH, kW)."""
     return conv_transposend(input, weight, bias, stride, padding, output_padding, groups, dilation, 3)
 
@@ -152,7 +221,6 @@ def pad_by_mode(input: Tensor, pads: tuple[int, ...], mode: str) -> Tensor:
     """Pad the last len(pads)//2 dims ((lo, hi) per dim, first dim first) by 'reflect', 'replicate' or
     'circular', as an index_select with a constant index per dim (so the gradient is a scatter-add)."""
     import numpy as np
-
     from ember.creation import tensor
 
     nd = len(pads) // 2
@@ -166,9 +234,11 @@ def pad_by_mode(input: Tensor, pads: tuple[int, ...], mode: str) -> Tensor:
         pos = np.arange(-lo, n + hi)
         if mode == "reflect":
             if lo >= n or hi >= n:
-                raise ShapeError(f"Argument #4: Padding size should be less than the corresponding input"
-                                 f" dimension, but got: padding ({lo}, {hi}) at dimension {dim} of input"
-                                 f" {list(input.shape)}")
+                raise ShapeError(
+                    f"Argument #4: Padding size should be less than the corresponding input"
+                    f" dimension, but got: padding ({lo}, {hi}) at dimension {dim} of input"
+                    f" {list(input.shape)}"
+                )
             period = 2 * (n - 1) if n > 1 else 1
             pos = np.abs(pos) % period
             pos = np.where(pos >= n, period - pos, pos)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ember.nn.functional.conv import _conv_padding, convnd, conv_transposend, ntuple, pad_by_mode
+from ember.nn.functional.conv import _conv_padding, conv_transposend, convnd, ntuple, pad_by_mode
 from ember.nn.modules.module import Module
 from ember.nn.parameter import Parameter
 from ember.runtime.errors import ArgumentError, ShapeError
@@ -22,7 +22,9 @@ __all__ = ["Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "
 _PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
 
-def uniform_parameter(shape: tuple[int, ...], bound: float, dtype: Any = None, device: Any = None) -> Parameter:
+def uniform_parameter(
+    shape: tuple[int, ...], bound: float, dtype: Any = None, device: Any = None
+) -> Parameter:
     """A parameter drawn from U(-bound, bound): PyTorch's default layer initialization
     (kaiming_uniform with a=sqrt(5) reduces to bound = 1/sqrt(fan_in))."""
     from ember.creation import rand
@@ -35,9 +37,21 @@ class _ConvNd(Module):
     _nd = 0
     _transposed = False
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any, padding: Any,
-                 dilation: Any, groups: int, bias: bool, padding_mode: str, output_padding: Any = 0,
-                 device: Any = None, dtype: Any = None) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: Any,
+        stride: Any,
+        padding: Any,
+        dilation: Any,
+        groups: int,
+        bias: bool,
+        padding_mode: str,
+        output_padding: Any = 0,
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
         super().__init__()
         nd = self._nd
         if groups <= 0:
@@ -47,8 +61,9 @@ class _ConvNd(Module):
         if out_channels % groups:
             raise ArgumentError("out_channels must be divisible by groups")
         if padding_mode not in _PADDING_MODES:
-            raise ArgumentError(f"padding_mode must be one of {list(_PADDING_MODES)}, but got"
-                                f" padding_mode='{padding_mode}'")
+            raise ArgumentError(
+                f"padding_mode must be one of {list(_PADDING_MODES)}, but got padding_mode='{padding_mode}'"
+            )
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         self.kernel_size = ntuple(kernel_size, nd, "kernel_size")
         self.stride = ntuple(stride, nd, "stride")
@@ -80,8 +95,7 @@ class _ConvNd(Module):
 
     def extra_repr(self) -> str:
         nd = self._nd
-        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size},"
-             f" stride={self.stride}")
+        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
         if self.padding != (0,) * nd:
             s += f", padding={self.padding}"
         if self.dilation != (1,) * nd:
@@ -98,18 +112,42 @@ class _ConvNd(Module):
 
 
 class _Conv(_ConvNd):
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1,
-                 padding: Any = 0, dilation: Any = 1, groups: int = 1, bias: bool = True,
-                 padding_mode: str = "zeros", device: Any = None, dtype: Any = None) -> None:
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
-                         padding_mode, 0, device, dtype)
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: Any,
+        stride: Any = 1,
+        padding: Any = 0,
+        dilation: Any = 1,
+        groups: int = 1,
+        bias: bool = True,
+        padding_mode: str = "zeros",
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
+        super().__init__(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            padding,
+            dilation,
+            groups,
+            bias,
+            padding_mode,
+            0,
+            device,
+            dtype,
+        )
 
     def forward(self, input: Tensor) -> Tensor:
         if self.padding_mode != "zeros":
             x = pad_by_mode(input, self._pads, self.padding_mode)
             return convnd(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups, self._nd)
-        return convnd(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups,
-                      self._nd)
+        return convnd(
+            input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups, self._nd
+        )
 
 
 class Conv1d(_Conv):
@@ -133,13 +171,37 @@ class Conv3d(_Conv):
 class _ConvTranspose(_ConvNd):
     _transposed = True
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1,
-                 padding: Any = 0, output_padding: Any = 0, groups: int = 1, bias: bool = True,
-                 dilation: Any = 1, padding_mode: str = "zeros", device: Any = None, dtype: Any = None) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: Any,
+        stride: Any = 1,
+        padding: Any = 0,
+        output_padding: Any = 0,
+        groups: int = 1,
+        bias: bool = True,
+        dilation: Any = 1,
+        padding_mode: str = "zeros",
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
         if padding_mode != "zeros":
             raise ArgumentError(f'Only "zeros" padding mode is supported for {type(self).__name__}')
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
-                         padding_mode, output_padding, device, dtype)
+        super().__init__(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            padding,
+            dilation,
+            groups,
+            bias,
+            padding_mode,
+            output_padding,
+            device,
+            dtype,
+        )
 
     def _output_padding(self, input: Tensor, output_size: Any) -> tuple[int, ...]:
         """The output_padding that reaches ``output_size`` (PyTorch's rule, with its error message)."""
@@ -150,19 +212,26 @@ class _ConvTranspose(_ConvNd):
         spatial = list(input.shape[-nd:])
         out = []
         for i in range(nd):
-            lo = (spatial[i] - 1) * self.stride[i] - 2 * self.padding[i] + self.dilation[i] * (
-                self.kernel_size[i] - 1) + 1
+            lo = (
+                (spatial[i] - 1) * self.stride[i]
+                - 2 * self.padding[i]
+                + self.dilation[i] * (self.kernel_size[i] - 1)
+                + 1
+            )
             hi = lo + self.stride[i] - 1
             if not lo <= size[i] <= hi:
-                raise ShapeError(f"requested an output size of {size}, but valid sizes range from"
-                                 f" {[lo]} to {[hi]} (for an input of {spatial})")
+                raise ShapeError(
+                    f"requested an output size of {size}, but valid sizes range from"
+                    f" {[lo]} to {[hi]} (for an input of {spatial})"
+                )
             out.append(size[i] - lo)
         return tuple(out)
 
     def forward(self, input: Tensor, output_size: Any = None) -> Tensor:
         op = self._output_padding(input, output_size)
-        return conv_transposend(input, self.weight, self.bias, self.stride, self.padding, op, self.groups,
-                                self.dilation, self._nd)
+        return conv_transposend(
+            input, self.weight, self.bias, self.stride, self.padding, op, self.groups, self.dilation, self._nd
+        )
 
 
 class ConvTranspose1d(_ConvTranspose):
