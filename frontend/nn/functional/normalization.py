@@ -1,0 +1,90 @@
+"""Functional normalization: batch norm (batch statistics in training, running ones in eval, with the
+running update PyTorch makes), layer norm, group norm and ``normalize``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ember.autograd import no_grad
+from ember.compiler.ops import REGISTRY
+from ember.dispatch import apply
+from ember.runtime.errors import ArgumentError
+from ember.tensor import Tensor
+
+_op = REGISTRY.__getitem__
+
+
+def _batch_stats(input: Tensor) -> tuple[Tensor, Tensor, int]:
+    """Mean and biased variance over every dim but the channel dim (1), and the count behind them."""
+    dims = tuple(i for i in range(input.ndim) if i != 1)
+    n = input.numel() // input.shape[1]
+    if n <= 1:
+        raise ArgumentError(
+            f"Expected more than 1 value per channel when training, got input size {input.shape}"
+        )
+    cshape = (1, input.shape[1]) + (1,) * (input.ndim - 2)
+    mean = input.mean(dims)
+    centered = input - mean.reshape(cshape)
+    var = (centered * centered).mean(dims)
+    return mean, var, n
+
+
+def _update_running(running: Tensor, value: Tensor, momentum: float) -> None:
+    with no_grad():
+        running.mul_(1.0 - momentum)
+        running.add_(value.detach().to(running.dtype) * momentum)
+
+
+def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor | None,
+               weight: Tensor | None = None, bias: Tensor | None = None, training: bool = False,
+               momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+    """Normalize each channel (dim 1). In training, batch statistics are used and the running ones are
+    moved toward them (the variance unbiased, as PyTorch does)."""
+    from ember.creation import ones, zeros
+
+    if input.ndim < 2:
+        raise ArgumentError(f"batch_norm: expected an input with at least 2 dims, got {list(input.shape)}")
+    c = input.shape[1]
+    if training or running_mean is None or running_var is None:
+        mean, var, n = _batch_stats(input)
+        if training and running_mean is not None and running_var is not None:
+            _update_running(running_mean, mean, momentum)
+            _update_running(running_var, var * (n / (n - 1)), momentum)
+    else:
+        mean, var = running_mean, running_var
+    if weight is None:
+        weight = ones(c, dtype=input.dtype, device=input.device)
+    if bias is None:
+        bias = zeros(c, dtype=input.dtype, device=input.device)
+    return apply(_op("batch_norm"), (input, mean, var, weight, bias), {"eps": eps})
+
+
+def layer_norm(input: Tensor, normalized_shape: Any, weight: Tensor | None = None,
+               bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
+    """Normalize over the trailing ``normalized_shape`` dims of each sample."""
+    if isinstance(normalized_shape, int):
+        normalized_shape = (normalized_shape,)
+    return apply(_op("layer_norm"), (input, weight, bias),
+                 {"normalized_shape": tuple(normalized_shape), "eps": eps})
+
+
+def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None, bias: Tensor | None = None,
+               eps: float = 1e-5) -> Tensor:
+    """Normalize over groups of channels of each sample."""
+    return apply(_op("group_norm"), (input, weight, bias), {"num_groups": num_groups, "eps": eps})
+
+
+def instance_norm(input: Tensor, running_mean: Tensor | None = None, running_var: Tensor | None = None,
+                  weight: Tensor | None = None, bias: Tensor | None = None, use_input_stats: bool = True,
+                  momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+    """Group norm with one channel per group, the affine part applied per channel."""
+    return group_norm(input, input.shape[1], weight, bias, eps)
+
+
+def normalize(input: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12, out: Any = None) -> Tensor:
+    """``x / max(||x||_p, eps)`` along ``dim``."""
+    norm = input.abs().pow(p).sum(dim, keepdim=True).pow(1.0 / p)
+    return input / norm.clamp(min=eps)
+
+
+__all__ = ["batch_norm", "layer_norm", "group_norm", "instance_norm", "normalize"]
