@@ -46,3 +46,38 @@ def inplace_apply(self: Any, op: OpDef, rest: tuple[Any, ...], attrs: dict[str, 
         self._out_index = result._out_index
         self.requires_grad = result.requires_grad
     return self
+
+
+# ---- fills and copies: in-place forms with no out-of-place op of their own ----------------------------
+# Both write the registry's ``overwrite`` (``where`` with an all-true condition), so broadcasting, casting,
+# version bumps and autograd (the old value gets no gradient; a tensor ``src``/``value`` does) come from
+# the registry like every other in-place form.
+
+
+def fill_(self: Any, value: Any) -> Any:
+    """Set every element to ``value`` (a number, or a 0-d tensor that then receives the gradient)."""
+    from ember.compiler.ops import REGISTRY
+    from ember.tensor import Tensor
+
+    if isinstance(value, Tensor) and value.ndim != 0:
+        raise ShapeError(f"fill_ only supports 0-dimension value tensor but got tensor with {value.ndim}"
+                         " dimensions.")
+    return inplace_apply(self, REGISTRY["overwrite"], (value,), {})
+
+
+def zero_(self: Any) -> Any:
+    """Set every element to zero."""
+    return fill_(self, False if self.dtype.name == "bool" else 0)
+
+
+def copy_(self: Any, src: Any, non_blocking: bool = False) -> Any:
+    """Copy ``src`` (broadcast to this shape, cast to this dtype) into this tensor's memory."""
+    from ember.compiler.ops import REGISTRY
+    from ember.creation import as_tensor
+    from ember.tensor import Tensor
+
+    if not isinstance(src, Tensor):
+        src = as_tensor(src)
+    if src.device != self.device:
+        src = src.to(self.device)
+    return inplace_apply(self, REGISTRY["overwrite"], (src,), {})

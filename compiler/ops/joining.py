@@ -259,4 +259,15 @@ def _masked_fill(b: Any, x: Any, mask: Any, value: Any) -> Any:
 masked_fill = define_composite("masked_fill", decompose=_masked_fill, inputs=("input", "mask", "value"),
                                inplace=True)
 
-__all__ = ["cat", "stack", "gather", "scatter", "scatter_add", "index_select", "masked_fill"]
+def _overwrite(b: Any, x: Any, src: Any) -> Any:
+    """``src`` broadcast to ``x``'s shape and cast to its dtype: what ``copy_``/``fill_`` write into ``x``."""
+    if is_tensor(src) and src.dtype is not x.dtype:
+        src = b.cast(src, dtype=x.dtype)
+    out = b.where(b.full(shape=(), value=True, dtype=bool_), src, x)
+    return b.cast(out, dtype=x.dtype) if out.dtype is not x.dtype else out
+
+
+overwrite = define_composite("overwrite", decompose=_overwrite, inputs=("input", "src"), method=False,
+                             function=False)
+
+__all__ = ["overwrite", "cat", "stack", "gather", "scatter", "scatter_add", "index_select", "masked_fill"]

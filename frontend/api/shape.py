@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
+from ember import _inplace
 from ember.api import alias, method
 from ember.compiler.ops import REGISTRY
 from ember.dispatch import apply
@@ -31,26 +34,23 @@ def reshape(input: Any, *shape: Any) -> Any:
 
 @method
 def view(input: Any, *shape: Any) -> Any:
-    """Like reshape, but never copies: a non-contiguous input that would need a copy is an error."""
+    """Like reshape, but never copies: strides that would need a copy are an error, as in PyTorch."""
     from ember.compiler.dtypes import DType, as_dtype
 
     if len(shape) == 1 and isinstance(shape[0], (DType, str)):
         raise TypeError(f"view(dtype) reinterpretation is not supported; use .to({as_dtype(shape[0])})")
-    size = _size_args(shape)
+    op = _op("reshape")
+    attrs = op.normalize(op.check_attrs({"shape": _size_args(shape)}), input)  # resolves -1, checks sizes
     data = getattr(input, "_data", None)
-    if data is not None and not data.flags.c_contiguous and data.size > 1:
-        # numpy would copy; PyTorch refuses when strides are incompatible
-        import numpy as np
-
+    if isinstance(data, np.ndarray) and not data.flags.c_contiguous:
         try:
-            probe = data.view()
-            probe.shape = tuple(s if s != -1 else data.size // max(1, -int(np.prod(size))) for s in size)
-        except (AttributeError, ValueError):
+            np.reshape(data, attrs["shape"], copy=False)
+        except ValueError:
             raise ShapeError(
                 "view size is not compatible with input tensor's size and stride (at least one dimension spans"
                 " across two contiguous subspaces). Use .reshape(...) instead."
             ) from None
-    return apply(_op("reshape"), (input,), {"shape": size})
+    return apply(op, (input,), attrs)
 
 
 @method
@@ -87,10 +87,14 @@ def t(input: Any) -> Any:
 
 @method
 def contiguous(input: Any, memory_format: Any = None) -> Any:
+    """``input`` itself when already row-major, else a row-major copy (clone keeps strides, as in torch)."""
     data = getattr(input, "_data", None)
     if data is None or data.flags.c_contiguous:
         return input
-    return apply(_op("clone"), (input,), {})
+    out = apply(_op("clone"), (input,), {})
+    if isinstance(out._data, np.ndarray) and not out._data.flags.c_contiguous:
+        out._data = np.ascontiguousarray(out._data)  # layout only: the clone is fresh, nothing aliases it
+    return out
 
 
 @method
@@ -165,3 +169,8 @@ def sub(input: Any, other: Any, *, alpha: Any = 1) -> Any:
 
 
 alias("subtract", sub)
+
+# in-place fills and copies (defined with the other in-place machinery in ember._inplace)
+alias("fill_", _inplace.fill_)
+alias("zero_", _inplace.zero_)
+alias("copy_", _inplace.copy_)
