@@ -227,8 +227,8 @@ def _region_infer(x: Any, regions: Any) -> tuple[TensorType, TensorType]:
     require_float("region_max_pool", x)
     sx = shape_of(x)
     nd = len(regions)
-    if len(sx) < nd + 1:
-        raise ShapeError(f"region_max_pool: input of size {list(sx)} has fewer than {nd + 1} dims")
+    if len(sx) < nd:
+        raise ShapeError(f"region_max_pool: input of size {list(sx)} has fewer than {nd} dims")
     for i, dim in enumerate(regions):
         if any(not 0 <= a < e <= sx[len(sx) - nd + i] for a, e in dim):
             raise ShapeError(
