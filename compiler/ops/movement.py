@@ -172,15 +172,25 @@ def _index_shape(x: Any, index: Any, idx_inputs: tuple[Any, ...]) -> tuple[int, 
 
     shape = shape_of(x)
     probe = np.lib.stride_tricks.as_strided(np.zeros(1, np.int8), shape=shape, strides=(0,) * len(shape))
-    stand_ins = tuple(
-        np.zeros(shape_of(t), dtype=np.bool_ if t.dtype.name == "bool" else np.int64) for t in idx_inputs
-    )
+    stand_ins = tuple(_stand_in(t) for t in idx_inputs)
     try:
         return probe[to_numpy_index(index, stand_ins)].shape
     except IndexError as e:
         from ember.runtime.errors import DimError
 
         raise DimError(f"index {_describe(index)} is out of range for a tensor of shape {list(shape)}: {e}") from None
+
+
+def _stand_in(t: Any) -> Any:
+    """Integer indices only matter by shape; a bool mask's shape depends on its values (eager only)."""
+    import numpy as np
+
+    if t.dtype.name != "bool":
+        return np.zeros(shape_of(t), dtype=np.int64)
+    data = getattr(t, "_data", None)
+    if data is None:
+        raise ShapeError("indexing with a bool mask has a data-dependent shape: it needs concrete values")
+    return data if isinstance(data, np.ndarray) else data.get()
 
 
 def _describe(index: Any) -> str:
@@ -221,7 +231,11 @@ def _index_put_infer(x: Any, values: Any, *idx: Any, index: Any, accumulate: boo
     from ember.compiler.ops.rules import broadcast_shapes
 
     vs = shape_of(values)
-    if broadcast_shapes("index_put", target, vs) != target:
+    try:
+        fits = broadcast_shapes("index_put", target, vs) == target
+    except ShapeError:
+        fits = False
+    if not fits:
         raise ShapeError(f"shape mismatch: value tensor of shape {list(vs)} cannot be broadcast to indexing"
                          f" result of shape {list(target)}")
     return TensorType(shape_of(x), x.dtype)
