@@ -7,6 +7,13 @@
 4. otherwise runs the type rule (which raises the typed errors), then the reference implementation on
    the tensors' array module, and wraps the result with the dtype the type rule promised;
 5. if grad mode is on and an input requires grad, records an ``OpNode`` on the tape.
+
+Eager fast path: steps 1 and 4's type rule depend only on the op, the given attributes, the inputs'
+shapes and dtypes and the Python scalars among the inputs (type rules also run on bare types under
+tracing, so they cannot read data). Their result is therefore memoized on exactly that key; a call on
+small tensors then costs one dict lookup instead of attribute checks, normalization and promotion. Keys
+that cannot be hashed (a list attribute, a slice) take the full path every time. Errors are never cached:
+a failing call raises on every call.
 """
 
 from __future__ import annotations
@@ -14,63 +21,107 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-
 from ember._state import STATE
-from ember.autograd.node import AccumulateGrad, Edge, OpNode, meta
-from ember.compiler.ops.registry import OpDef
+from ember.autograd.node import AccumulateGrad, Edge, OpNode
+from ember.compiler.ops.registry import OpDef, TensorType
+from ember.device import CPU
 from ember.runtime.errors import DeviceError
+
+_NDARRAY = np.ndarray
+_TYPES: dict[tuple[Any, ...], tuple[dict[str, Any], Any]] = {}  # signature -> (attrs, inferred type)
+_TYPES_MAX = 8192  # cleared when full: the working set of a model is a few hundred signatures
+_SAVED_MASKS: dict[tuple[OpDef, int], tuple[bool, ...]] = {}
+_Tensor: Any = None  # ember.tensor.Tensor, bound on first use (ember.tensor imports this module)
+
+
+def _tensor_class() -> Any:
+    global _Tensor
+    from ember.tensor import Tensor
+
+    _Tensor = Tensor
+    return Tensor
 
 
 def apply(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any]) -> Any:
-    if attrs or op.attrs:
-        attrs = op.check_attrs(attrs)
-        if op.normalize is not None:
-            attrs = op.normalize(attrs, *args)
+    """Run ``op`` on ``args`` with ``attrs``: eagerly, traced, or through its decomposition."""
+    if op.reference is not None and STATE.tracer is None:
+        return _run_eager(op, args, attrs)
+    attrs = _check(op, args, attrs)
     if op.reference is None:
         from ember.autograd.builder import EAGER
 
         return op.decompose(EAGER, *args, **attrs)
-    tracer = STATE.tracer
-    if tracer is not None:
-        return tracer.record(op, args, attrs)
-    return _run_eager(op, args, attrs)
+    return STATE.tracer.record(op, args, attrs)
+
+
+def _check(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any]) -> dict[str, Any]:
+    if attrs or op.attrs:
+        attrs = op.check_attrs(attrs)
+        if op.normalize is not None:
+            attrs = op.normalize(attrs, *args)
+    return attrs
 
 
 def _run_eager(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any]) -> Any:
-    from ember.tensor import Tensor
-
-    out_type = op.infer(*args, **attrs)
+    Tensor = _Tensor or _tensor_class()
     arrays = []
+    sig: list[Any] = [op]
     needs_grad = False
     dev = None
     for a in args:
         if isinstance(a, Tensor):
-            arrays.append(a._data)
+            d = a._data
+            arrays.append(d)
+            sig.append(d.shape)
+            sig.append(a._dtype)
             if a.requires_grad:
                 needs_grad = True
             if a._device is not dev:
-                if dev is None:
-                    dev = a._device
-                elif a._device != dev:
-                    raise DeviceError(
-                        f"{op.name}: Expected all tensors to be on the same device, but found at least two"
-                        f" devices, {dev} and {a._device}!"
-                    )
+                dev = _same_device(op, dev, a._device)
         else:
             arrays.append(a)
-    xp = np if dev is None or dev.type == "cpu" else _array_module(dev)
+            sig.append(type(a))
+            sig.append(a)
+    if attrs:
+        sig.append(tuple(attrs.items()))  # makes the key length even: no clash with an extra input
+    try:
+        key: Any = tuple(sig)
+        hit = _TYPES.get(key)
+    except TypeError:  # an unhashable attribute or input (list, slice): no memo
+        key = hit = None
+    if hit is None:
+        attrs = _check(op, args, attrs)
+        out_type = op.infer(*args, **attrs)
+        if key is not None:
+            if len(_TYPES) >= _TYPES_MAX:
+                _TYPES.clear()
+            _TYPES[key] = (attrs, out_type)
+    else:
+        attrs, out_type = hit
+    xp = np if dev is None or dev is CPU or dev.type == "cpu" else _array_module(dev)
     result = op.reference(xp, *arrays, **attrs)
     if op.num_outputs == 1:
-        out = _wrap(result, out_type, dev)
+        out = _wrap(Tensor, result, out_type, dev)
         if op.view:
             _share_version(out, args[0], result, arrays[0])
-        outs: tuple[Any, ...] = (out,)
-    else:
-        outs = tuple(_wrap(r, t, dev) for r, t in zip(result, out_type))
-        out = outs
+        if needs_grad and STATE.grad_enabled and op.differentiable:
+            _record(op, args, attrs, (out,))
+        return out
+    outs = tuple(_wrap(Tensor, r, t, dev) for r, t in zip(result, out_type))
     if needs_grad and STATE.grad_enabled and op.differentiable:
         _record(op, args, attrs, outs)
-    return out
+    return outs
+
+
+def _same_device(op: OpDef, dev: Any, other: Any) -> Any:
+    if dev is None:
+        return other
+    if other != dev:
+        raise DeviceError(
+            f"{op.name}: Expected all tensors to be on the same device, but found at least two"
+            f" devices, {dev} and {other}!"
+        )
+    return dev
 
 
 def _array_module(dev: Any) -> Any:
@@ -79,11 +130,9 @@ def _array_module(dev: Any) -> Any:
     return array_module(dev)
 
 
-def _wrap(arr: Any, t: Any, dev: Any) -> Any:
-    from ember.tensor import Tensor
-
+def _wrap(Tensor: Any, arr: Any, t: Any, dev: Any) -> Any:  # noqa: N803  (the class, passed for speed)
     want = t.dtype.np
-    if type(arr) is not np.ndarray or arr.dtype != want:
+    if type(arr) is not _NDARRAY or arr.dtype != want:
         if dev is not None and dev.type == "cuda":
             arr = arr.astype(want, copy=False)
         else:
@@ -110,29 +159,49 @@ def edge_of(t: Any) -> Edge | None:
     return (acc, 0)
 
 
-def _record(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], outs: tuple[Any, ...]) -> None:
-    from ember.tensor import Tensor
+def _saved_mask(op: OpDef, n: int) -> tuple[bool, ...]:
+    """Which of ``n`` inputs the op's gradient rule reads; memoized per (op, arity)."""
+    mask = _SAVED_MASKS.get((op, n))
+    if mask is None:
+        mask = _SAVED_MASKS[(op, n)] = tuple(op.saved_input(i) for i in range(n))
+    return mask
 
+
+def _record(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], outs: tuple[Any, ...]) -> None:
+    """Put an ``OpNode`` on the tape and make the floating-point outputs its results.
+
+    Saved outputs are kept as detached aliases (same memory, same version counter, no grad_fn): holding
+    the output itself would make a reference cycle output -> node -> output, which keeps large arrays
+    alive until the cycle collector runs. ``OpNode.apply`` re-attaches the node when it needs history.
+    """
+    Tensor = _Tensor
     saved: list[Any] = []
     versions: list[Any] = []
     edges: list[Edge | None] = []
-    for i, a in enumerate(args):
+    mask = _SAVED_MASKS.get((op, len(args))) or _saved_mask(op, len(args))
+    for a, keep in zip(args, mask):
         if isinstance(a, Tensor):
-            edges.append(edge_of(a))
-            if op.saved_input(i):
+            if not a.requires_grad:
+                edges.append(None)
+            elif a.grad_fn is not None:
+                edges.append((a.grad_fn, a._out_index))
+            else:
+                edges.append(edge_of(a))
+            if keep:
                 saved.append(a)
                 versions.append((a, a._version[0]))
             else:
-                saved.append(meta(a))
+                saved.append(TensorType(a._data.shape, a._dtype))
         else:
             edges.append(None)
             saved.append(a)
     node = OpNode(op, attrs, saved, versions, tuple(edges))
     if op.saves_out:
-        node.out = outs[0] if op.num_outputs == 1 else outs
-        versions.extend((o, o._version[0]) for o in outs)
+        alias = [Tensor._make(o._data, o._dtype, o._device, version=o._version) for o in outs]
+        node.out = alias[0] if len(alias) == 1 else tuple(alias)
+        versions.extend((o, o._version[0]) for o in alias)
     for i, o in enumerate(outs):
-        if o.dtype.is_floating_point:
+        if o._dtype.is_floating_point:
             o.requires_grad = True
             o.grad_fn = node
             o._out_index = i

@@ -11,9 +11,20 @@ from ember.compiler.ops.registry import OpDef
 
 class EagerBuilder(Builder):
     def emit(self, op: OpDef, inputs: tuple[Any, ...], attrs: dict[str, Any]) -> Any:
+        return _apply()(op, inputs, attrs)
+
+
+_APPLY: Any = None
+
+
+def _apply() -> Any:
+    """ember.dispatch.apply, imported once (dispatch imports the autograd package at load time)."""
+    global _APPLY
+    if _APPLY is None:
         from ember.dispatch import apply
 
-        return apply(op, inputs, attrs)
+        _APPLY = apply
+    return _APPLY
 
 
 EAGER = EagerBuilder()

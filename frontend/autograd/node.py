@@ -55,7 +55,9 @@ class OpNode(Node):
 
     def __init__(self, op: OpDef, attrs: dict[str, Any], saved: list[Any], versions: list[Any],
                  next_edges: tuple[Edge | None, ...]) -> None:
-        super().__init__(next_edges, op.num_outputs)
+        self.next_edges = next_edges  # Node.__init__ inlined: one node per recorded op
+        self.num_outputs = op.num_outputs
+        self._pre_hooks = None
         self.op = op
         self.attrs = attrs
         self.saved = saved          # per input: the Tensor, its TensorType, or the Python scalar
@@ -81,10 +83,25 @@ class OpNode(Node):
                     f" operation: [{tensor.dtype.name} {list(tensor.shape)}] is at version"
                     f" {tensor._version[0]}; expected version {version} instead ({self.name()})."
                 )
-        from ember.autograd.builder import EAGER
-
         g = grads[0] if self.num_outputs == 1 else tuple(grads)
-        return list(self.op.vjp(EAGER, g, self.out, *self.saved, **self.attrs))
+        out = self.out
+        if create_graph and out is not None:
+            out = self._attached_out()
+        return list(self.op.vjp(_eager_builder(), g, out, *self.saved, **self.attrs))
+
+    def _attached_out(self) -> Any:
+        """The saved output(s) with this node as their grad_fn again, so a rule that reads its output
+        (exp, tanh, relu) is itself differentiated when ``create_graph`` is on."""
+        outs = (self.out,) if self.num_outputs == 1 else self.out
+        attached = []
+        for i, o in enumerate(outs):
+            t = type(o)._make(o._data, o._dtype, o._device, version=o._version)
+            if o._dtype.is_floating_point:
+                t.requires_grad = True
+                t.grad_fn = self
+                t._out_index = i
+            attached.append(t)
+        return attached[0] if self.num_outputs == 1 else tuple(attached)
 
     def release(self) -> None:
         self.saved = _FREED
@@ -103,6 +120,18 @@ class AccumulateGrad(Node):
 
     def apply(self, grads: list[Any], create_graph: bool) -> list[Any]:
         raise AutogradError("AccumulateGrad is applied by the engine")
+
+
+_EAGER: Any = None
+
+
+def _eager_builder() -> Any:
+    global _EAGER
+    if _EAGER is None:
+        from ember.autograd.builder import EAGER
+
+        _EAGER = EAGER
+    return _EAGER
 
 
 def meta(x: Any) -> Any:
