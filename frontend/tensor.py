@@ -436,6 +436,49 @@ class Tensor:
     def __ge__(self, other: Any) -> Tensor:
         return apply(_OPS["ge"], (self, other), {})
 
+    # more operators (math engineer's block): each is one registry op
+    def __pow__(self, other: Any) -> Tensor:
+        return apply(_OPS["pow"], (self, other), {})
+
+    def __rpow__(self, other: Any) -> Tensor:
+        return apply(_OPS["pow"], (other, self), {})
+
+    def __ipow__(self, other: Any) -> Tensor:
+        return self.pow_(other)
+
+    def __floordiv__(self, other: Any) -> Tensor:
+        return apply(_OPS["div"], (self, other), {"rounding_mode": "floor"})
+
+    def __rfloordiv__(self, other: Any) -> Tensor:
+        return apply(_OPS["div"], (other, self), {"rounding_mode": "floor"})
+
+    def __mod__(self, other: Any) -> Tensor:
+        return apply(_OPS["remainder"], (self, other), {})
+
+    def __rmod__(self, other: Any) -> Tensor:
+        return apply(_OPS["remainder"], (other, self), {})
+
+    def __abs__(self) -> Tensor:
+        return apply(_OPS["abs"], (self,), {})
+
+    def __and__(self, other: Any) -> Tensor:
+        return apply(_OPS["bitwise_and"], (self, other), {})
+
+    __rand__ = __and__
+
+    def __or__(self, other: Any) -> Tensor:
+        return apply(_OPS["bitwise_or"], (self, other), {})
+
+    __ror__ = __or__
+
+    def __xor__(self, other: Any) -> Tensor:
+        return apply(_OPS["bitwise_xor"], (self, other), {})
+
+    __rxor__ = __xor__
+
+    def __invert__(self) -> Tensor:
+        return apply(_OPS["bitwise_not"], (self,), {})
+
     def __getitem__(self, index: Any) -> Tensor:
         from ember._indexing import getitem
 
