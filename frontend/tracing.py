@@ -357,7 +357,8 @@ def _snapshot_arrays() -> dict[int, Any]:
     """Arrays of every tensor alive before the trace: writes into them are writes to captured state."""
     out: dict[int, Any] = {}
     for obj in gc.get_objects():
-        if isinstance(obj, Tensor) and isinstance(getattr(obj, "_data", None), np.ndarray):
+        # type(), not isinstance(): isinstance reads __class__, which some proxies in gc answer with warnings
+        if issubclass(type(obj), Tensor) and type(getattr(obj, "_data", None)) is np.ndarray:
             out[id(obj._data)] = weakref.ref(obj._data)
     return out
 
