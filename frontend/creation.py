@@ -12,7 +12,7 @@ from ember import random as _random
 from ember.compiler import dtypes as _dt
 from ember.compiler.dtypes import DType
 from ember.device import CPU, as_device
-from ember.runtime.errors import ArgumentError
+from ember.runtime.errors import ArgumentError, DTypeError
 
 
 def _sizes(size: tuple[Any, ...]) -> tuple[int, ...]:
@@ -120,6 +120,8 @@ def _dtype_or_default(dtype: Any) -> DType:
 
 
 def _filled(size: tuple[Any, ...], value: Any, dtype: Any, device: Any, requires_grad: bool) -> Any:
+    if not size:  # zeros(()) is a 0-d tensor, zeros() is a mistake, as in PyTorch
+        raise TypeError("missing required argument 'size' (pass () for a 0-d tensor)")
     dt = _dtype_or_default(dtype)
     return _finish(np.full(_sizes(size), value, dtype=dt.np), dt, device, requires_grad)
 
@@ -159,6 +161,21 @@ def arange(start: Any, end: Any = None, step: Any = 1, dtype: Any = None, device
     return _finish(np.arange(start, end, step).astype(dt.np), dt, device, requires_grad)
 
 
+def range(start: Any, end: Any = None, step: Any = 1, dtype: Any = None, device: Any = None,  # noqa: A001
+          requires_grad: bool = False) -> Any:
+    """Deprecated in PyTorch (use arange): like arange but includes ``end``, default float dtype."""
+    if end is None:
+        start, end = 0, start
+    if step == 0:
+        raise ArgumentError("range: step must be nonzero")
+    n = int(np.floor((end - start) / step)) + 1
+    if n < 0:
+        raise ArgumentError(f"upper bound and larger bound inconsistent with step sign (start={start},"
+                            f" end={end}, step={step})")
+    dt = _dtype_or_default(dtype)
+    return _finish((start + np.arange(n) * step).astype(dt.np), dt, device, requires_grad)
+
+
 def linspace(start: float, end: float, steps: int, dtype: Any = None, device: Any = None,
              requires_grad: bool = False) -> Any:
     dt = _dtype_or_default(dtype)
@@ -171,26 +188,41 @@ def logspace(start: float, end: float, steps: int, base: float = 10.0, dtype: An
     return _finish(np.logspace(start, end, steps, base=base).astype(dt.np), dt, device, requires_grad)
 
 
+_TORCH_NAMES = {"int64": "Long", "int32": "Int", "int16": "Short", "int8": "Char", "uint8": "Byte",
+                "bool": "Bool"}
+
+
+def _float_dtype(op: str, dtype: Any) -> DType:
+    dt = _dtype_or_default(dtype)
+    if not dt.is_floating_point:
+        raise DTypeError(f"\"{op}\" not implemented for '{_TORCH_NAMES.get(dt.name, dt.name)}'")
+    return dt
+
+
 def rand(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False,
          generator: Any = None) -> Any:
-    dt = _dtype_or_default(dtype)
+    dt = _float_dtype("check_uniform_bounds", dtype)
     arr = _random.generator().random(_sizes(size)).astype(dt.np)
     return _finish(arr, dt, device, requires_grad)
 
 
 def randn(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False,
           generator: Any = None) -> Any:
-    dt = _dtype_or_default(dtype)
+    dt = _float_dtype("normal_kernel_cpu", dtype)
     arr = _random.generator().standard_normal(_sizes(size)).astype(dt.np)
     return _finish(arr, dt, device, requires_grad)
 
 
 def randint(low: int, high: int | None = None, size: Any = None, dtype: Any = None, device: Any = None,
             requires_grad: bool = False, generator: Any = None) -> Any:
+    if size is None and isinstance(high, (tuple, list)):  # randint(high, size)
+        low, high, size = 0, low, high
     if high is None:
         low, high = 0, low
     if size is None:
         raise ArgumentError("randint() missing required argument 'size'")
+    if high <= low:
+        raise ArgumentError(f"random_ expects 'from' to be less than 'to', but got from={low} >= to={high}")
     dt = _dt.as_dtype(dtype) if dtype is not None else _dt.int64
     arr = _random.generator().integers(low, high, _sizes((size,))).astype(dt.np)
     return _finish(arr, dt, device, requires_grad)

@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 
 from ember import _inplace
-from ember.api import alias, method
+from ember import creation as _creation
+from ember.api import alias, function, method
 from ember.compiler.ops import REGISTRY
 from ember.dispatch import apply
 from ember.runtime.errors import ShapeError
@@ -169,6 +170,15 @@ def sub(input: Any, other: Any, *, alpha: Any = 1) -> Any:
 
 
 alias("subtract", sub)
+
+# module-level functions whose code lives in ember.creation / ember._printing (ember/__init__ lists the rest)
+function(_creation.range)
+
+
+@function
+def numel(input: Any) -> int:
+    """Number of elements of ``input``."""
+    return input.numel()
 
 # in-place fills and copies (defined with the other in-place machinery in ember._inplace)
 alias("fill_", _inplace.fill_)
