@@ -192,12 +192,19 @@ class ExprBuilder:
     def mul(self, a: Any, b: Any) -> Expr:
         return self._binary("mul", a, b)
 
-    def div(self, a: Any, b: Any) -> Expr:
-        """True division: integer operands divide in the default float dtype."""
+    def div(self, a: Any, b: Any, rounding_mode: str | None = None) -> Expr:
+        """True division (integer operands divide in the default float dtype), or with
+        ``rounding_mode`` "trunc"/"floor" the rounded quotient in the operands' dtype (torch.div)."""
         a, b = promote(a, b)
-        if a.dtype.category != FLOATING:
-            a, b = cast(a, float32), cast(b, float32)
-        return Binary("div", a, b, a.dtype)
+        if rounding_mode is None:
+            if a.dtype.category != FLOATING:
+                a, b = cast(a, float32), cast(b, float32)
+            return Binary("div", a, b, a.dtype)
+        if rounding_mode not in ("trunc", "floor"):
+            raise CompileError(f"cannot lower op '{self.op}': unknown rounding_mode {rounding_mode!r}")
+        if a.dtype.category == FLOATING:
+            return Unary(rounding_mode, Binary("div", a, b, a.dtype), a.dtype)
+        return Binary("truncdiv" if rounding_mode == "trunc" else "floordiv", a, b, a.dtype)
 
     def floordiv(self, a: Any, b: Any) -> Expr:
         return self._binary("floordiv", a, b)
@@ -238,6 +245,25 @@ class ExprBuilder:
     def logical_not(self, a: Any) -> Expr:
         return Unary("not", self.cast(a, bool_), bool_)
 
+    def and_(self, a: Any, b: Any) -> Expr:
+        """Bitwise and (logical for bool)."""
+        return self._binary("and", a, b)
+
+    def or_(self, a: Any, b: Any) -> Expr:
+        return self._binary("or", a, b)
+
+    def xor(self, a: Any, b: Any) -> Expr:
+        return self._binary("xor", a, b)
+
+    def not_(self, x: Any) -> Expr:
+        """Logical not for bool, bitwise not (``~x``) for integers."""
+        x = as_expr(x)
+        if x.dtype is bool_:
+            return Unary("not", x, bool_)
+        if x.dtype.category != INTEGRAL:
+            raise CompileError(f"cannot lower op '{self.op}': bitwise not of {x.dtype.name}")
+        return Binary("xor", x, Const(-1, x.dtype), x.dtype)
+
     def bitwise_and(self, a: Any, b: Any) -> Expr:
         return self._binary("and", a, b)
 
@@ -267,6 +293,51 @@ class ExprBuilder:
         if hi is not None:
             x = self.min(x, hi)
         return x
+
+    # ---- compositions used by activation and loss ops ----
+    def round(self, x: Any, decimals: int = 0) -> Expr:
+        """Round half to even; with ``decimals`` as torch: round(x * 10^d) / 10^d."""
+        x = as_expr(x)
+        if decimals == 0 or x.dtype.category != FLOATING:
+            return self.unary("round", x)
+        scale = const(10.0 ** decimals, x.dtype)
+        return self.div(self.unary("round", self.mul(x, scale)), scale)
+
+    def normal_cdf(self, x: Any) -> Expr:
+        """Phi(x) = (1 + erf(x / sqrt 2)) / 2."""
+        x = as_expr(x)
+        return self.mul(0.5, self.add(1.0, self.erf(self.mul(x, 0.7071067811865476))))
+
+    def gelu(self, x: Any, approximate: str = "none") -> Expr:
+        x = as_expr(x)
+        if approximate == "tanh":
+            inner = self.mul(0.7978845608028654, self.add(x, self.mul(0.044715, self.mul(x, self.mul(x, x)))))
+            return self.mul(self.mul(0.5, x), self.add(1.0, self.tanh(inner)))
+        return self.mul(x, self.normal_cdf(x))
+
+    def elu(self, x: Any, alpha: float = 1.0, scale: float = 1.0, input_scale: float = 1.0) -> Expr:
+        x = as_expr(x)
+        neg = self.mul(alpha, self.expm1(self.mul(self.min(x, 0.0), input_scale)))
+        return self.mul(scale, self.select(self.cmp("gt", x, 0.0), x, neg))
+
+    def softplus(self, x: Any, beta: float = 1.0, threshold: float = 20.0) -> Expr:
+        """log(1 + exp(beta x)) / beta, computed as max(bx, 0) + log1p(exp(-|bx|)) so it never overflows;
+        x itself above the threshold."""
+        x = as_expr(x)
+        bx = self.mul(x, beta)
+        soft = self.add(self.max(bx, 0.0), self.log1p(self.exp(self.neg(self.abs(bx)))))
+        return self.select(self.cmp("gt", bx, threshold), x, self.div(soft, beta))
+
+    def log_sigmoid(self, x: Any) -> Expr:
+        x = as_expr(x)
+        return self.sub(self.min(x, 0.0), self.log1p(self.exp(self.neg(self.abs(x)))))
+
+    def binary_cross_entropy(self, x: Any, t: Any) -> Expr:
+        """-(t log x + (1 - t) log(1 - x)) with each log clamped below at -100, as PyTorch."""
+        x, t = promote(x, t)
+        lx = self.max(self.log(x), -100.0)
+        l1x = self.max(self.log(self.sub(1.0, x)), -100.0)
+        return self.neg(self.add(self.mul(t, lx), self.mul(self.sub(1.0, t), l1x)))
 
     # ---- unary functions ----
     def unary(self, name: str, x: Any) -> Expr:

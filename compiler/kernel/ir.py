@@ -32,8 +32,8 @@ UNARY_OPS = frozenset({
     "abs", "floor", "ceil", "round", "trunc", "sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh",
     "asinh", "acosh", "atanh", "erf", "reciprocal", "sign", "not", "isnan", "isinf", "isfinite",
 })
-BINARY_OPS = frozenset({"add", "sub", "mul", "div", "floordiv", "mod", "max", "min", "pow", "atan2",
-                        "and", "or", "xor", "shl", "shr", "fmod", "remainder"})
+BINARY_OPS = frozenset({"add", "sub", "mul", "div", "floordiv", "truncdiv", "mod", "max", "min", "pow",
+                        "atan2", "and", "or", "xor", "shl", "shr", "fmod", "remainder"})
 COMPARE_OPS = frozenset({"eq", "ne", "lt", "le", "gt", "ge"})
 REDUCE_OPS = frozenset({"add", "mul", "max", "min", "and", "or"})
 

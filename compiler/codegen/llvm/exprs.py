@@ -168,6 +168,8 @@ def _float_binary(b: ir.IRBuilder, op: str, x: ir.Value, y: ir.Value) -> ir.Valu
         return b.select(fix, fop(b, "fadd", r, y), r)
     if op == "floordiv":
         return intrinsic(b, "llvm.floor", ty, [fop(b, "fdiv", x, y)])
+    if op == "truncdiv":
+        return intrinsic(b, "llvm.trunc", ty, [fop(b, "fdiv", x, y)])
     if op == "atan2":
         scalar = ty.element if isinstance(ty, ir.VectorType) else ty
         fn = declare(b.module, "atan2f" if scalar == _F32 else "atan2", scalar, [scalar, scalar])
@@ -210,9 +212,15 @@ def binary(b: ir.IRBuilder, op: str, x: ir.Value, y: ir.Value, dt: DType) -> ir.
     if op in ("max", "min"):
         cmp = (b.icmp_signed if signed else b.icmp_unsigned)(">" if op == "max" else "<", x, y)
         return b.select(cmp, x, y)
+    if op in ("floordiv", "mod", "remainder", "truncdiv", "fmod"):
+        # a zero divisor would trap (SIGFPE) and kill the process: divide by 1 instead (the eager
+        # reference raises for integer division by zero before anything is compiled)
+        y = b.select(b.icmp_unsigned("==", y, splat_const(y.type, 0)), splat_const(y.type, 1), y)
     if op in ("floordiv", "mod", "remainder"):
         return _int_floordiv(b, x, y, signed, op != "floordiv")
-    if op == "fmod":
+    if op in ("fmod", "truncdiv"):
+        if op == "truncdiv":
+            return b.sdiv(x, y) if signed else b.udiv(x, y)
         return b.srem(x, y) if signed else b.urem(x, y)
     raise CompileError(f"no LLVM code generator for integer operation {op!r} on {dt.name}")
 

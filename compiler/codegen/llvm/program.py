@@ -11,6 +11,8 @@ functions that LLVM may inline into it. The result is OR-ed kernel status (nonze
 
 from __future__ import annotations
 
+from typing import Any
+
 import llvmlite.ir as ir
 import numpy as np
 from ember.compiler.codegen.llvm import exprs as X
@@ -22,7 +24,7 @@ from ember.compiler.kernel.program import Program
 from ember.runtime.errors import CompileError
 from ember.runtime.executable import Executable, TensorSpec
 
-__all__ = ["compile_program", "emit_program", "entry_symbol"]
+__all__ = ["compile_groups", "compile_program", "emit_program", "entry_symbol"]
 
 _I8PTR = I8.as_pointer()
 
@@ -59,6 +61,22 @@ def emit_program(program: Program, module: ir.Module | None = None) -> ir.Module
     return module
 
 
+_libm_loaded = False
+
+
+def ensure_libm() -> None:
+    """Make libm's symbols (sinf, expm1f, ...) resolvable by the JIT: kernels call them for the math
+    functions that are not inlined, and LLVM lowers intrinsics such as ``llvm.sin`` to them too."""
+    global _libm_loaded
+    if not _libm_loaded:
+        import ctypes.util
+
+        import llvmlite.binding as llvm
+
+        llvm.load_library_permanently(ctypes.util.find_library("m") or "libm.so.6")
+        _libm_loaded = True
+
+
 def _spec(buf: Buffer, name: str | None = None) -> TensorSpec:
     return TensorSpec(name or buf.name, tuple(buf.shape), buf.dtype.np.name)
 
@@ -73,6 +91,7 @@ def compile_program(program: Program, constants: dict[str, np.ndarray] | None = 
     from ember.compiler.codegen.llvm.jit import JitModule
 
     names = names or {}
+    ensure_libm()
     module = emit_program(program)
     jm = JitModule(module, name=program.name)
     symbol = entry_symbol(program)
@@ -92,3 +111,17 @@ def compile_program(program: Program, constants: dict[str, np.ndarray] | None = 
         owner=jm,
         sources=sources,
     )
+
+
+def compile_groups(name: str, groups: list, inputs: list[str], outputs: list[str],
+                   params: dict[str, np.ndarray] | None = None) -> Any:
+    """Lower, generate and JIT a list of fusion groups as one program; returns a ``CpuExecutable``
+    (call it with numpy arrays for ``inputs``; ``params`` are bound as constants). A convenience for
+    tests, benchmarks and tools that start from fusion groups rather than a graph."""
+    from ember.compiler.kernel.program import build_program
+    from ember.runtime.cpu import CpuExecutable
+
+    params = dict(params or {})
+    program = build_program(name, groups, inputs, outputs, list(params))
+    constants = {sanitize(k): v for k, v in params.items()}
+    return CpuExecutable(compile_program(program, constants, {sanitize(v): v for v in [*inputs, *outputs]}))
