@@ -3,7 +3,8 @@ switches of ``ember.runtime.settings``:
 
 * ``EMBER_CHECKS=1``: ``verify`` the graph after every pass (a broken pass is caught where it breaks);
 * ``EMBER_DUMP_IR=dir``: one numbered file per pass, ``00-input.ir``, ``01-<pass>.ir``, ...;
-* ``EMBER_DEBUG>=3``: print the IR after each pass (only after passes that changed something, unless
+* ``EMBER_DEBUG>=2``: print the per-pass report (time, node counts, statistics) when the run ends;
+* ``EMBER_DEBUG>=3``: also print the IR after each pass (only after passes that changed something, unless
   ``print_ir="always"``).
 
 A pass is a function ``graph -> (graph, changed, stats)``; ``stats`` is a dict of counters (what it
@@ -107,7 +108,7 @@ class PassManager:
                 out = self.stream or sys.stderr
                 out.write(f"// ---- IR after {name} ({'changed' if changed else 'unchanged'}) ----\n")
                 out.write(print_graph(graph))
-        if debug >= 1:
+        if debug >= 2:  # level 2 is "timings" (settings.py); the IR itself waits for level 3
             (self.stream or sys.stderr).write(str(report) + "\n")
         return graph, report
 

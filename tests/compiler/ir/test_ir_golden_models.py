@@ -6,10 +6,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import ember
 import numpy as np
 import pytest
-
-import ember
 from ember.compiler.ir import interpret, parse, print_graph, structurally_equal, verify
 
 nn = ember.nn

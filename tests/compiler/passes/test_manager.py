@@ -88,7 +88,7 @@ def test_debug_3_prints_ir_after_changing_passes():
     assert "// ---- IR after eliminate_dead_code (changed) ----" in text
     assert "IR after dce_again" not in text  # unchanged: its IR is not printed
     assert text.count("graph @f(") == 1
-    assert "total" in text  # the report is printed from level 1 up
+    assert "total" in text  # the report is printed from level 2 up
     stream2 = io.StringIO()
     with settings.override(DEBUG=3):
         PassManager([("dce_again", eliminate_dead_code)], print_ir="always", stream=stream2).run(out)
@@ -96,6 +96,9 @@ def test_debug_3_prints_ir_after_changing_passes():
     stream3 = io.StringIO()
     PassManager([eliminate_dead_code], stream=stream3).run(parse(TEXT))
     assert stream3.getvalue() == ""  # debug 0: silent
+    with settings.override(DEBUG=2):
+        PassManager([eliminate_dead_code], stream=stream3).run(parse(TEXT))
+    assert "removed_nodes=1" in stream3.getvalue() and "graph @f" not in stream3.getvalue()
 
 
 def test_a_pass_returning_the_wrong_shape_is_an_internal_error():
