@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ember import _inplace
+from ember import _inplace, _printing
 from ember import creation as _creation
 from ember.api import alias, function, method
 from ember.compiler.ops import REGISTRY
@@ -173,6 +173,7 @@ alias("subtract", sub)
 
 # module-level functions whose code lives in ember.creation / ember._printing (ember/__init__ lists the rest)
 function(_creation.range)
+function(_printing.set_printoptions)
 
 
 @function
