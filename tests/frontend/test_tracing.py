@@ -297,3 +297,25 @@ def test_returning_a_non_tensor_object_raises():
 
     with pytest.raises(ember.TraceError, match="returned a object"):
         ember.trace(f, ember.ones(2))
+
+
+def test_training_mode_batch_norm_update_is_refused_with_the_eval_hint():
+    nn = ember.nn
+
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bn = nn.BatchNorm2d(3)
+
+        def forward(self, x):
+            return self.bn(x)  # mark
+
+    m = M()
+    before = m.bn.running_mean.numpy().copy()
+    msg = _assert_trace_error(m, "# mark", ember.randn(2, 3, 4, 4), words=("model.eval()", "buffer"),
+                              src=M.forward)
+    assert "bn.running_mean" in msg or "bn.num_batches_tracked" in msg
+    np.testing.assert_array_equal(m.bn.running_mean.numpy(), before)
+    m.eval()
+    g = ember.trace(m, ember.randn(2, 3, 4, 4))
+    assert [n.op.name for n in g.nodes] == ["batch_norm"]
