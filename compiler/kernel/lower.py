@@ -279,8 +279,13 @@ def _domain(group: FusionGroup) -> _ReduceDomain:
     for node in group.nodes:
         if op_lowering_kind(node.op) != "reduce":
             continue
+        combine = REGISTRY[node.op].lowering["reduce"]
+        if combine not in _REDUCE_OPS:
+            raise CompileError(f"op '{node.op}' has no kernel for the LLVM back end: reduction "
+                               f"{combine!r} is not supported")
         full = tuple(group.type_of(node.inputs[0]).shape)
         dims = node.attrs.get("dim")
+        dims = (dims,) if isinstance(dims, int) else dims
         dims = tuple(range(len(full))) if dims is None else tuple(sorted(d % max(len(full), 1) for d in dims))
         if dom is None:
             dom = _ReduceDomain(full, dims)

@@ -112,13 +112,17 @@ def parse_ir(module: ir.Module | str, name: str = "ember") -> llvm.ModuleRef:
     return ref
 
 
-def optimize_module(ref: llvm.ModuleRef, speed_level: int = 3) -> None:
-    """Run the new pass manager's default ``O<speed_level>`` pipeline (vectorizers on) over ``ref``."""
+def optimize_module(ref: llvm.ModuleRef, speed_level: int = 3, loop_unrolling: bool | None = None) -> None:
+    """Run the new pass manager's default ``O<speed_level>`` pipeline (vectorizers on) over ``ref``.
+
+    ``loop_unrolling=False`` skips LLVM's loop unroller: code that is already vectorized and unrolled
+    by its generator gains little from it, and fully unrolling small constant-trip loops dominates
+    compile time."""
     tm = host_target_machine(jit=False)
     pto = llvm.create_pipeline_tuning_options(speed_level=speed_level)
     pto.loop_vectorization = speed_level >= 2
     pto.slp_vectorization = speed_level >= 2
-    pto.loop_unrolling = speed_level >= 2
+    pto.loop_unrolling = speed_level >= 2 if loop_unrolling is None else loop_unrolling
     pb = llvm.create_pass_builder(tm, pto)
     pm = pb.getModulePassManager()
     pm.run(ref, pb)
@@ -145,11 +149,12 @@ class JitModule:
     keep a reference wherever a pointer is kept.
     """
 
-    def __init__(self, module: ir.Module | str, name: str = "ember", optimize: bool = True) -> None:
+    def __init__(self, module: ir.Module | str, name: str = "ember", optimize: bool = True,
+                 loop_unrolling: bool | None = None) -> None:
         self.name = name
         self._ref = parse_ir(module, name)
         if optimize:
-            optimize_module(self._ref)
+            optimize_module(self._ref, loop_unrolling=loop_unrolling)
         self._engine: llvm.ExecutionEngine | None = None
         self._cfuncs: dict[str, Any] = {}
 

@@ -93,7 +93,7 @@ def compile_program(program: Program, constants: dict[str, np.ndarray] | None = 
     names = names or {}
     ensure_libm()
     module = emit_program(program)
-    jm = JitModule(module, name=program.name)
+    jm = JitModule(module, name=program.name, loop_unrolling=False)
     symbol = entry_symbol(program)
     sources = {k.name: str(k) for k in program.kernels}
     sources["llvm"] = jm.llvm_ir

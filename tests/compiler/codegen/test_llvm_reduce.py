@@ -1,0 +1,119 @@
+"""Reduction kernels: every registered ``lowering["reduce"]`` op against its reference, over several
+dims (innermost: vectorized accumulators; outer and middle: strided; all dims), with and without
+keepdim; one program (one JIT compile) for all cases."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+import ember.compiler.ops  # noqa: F401
+from ember.compiler.codegen.llvm.program import compile_groups
+from ember.compiler.dtypes import float32, from_numpy
+from ember.compiler.kernel.group import FusionGroup, GroupNode
+from ember.compiler.kernel.lower import lower_group
+from ember.compiler.ops.registry import REGISTRY, TensorType
+from ember.runtime.errors import CompileError
+
+SUPPORTED = {"add", "mul", "max", "min", "and", "or", "sum", "prod", "all", "any"}
+REDUCE_OPS = sorted(op.name for op in REGISTRY if "reduce" in op.lowering and op.lowering["reduce"] in SUPPORTED)
+UNSUPPORTED = sorted(op.name for op in REGISTRY if "reduce" in op.lowering and op.name not in REDUCE_OPS)
+SHAPE = (5, 7, 37)
+DIMS: list[Any] = [(2,), (0,), (1,), (0, 2), None]
+
+
+def _input(op: str, rng: np.random.Generator) -> np.ndarray:
+    if op in ("all", "any"):
+        return rng.random(SHAPE) < (0.97 if op == "all" else 0.03)
+    if op == "prod":
+        return rng.uniform(0.8, 1.25, SHAPE).astype(np.float32)
+    return rng.standard_normal(SHAPE).astype(np.float32)
+
+
+def _cases() -> list[tuple[str, FusionGroup, np.ndarray, np.ndarray]]:
+    rng = np.random.default_rng(7)
+    cases = []
+    for name in REDUCE_OPS:
+        op = REGISTRY[name]
+        for dims in DIMS:
+            for keepdim in (False, True):
+                x = _input(name, rng)
+                t = TensorType(SHAPE, from_numpy(x.dtype))
+                attrs = op.check_attrs({"dim": dims, "keepdim": keepdim})
+                attrs = op.normalize(attrs, t) if op.normalize else attrs
+                out_t = op.infer(t, **attrs)
+                tag = f"{name}_{'all' if dims is None else '_'.join(map(str, dims))}_{int(keepdim)}"
+                g = FusionGroup(tag, [GroupNode(name, (f"{tag}_x",), (f"{tag}_y",), attrs)],
+                                {f"{tag}_x": t, f"{tag}_y": out_t}, [f"{tag}_x"], [f"{tag}_y"])
+                want = np.asarray(op.reference(np, x, **attrs)).astype(out_t.dtype.np)
+                cases.append((name, g, x, want))
+    return cases
+
+
+@pytest.fixture(scope="module")
+def results() -> dict[str, list[tuple[np.ndarray, np.ndarray, str]]]:
+    cases = _cases()
+    groups = [c[1] for c in cases]
+    exe = compile_groups("reductions", groups, [g.inputs[0] for g in groups], [g.outputs[0] for g in groups])
+    got = exe(*[c[2] for c in cases])
+    out: dict[str, list[tuple[np.ndarray, np.ndarray, str]]] = {}
+    for c, r in zip(cases, got):
+        out.setdefault(c[0], []).append((r, c[3], c[1].name))
+    return out
+
+
+def test_registry_has_reductions() -> None:
+    assert {"sum", "amax", "amin", "prod"} <= set(REDUCE_OPS)
+
+
+@pytest.mark.parametrize("op_name", REDUCE_OPS)
+def test_reduction_matches_reference(op_name: str, results: dict[str, Any]) -> None:
+    for got, want, tag in results[op_name]:
+        assert got.shape == want.shape and got.dtype == want.dtype, tag
+        if want.dtype.kind == "f":
+            np.testing.assert_allclose(got, want, rtol=3e-5, atol=3e-5, err_msg=tag)
+        else:
+            np.testing.assert_array_equal(got, want, err_msg=tag)
+
+
+@pytest.mark.parametrize("op_name", UNSUPPORTED)
+def test_unsupported_reduction_is_a_compile_error(op_name: str) -> None:
+    op = REGISTRY[op_name]
+    t = TensorType(SHAPE, float32)
+    attrs = op.check_attrs({"dim": 1})
+    attrs = op.normalize(attrs, t) if op.normalize else attrs
+    g = FusionGroup("g", [GroupNode(op_name, ("x",), ("y",), attrs)], {"x": t, "y": op.infer(t, **attrs)},
+                    ["x"], ["y"])
+    with pytest.raises(CompileError, match=op_name):
+        lower_group(g)
+
+
+def test_int_sum_accumulates_in_int64_and_nan_propagates_through_max() -> None:
+    rng = np.random.default_rng(3)
+    xi = rng.integers(-(2**30), 2**30, size=(4, 40)).astype(np.int32)
+    xf = rng.standard_normal((4, 40)).astype(np.float32)
+    xf[1, 17] = np.nan
+    ti, tf = TensorType((4, 40), from_numpy(np.int32)), TensorType((4, 40), float32)
+    gs = FusionGroup("isum", [GroupNode("sum", ("xi",), ("s",), {"dim": (1,), "keepdim": False, "dtype": None})],
+                     {"xi": ti, "s": REGISTRY["sum"].infer(ti, dim=(1,), keepdim=False, dtype=None)}, ["xi"], ["s"])
+    gm = FusionGroup("fmax", [GroupNode("amax", ("xf",), ("m",), {"dim": (1,), "keepdim": False})],
+                     {"xf": tf, "m": TensorType((4,), float32)}, ["xf"], ["m"])
+    s, m = compile_groups("special_reductions", [gs, gm], ["xi", "xf"], ["s", "m"])(xi, xf)
+    np.testing.assert_array_equal(s, xi.astype(np.int64).sum(1))
+    assert s.dtype == np.int64
+    assert np.isnan(m[1]) and not np.isnan(m[[0, 2, 3]]).any()
+    np.testing.assert_array_equal(m[[0, 2, 3]], xf[[0, 2, 3]].max(1))
+
+
+def test_large_reduction_runs_parallel_and_matches() -> None:
+    """Enough rows to split over threads; rows longer than a vector with a remainder."""
+    x = np.random.default_rng(5).standard_normal((1031, 77)).astype(np.float32)
+    t = TensorType(x.shape, float32)
+    g = FusionGroup("big", [GroupNode("sum", ("x",), ("y",), {"dim": (1,), "keepdim": True, "dtype": None})],
+                    {"x": t, "y": TensorType((1031, 1), float32)}, ["x"], ["y"])
+    text = str(lower_group(g).kernel)
+    assert "parallel for" in text and "vectorized for" in text
+    (y,) = compile_groups("big_sum", [g], ["x"], ["y"])(x)
+    np.testing.assert_allclose(y, x.astype(np.float64).sum(1, keepdims=True), rtol=1e-5, atol=1e-5)
