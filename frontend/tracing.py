@@ -191,6 +191,11 @@ class TracedTensor(Tensor):
     def data(self) -> Tensor:  # type: ignore[override]
         return self.detach()
 
+    @data.setter
+    def data(self, value: Tensor) -> None:
+        raise trace_error("assigning .data of a traced tensor while tracing",
+                          "bind the new tensor to a Python name instead (x = new_value)")
+
 
 def _traced(value: Value, tracer: Tracer, box: list[int] | None = None,
             origin: str = "graph") -> TracedTensor:
@@ -213,6 +218,7 @@ class Tracer:
         self.scopes: list[str] = [""]
         self.module_names: dict[int, str] = {}
         self.state_names: dict[int, tuple[str, str, Any]] = {}  # id(array) -> (name, kind, tensor)
+        self.state_arrays: list[tuple[Any, str, str, Any]] = []  # (array, name, kind, tensor), to restore
         self.lifted: dict[int, tuple[Any, Value, list[int]]] = {}  # id(array) -> (array, value, box)
         self.constant_count = 0
         self.active = True
@@ -226,6 +232,8 @@ class Tracer:
         for kind, items in (("parameter", root.named_parameters()), ("buffer", root.named_buffers())):
             for name, t in items:
                 if t is not None:
+                    if id(t._data) not in self.state_names:
+                        self.state_arrays.append((t._data, name, kind, t))
                     self.state_names.setdefault(id(t._data), (name, kind, t))
 
     # ---- scopes -------------------------------------------------------------------------------
@@ -334,6 +342,18 @@ class Tracer:
         target._data = _TraceData(result._data.value, self, box, origin)
         return target
 
+    def restore_state(self) -> None:
+        """``param.data = traced`` would leave the model holding a stand-in: put the array back, refuse."""
+        broken = []
+        for array, name, kind, t in self.state_arrays:
+            if t._data is not array:
+                t._data = array
+                broken.append(f"{kind} {name!r}")
+        if broken:
+            raise TraceError(f"the traced code replaced the data of {', '.join(broken)} (as `p.data = ...`"
+                             " does); a graph never changes its parameters or buffers (the originals were"
+                             " restored)")
+
     def _check_mutable(self, target: Tensor, op: OpDef) -> None:
         data = target._data
         fix = f"use the out-of-place form (y = x.{op.name}(...)) or write into a .clone() of the tensor"
@@ -427,4 +447,5 @@ def trace(module_or_fn: Callable[..., Any], *example_inputs: Any) -> Graph:
     finally:
         STATE.tracer, STATE.grad_enabled = prev_tracer, prev_grad
         tracer.active = False
+        tracer.restore_state()
     return tracer.builder.finish(outputs)

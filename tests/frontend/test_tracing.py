@@ -319,3 +319,28 @@ def test_training_mode_batch_norm_update_is_refused_with_the_eval_hint():
     m.eval()
     g = ember.trace(m, ember.randn(2, 3, 4, 4))
     assert [n.op.name for n in g.nodes] == ["batch_norm"]
+
+
+def test_assigning_data_is_refused_and_parameters_are_restored():
+    nn = ember.nn
+
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(ember.ones(3))
+
+        def forward(self, x):
+            self.w.data = x * 2
+            return x * self.w
+
+    m = M()
+    with pytest.raises(ember.TraceError, match="parameter 'w'"):
+        ember.trace(m, ember.ones(3))
+    np.testing.assert_array_equal(m.w.detach().numpy(), np.ones(3, np.float32))
+
+    def f(x):
+        y = x * 1
+        y.data = x  # mark
+        return y
+
+    _assert_trace_error(f, "# mark", ember.ones(3), words=(".data",))
