@@ -226,6 +226,17 @@ class Tracer:
         if hasattr(root, "named_modules"):
             self._index_module(root)
 
+    def fresh_name(self, want: str) -> str:
+        """``want``, or ``want_1``, ``want_2``...: graph names are unique, and parameters and buffers keep
+        their state_dict keys, so user inputs and constants give way."""
+        taken = {v.name for v in self.builder.inputs + self.builder.constants}
+        taken.update(name for name, _, _ in self.state_names.values())
+        name, k = want, 0
+        while name in taken:
+            k += 1
+            name = f"{want}_{k}"
+        return name
+
     def _index_module(self, root: Any) -> None:
         for name, mod in root.named_modules():
             self.module_names.setdefault(id(mod), name)
@@ -280,7 +291,7 @@ class Tracer:
             v = self.builder.add_input(name, ty, kind)
             self.builder.bindings[name] = t._data
         else:
-            name = f"const{self.constant_count}"
+            name = self.fresh_name(f"const{self.constant_count}")
             self.constant_count += 1
             v = self.builder.add_constant(name, ty, np.array(t._host(), copy=True))
         entry = (t._data, v, [0])
@@ -404,7 +415,8 @@ def _arg_names(fn: Any, n: int) -> list[str]:
 def _trace_inputs(tracer: Tracer, names: list[str], args: tuple[Any, ...]) -> list[Any]:
     def walk(x: Any, path: str) -> Any:
         if isinstance(x, Tensor):
-            v = tracer.builder.add_input(path, TensorType(tuple(x.shape), x.dtype), "input")
+            ty = TensorType(tuple(x.shape), x.dtype)
+            v = tracer.builder.add_input(tracer.fresh_name(path), ty, "input")
             return _traced(v, tracer, origin="input")
         if isinstance(x, (tuple, list)):
             out = [walk(y, f"{path}.{i}") for i, y in enumerate(x)]

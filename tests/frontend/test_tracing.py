@@ -344,3 +344,22 @@ def test_assigning_data_is_refused_and_parameters_are_restored():
         return y
 
     _assert_trace_error(f, "# mark", ember.ones(3), words=(".data",))
+
+
+def test_input_names_give_way_to_parameter_names():
+    nn = ember.nn
+
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.weight = nn.Parameter(ember.ones(2))
+
+        def forward(self, weight, const0):
+            return weight * self.weight + const0 * ember.tensor([1.0, 2.0])
+
+    g = ember.trace(M(), ember.ones(2), ember.ones(2))
+    verify(g)
+    assert [(v.name, v.kind) for v in g.inputs] == [("weight_1", "input"), ("const0", "input"),
+                                                    ("weight", "parameter")]
+    assert [c.name for c in g.constants] == ["const0_1"]
+    assert structurally_equal(parse(str(g)), g)
