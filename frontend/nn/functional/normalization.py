@@ -8,7 +8,7 @@ from typing import Any
 from ember.autograd import no_grad
 from ember.compiler.ops import REGISTRY
 from ember.dispatch import apply
-from ember.runtime.errors import ArgumentError
+from ember.runtime.errors import ArgumentError, ShapeError
 from ember.tensor import Tensor
 
 _op = REGISTRY.__getitem__
@@ -45,6 +45,11 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
     if input.ndim < 2:
         raise ArgumentError(f"batch_norm: expected an input with at least 2 dims, got {list(input.shape)}")
     c = input.shape[1]
+    for name, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight),
+                    ("bias", bias)):
+        if t is not None and tuple(t.shape) != (c,):
+            raise ShapeError(f"batch_norm: {name} should contain {c} elements not {t.numel()} (input shape"
+                             f" {list(input.shape)}, {name} shape {list(t.shape)})")
     if training or running_mean is None or running_var is None:
         mean, var, n = _batch_stats(input)
         if training and running_mean is not None and running_var is not None:
