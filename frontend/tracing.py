@@ -450,6 +450,7 @@ def trace(module_or_fn: Callable[..., Any], *example_inputs: Any) -> Graph:
     is_module = hasattr(module_or_fn, "named_modules")
     name = type(module_or_fn).__name__ if is_module else getattr(module_or_fn, "__name__", "graph")
     tracer = Tracer(module_or_fn, "graph" if name == "<lambda>" else name)
+    rng_before = _rng_state()
     prev_tracer, prev_grad = STATE.tracer, STATE.grad_enabled
     STATE.tracer, STATE.grad_enabled = tracer, False
     try:
@@ -460,4 +461,24 @@ def trace(module_or_fn: Callable[..., Any], *example_inputs: Any) -> Graph:
         STATE.tracer, STATE.grad_enabled = prev_tracer, prev_grad
         tracer.active = False
         tracer.restore_state()
+    if _rng_state() != rng_before:
+        raise _random_draw_error(module_or_fn)
     return tracer.builder.finish(outputs)
+
+
+def _rng_state() -> Any:
+    from ember import random as _random
+
+    return id(_random.generator()), repr(_random.generator().bit_generator.state)
+
+
+def _random_draw_error(fn: Any) -> TraceError:
+    """The traced code drew random numbers: a graph would freeze that one draw as a constant."""
+    target = fn.forward if hasattr(fn, "named_modules") else fn
+    try:
+        where = f"{inspect.getsourcefile(target)}:{inspect.getsourcelines(target)[1]}: "
+    except (TypeError, OSError):
+        where = ""
+    return TraceError(f"{where}the traced code drew random numbers (rand/randn/dropout in training mode);"
+                      " a graph would freeze that one draw into a constant\n  fix: call model.eval() before"
+                      " tracing, or pass the random tensor in as an input")

@@ -363,3 +363,15 @@ def test_input_names_give_way_to_parameter_names():
                                                     ("weight", "parameter")]
     assert [c.name for c in g.constants] == ["const0_1"]
     assert structurally_equal(parse(str(g)), g)
+
+
+def test_random_draws_inside_the_trace_are_refused():
+    def f(x):  # mark
+        return x + ember.randn(3)
+
+    _assert_trace_error(f, "# mark", ember.ones(3), words=("random numbers",))
+    drop = ember.nn.Dropout(0.5)
+    with pytest.raises(ember.TraceError, match="model.eval"):
+        ember.trace(drop, ember.ones(4))
+    g = ember.trace(drop.eval(), ember.ones(4))
+    assert len(g.nodes) == 0 and g.outputs is g.inputs[0]
