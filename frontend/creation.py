@@ -252,7 +252,7 @@ def normal(mean: Any = 0.0, std: Any = 1.0, size: Any = None, dtype: Any = None,
 
 def _like(fn: Any) -> Any:
     def like(input: Any, *, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Any:
-        return fn(*input.shape, dtype=dtype or input.dtype, device=device or input.device,
+        return fn(tuple(input.shape), dtype=dtype or input.dtype, device=device or input.device,
                   requires_grad=requires_grad)
 
     like.__name__ = fn.__name__ + "_like"
