@@ -80,3 +80,68 @@ class FusionGroup:
 
     def users(self, name: str) -> list[GroupNode]:
         return [n for n in self.nodes if name in n.inputs]
+
+
+# --------------------------------------------------------------------------------------------------
+# composite expansion
+
+
+class _Handle:
+    """A value inside a group being expanded: what a decomposition's builder calls operate on."""
+
+    def __init__(self, name: str, t: TensorType) -> None:
+        self.name = name
+        self.shape = tuple(t.shape)
+        self.dtype = t.dtype
+
+
+def expand_composites(group: FusionGroup) -> FusionGroup:
+    """The same group with every composite op replaced by the primitives of its decomposition.
+
+    Graphs from the tracer already hold primitives only; this keeps hand-built and pass-built groups
+    that name a composite (``sub``, ``mean``, ...) lowerable, with the op's own definition as the
+    single source of truth.
+    """
+    from ember.compiler.ops.builder import Builder
+    from ember.compiler.ops.registry import REGISTRY
+
+    if all(not REGISTRY[n.op].composite for n in group.nodes if n.op in REGISTRY):
+        return group
+    nodes: list[GroupNode] = []
+    types = dict(group.types)
+    counter = [0]
+
+    class _Expander(Builder):
+        def emit(self, op: Any, inputs: tuple[Any, ...], attrs: dict[str, Any]) -> Any:
+            if op.attrs or attrs:
+                attrs = op.check_attrs(attrs)
+                if op.normalize is not None:
+                    attrs = op.normalize(attrs, *inputs)
+            if op.composite:
+                return op.decompose(self, *inputs, **attrs)
+            if op.num_outputs != 1:
+                raise CompileError(f"cannot expand {op.name} inside fusion group {group.name!r}")
+            counter[0] += 1
+            name = f"{group.name}.x{counter[0]}"
+            types[name] = op.infer(*inputs, **attrs)
+            nodes.append(GroupNode(op.name, tuple(x.name if isinstance(x, _Handle) else x for x in inputs),
+                                   (name,), attrs))
+            return _Handle(name, types[name])
+
+    builder = _Expander()
+    handles = {name: _Handle(name, group.type_of(name)) for name in group.inputs}
+    for node in group.nodes:
+        op = REGISTRY[node.op]
+        if not op.composite:
+            nodes.append(node)
+            handles.update({o: _Handle(o, group.type_of(o)) for o in node.outputs})
+            continue
+        args = tuple(handles[x] if isinstance(x, str) else x for x in node.inputs)
+        result = op.decompose(builder, *args, **node.attrs)
+        results = result if isinstance(result, tuple) else (result,)
+        for out, res in zip(node.outputs, results):
+            # the composite's output name becomes an identity of the decomposition's result: free in a
+            # fused kernel, where clone is just the same expression
+            nodes.append(GroupNode("clone", (res.name,), (out,)))
+            handles[out] = _Handle(out, group.type_of(out))
+    return FusionGroup(group.name, nodes, types, list(group.inputs), list(group.outputs))

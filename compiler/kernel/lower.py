@@ -26,7 +26,7 @@ from typing import Any
 
 from ember.compiler.dtypes import BOOL, FLOATING, DType
 from ember.compiler.kernel.builder import ExprBuilder, cast, const
-from ember.compiler.kernel.group import FusionGroup, GroupNode
+from ember.compiler.kernel.group import FusionGroup, GroupNode, expand_composites
 from ember.compiler.kernel.ir import (
     Buffer,
     Declare,
@@ -377,6 +377,7 @@ def group_kind(group: FusionGroup) -> str:
 
 def lower_group(group: FusionGroup, name: str | None = None) -> LoweredGroup:
     """Lower ``group`` into one kernel whose parameters are the group's inputs then outputs."""
+    group = expand_composites(group)
     kind = group_kind(group)
     names = _Names()
     kname = sanitize(name or group.name)
