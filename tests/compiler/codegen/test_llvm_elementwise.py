@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import ember.compiler.ops  # noqa: F401  (fills the registry)
 import numpy as np
 import pytest
-
-import ember.compiler.ops  # noqa: F401  (fills the registry)
 from ember.compiler.codegen.llvm.program import compile_groups
 from ember.compiler.dtypes import bool_, float32, float64, from_numpy, int32
 from ember.compiler.kernel.group import FusionGroup, GroupNode
@@ -44,7 +43,8 @@ UNARY_SHAPES = [(37,), (3, 4, 9)]
 BINARY_SHAPES = [((37,), (37,)), ((4, 19), (19,)), ((3, 1, 8), (1, 5, 8)), ((6, 1), (6, 17))]
 
 
-def _array(rng: np.random.Generator, op: str, shape: tuple[int, ...], dtype: Any, divisor: bool) -> np.ndarray:
+def _array(rng: np.random.Generator, op: str, shape: tuple[int, ...], dtype: Any,
+           divisor: bool) -> np.ndarray:
     if dtype == np.bool_:
         return rng.random(shape) < 0.5
     if np.dtype(dtype).kind == "i":
@@ -135,7 +135,8 @@ def compiled() -> dict[str, Any]:
     exe = compile_groups("elementwise_ops", [c[2] for c in good], inputs, outputs)
     results = exe(*[a for c in good for a in c[3]])
     got = {(c[0], c[1]): (r, c[4], c[2]) for c, r in zip(good, results)}
-    return {"got": got, "errors": errors, "count": {n: sum(1 for c in cases if c[0] == n) for n in SCALAR_OPS}}
+    count = {n: sum(1 for c in cases if c[0] == n) for n in SCALAR_OPS}
+    return {"got": got, "errors": errors, "count": count}
 
 
 def test_registry_has_elementwise_ops() -> None:
@@ -160,14 +161,16 @@ def test_compiled_matches_reference(op_name: str, compiled: dict[str, Any]) -> N
 def test_non_elementwise_scalar_op_is_a_compile_error(op_name: str) -> None:
     t = TensorType((4,), from_numpy(np.int64))
     out = TensorType((4, 3), t.dtype)
-    g = FusionGroup("g", [GroupNode(op_name, ("x",), ("y",), {"num_classes": 3})], {"x": t, "y": out}, ["x"], ["y"])
+    g = FusionGroup("g", [GroupNode(op_name, ("x",), ("y",), {"num_classes": 3})], {"x": t, "y": out},
+                    ["x"], ["y"])
     with pytest.raises(CompileError, match=op_name):
         lower_group(g)
 
 
 def test_op_without_kernel_is_a_compile_error_naming_it() -> None:
     t = TensorType((3, 3), float32)
-    g = FusionGroup("g", [GroupNode("det", ("x",), ("y",))], {"x": t, "y": TensorType((), float32)}, ["x"], ["y"])
+    g = FusionGroup("g", [GroupNode("det", ("x",), ("y",))], {"x": t, "y": TensorType((), float32)},
+                    ["x"], ["y"])
     with pytest.raises(CompileError, match="'det'"):
         lower_group(g)
 

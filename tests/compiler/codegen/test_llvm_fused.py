@@ -6,11 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import ember.compiler.ops  # noqa: F401
 import numpy as np
 import pytest
 import torch
-
-import ember.compiler.ops  # noqa: F401
 from ember.compiler.codegen.llvm.program import compile_groups
 from ember.compiler.dtypes import float32
 from ember.compiler.kernel.group import FusionGroup, GroupNode
@@ -50,7 +49,8 @@ def case(name: str, nodes: list[GroupNode], types: dict[str, TensorType], inputs
                        tuple(prefixed[o] for o in n.outputs), n.attrs) for n in nodes]
     g = FusionGroup(name, nodes, {prefixed[k]: v for k, v in types.items()},
                     [prefixed[k] for k in inputs], [prefixed[k] for k in expected])
-    CASES[name] = (g, {prefixed[k]: v for k, v in inputs.items()}, {prefixed[k]: v for k, v in expected.items()})
+    CASES[name] = (g, {prefixed[k]: v for k, v in inputs.items()},
+                   {prefixed[k]: v for k, v in expected.items()})
 
 
 x, y, z = R(16, 45), R(45), R(16, 1)
@@ -62,7 +62,8 @@ case("exp_mul_add_sum", [N("mul", ("x", "y"), "t"), N("add", ("t", "z"), "u"), N
 a = R(6, 40)
 sm = torch.softmax(torch.from_numpy(a), 1).numpy()
 case("softmax", [N("amax", ("a",), "m", dim=(1,), keepdim=True), N("sub", ("a", "m"), "d"),
-                 N("exp", ("d",), "e"), SUM("e", "s", (1,), True), N("div", ("e", "s"), "p", rounding_mode=None)],
+                 N("exp", ("d",), "e"), SUM("e", "s", (1,), True),
+                 N("div", ("e", "s"), "p", rounding_mode=None)],
      {"a": T(6, 40), "m": T(6, 1), "d": T(6, 40), "e": T(6, 40), "s": T(6, 1), "p": T(6, 40)},
      {"a": a}, {"p": sm})
 
@@ -88,7 +89,8 @@ case("permute_reshape_slice", [N("permute", ("p",), "q", dims=(2, 0, 1)), N("neg
 
 v = R(8, 30)
 case("view_input_reshape_int_index", [N("reshape", ("v",), "w", shape=(4, 2, 30)),
-                                      N("getitem", ("w",), "row", index=(("int", -1), ("none",), ("ellipsis",))),
+                                      N("getitem", ("w",), "row",
+                                        index=(("int", -1), ("none",), ("ellipsis",))),
                                       N("mul", ("row", 3.0), "o")],
      {"v": T(8, 30), "w": T(4, 2, 30), "row": T(1, 2, 30), "o": T(1, 2, 30)},
      {"v": v}, {"o": v.reshape(4, 2, 30)[-1, None] * 3})
@@ -96,23 +98,27 @@ case("view_input_reshape_int_index", [N("reshape", ("v",), "w", shape=(4, 2, 30)
 ga, gw, gb, gr = R(23, 40), R(31, 40), R(31), R(23, 31)
 lin = ga @ gw.T + gb
 case("linear_bias_residual_relu", [N("permute", ("w",), "wt", dims=(1, 0)), N("matmul", ("a", "wt"), "y"),
-                                   N("add", ("y", "b"), "yb"), N("add", ("yb", "r"), "yr"), N("relu", ("yr",), "o")],
+                                   N("add", ("y", "b"), "yb"), N("add", ("yb", "r"), "yr"),
+                                   N("relu", ("yr",), "o")],
      {"a": T(23, 40), "w": T(31, 40), "wt": T(40, 31), "b": T(31), "y": T(23, 31), "yb": T(23, 31),
       "r": T(23, 31), "yr": T(23, 31), "o": T(23, 31)},
      {"a": ga, "w": gw, "b": gb, "r": gr}, {"o": np.maximum(lin + gr, 0)})
 
-case("gemm_unfused_epilogue", [N("matmul", ("a", "b"), "y"), N("tanh", ("y",), "t"), N("mul", ("t", "b2"), "o")],
+case("gemm_unfused_epilogue",
+     [N("matmul", ("a", "b"), "y"), N("tanh", ("y",), "t"), N("mul", ("t", "b2"), "o")],
      {"a": T(23, 40), "b": T(40, 31), "y": T(23, 31), "t": T(23, 31), "b2": T(31), "o": T(23, 31)},
      {"a": ga, "b": gw.T.copy(), "b2": gb}, {"o": np.tanh(ga @ gw.T) * gb, "y": ga @ gw.T})
 
 ba, bb = R(2, 3, 9, 17), R(3, 17, 5)
-case("batched_matmul_transposed_a", [N("permute", ("a",), "at", dims=(0, 1, 3, 2)), N("matmul", ("at", "b"), "y")],
+case("batched_matmul_transposed_a",
+     [N("permute", ("a",), "at", dims=(0, 1, 3, 2)), N("matmul", ("at", "b"), "y")],
      {"a": T(2, 3, 17, 9), "at": T(2, 3, 9, 17), "b": T(3, 17, 5), "y": T(2, 3, 9, 5)},
      {"a": ba.transpose(0, 1, 3, 2).copy(), "b": bb}, {"y": ba @ bb})
 
 mv, vv = R(7, 13), R(13)
 case("matvec", [N("matmul", ("m", "v"), "y"), N("sigmoid", ("y",), "o")],
-     {"m": T(7, 13), "v": T(13), "y": T(7), "o": T(7)}, {"m": mv, "v": vv}, {"o": 1 / (1 + np.exp(-(mv @ vv)))})
+     {"m": T(7, 13), "v": T(13), "y": T(7), "o": T(7)}, {"m": mv, "v": vv},
+     {"o": 1 / (1 + np.exp(-(mv @ vv)))})
 
 
 @pytest.fixture(scope="module")

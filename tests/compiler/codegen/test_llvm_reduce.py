@@ -6,10 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import ember.compiler.ops  # noqa: F401
 import numpy as np
 import pytest
-
-import ember.compiler.ops  # noqa: F401
 from ember.compiler.codegen.llvm.program import compile_groups
 from ember.compiler.dtypes import float32, from_numpy
 from ember.compiler.kernel.group import FusionGroup, GroupNode
@@ -18,7 +17,8 @@ from ember.compiler.ops.registry import REGISTRY, TensorType
 from ember.runtime.errors import CompileError
 
 SUPPORTED = {"add", "mul", "max", "min", "and", "or", "sum", "prod", "all", "any"}
-REDUCE_OPS = sorted(op.name for op in REGISTRY if "reduce" in op.lowering and op.lowering["reduce"] in SUPPORTED)
+REDUCE_OPS = sorted(op.name for op in REGISTRY
+                    if "reduce" in op.lowering and op.lowering["reduce"] in SUPPORTED)
 UNSUPPORTED = sorted(op.name for op in REGISTRY if "reduce" in op.lowering and op.name not in REDUCE_OPS)
 SHAPE = (5, 7, 37)
 DIMS: list[Any] = [(2,), (0,), (1,), (0, 2), None]
@@ -96,8 +96,9 @@ def test_int_sum_accumulates_in_int64_and_nan_propagates_through_max() -> None:
     xf = rng.standard_normal((4, 40)).astype(np.float32)
     xf[1, 17] = np.nan
     ti, tf = TensorType((4, 40), from_numpy(np.int32)), TensorType((4, 40), float32)
-    gs = FusionGroup("isum", [GroupNode("sum", ("xi",), ("s",), {"dim": (1,), "keepdim": False, "dtype": None})],
-                     {"xi": ti, "s": REGISTRY["sum"].infer(ti, dim=(1,), keepdim=False, dtype=None)}, ["xi"], ["s"])
+    attrs = {"dim": (1,), "keepdim": False, "dtype": None}
+    gs = FusionGroup("isum", [GroupNode("sum", ("xi",), ("s",), attrs)],
+                     {"xi": ti, "s": REGISTRY["sum"].infer(ti, **attrs)}, ["xi"], ["s"])
     gm = FusionGroup("fmax", [GroupNode("amax", ("xf",), ("m",), {"dim": (1,), "keepdim": False})],
                      {"xf": tf, "m": TensorType((4,), float32)}, ["xf"], ["m"])
     s, m = compile_groups("special_reductions", [gs, gm], ["xi", "xf"], ["s", "m"])(xi, xf)
