@@ -293,3 +293,30 @@ def _rebuild(arr: np.ndarray, dtype_name: str, requires_grad: bool) -> Any:
     if requires_grad:
         t.requires_grad_(True)
     return t
+
+
+# ---- Tensor.new_*: creation with the dtype and device of an existing tensor ------------------------------
+
+
+def _new(fn: Any, name: str) -> Any:
+    def new(self: Any, *size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Any:
+        return fn(*size, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad)
+
+    new.__name__ = name
+    new.__doc__ = f"``{fn.__name__}`` with this tensor's dtype and device unless given."
+    return new
+
+
+new_zeros = _new(zeros, "new_zeros")
+new_ones = _new(ones, "new_ones")
+new_empty = _new(empty, "new_empty")
+
+
+def new_full(self: Any, size: Any, fill_value: Any, *, dtype: Any = None, device: Any = None,
+             requires_grad: bool = False) -> Any:
+    return full(size, fill_value, dtype=dtype or self.dtype, device=device or self.device,
+                requires_grad=requires_grad)
+
+
+def new_tensor(self: Any, data: Any, *, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Any:
+    return tensor(data, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad)

@@ -99,6 +99,19 @@ def index_fill(input: Any, dim: int, index: Any, value: Any) -> Any:
     return apply(_op("masked_fill"), (input, hit.reshape(shape), value), {})
 
 
+@method
+def masked_select(input: Any, mask: Any) -> Any:
+    """The elements of ``input`` where ``mask`` is true, as a 1-d tensor (both broadcast first)."""
+    from ember.compiler.ops.rules import broadcast_shapes
+
+    shape = broadcast_shapes("masked_select", tuple(input.shape), tuple(mask.shape))
+    if tuple(input.shape) != shape:
+        input = input.expand(*shape)
+    if tuple(mask.shape) != shape:
+        mask = mask.expand(*shape)
+    return input[mask]
+
+
 alias("scatter_", scatter_)
 alias("scatter_add_", scatter_add_)
 alias("index_fill", index_fill)

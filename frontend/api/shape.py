@@ -174,6 +174,8 @@ alias("subtract", sub)
 # module-level functions whose code lives in ember.creation / ember._printing (ember/__init__ lists the rest)
 function(_creation.range)
 function(_printing.set_printoptions)
+for _name in ("new_zeros", "new_ones", "new_empty", "new_full", "new_tensor"):
+    alias(_name, getattr(_creation, _name))
 
 
 @function

@@ -23,8 +23,13 @@ def _idx(lib, index):
 
 
 class _T:
+    """Marks an index part that becomes a tensor of the library under test."""
+
     def __init__(self, value) -> None:
         self.value = value
+
+    def __repr__(self) -> str:
+        return f"T({np.asarray(self.value).tolist()})"
 
 
 GET_CASES = [

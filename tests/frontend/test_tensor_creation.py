@@ -201,3 +201,13 @@ def test_numel_and_is_tensor() -> None:
     x = ember.zeros(2, 3, 4)
     assert x.numel() == x.nelement() == 24 and ember.numel(x) == 24
     assert ember.is_tensor(x) and not ember.is_tensor(np.zeros(1))
+
+
+def test_new_methods_keep_dtype_and_device() -> None:
+    x, t = ember.zeros(2, dtype=ember.float64), torch.zeros(2, dtype=torch.float64)
+    same(x.new_zeros(2, 3), t.new_zeros(2, 3))
+    same(x.new_ones((1, 2)), t.new_ones((1, 2)))
+    same(x.new_full((2,), 7), t.new_full((2,), 7))
+    same(x.new_tensor([1, 2]), t.new_tensor([1, 2]))
+    same(x.new_zeros(2, dtype=ember.int32), t.new_zeros(2, dtype=torch.int32))
+    assert x.new_empty(4).shape == (4,) and x.new_empty(4).dtype is ember.float64

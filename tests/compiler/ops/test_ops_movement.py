@@ -241,6 +241,12 @@ def test_masked_fill(value) -> None:
     check(lambda T, x, m: x.masked_fill(m, value), rand(2, 3), mask[0])
 
 
+def test_masked_select() -> None:
+    check(lambda T, x, m: T.masked_select(x, m), rand(2, 3), rand(2, 3, dtype="bool"))
+    check(lambda T, x, m: x.masked_select(m), rand(2, 3), rand(3, dtype="bool"))
+    check(lambda T, x, m: x.masked_select(m), rand(3), rand(2, 3, dtype="bool"))
+
+
 def test_masked_fill_tensor_value_gets_gradient() -> None:
     check(lambda T, x, m, v: x.masked_fill(m, v), rand(2, 3), rand(2, 3, dtype="bool"), rand())
 
