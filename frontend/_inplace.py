@@ -38,7 +38,9 @@ def inplace_apply(self: Any, op: OpDef, rest: tuple[Any, ...], attrs: dict[str, 
         )
     check_dtype_cast(op.name + "_", result.dtype, self.dtype)
     if self._data.flags.writeable is False:
-        raise ShapeError(f"{op.name}_: cannot write into a read-only (expanded or broadcast) tensor; clone it first")
+        raise ShapeError(
+            f"{op.name}_: cannot write into a read-only (expanded or broadcast) tensor; clone it first"
+        )
     self._data[...] = result._data
     self._version[0] += 1
     if recording:
@@ -60,8 +62,9 @@ def fill_(self: Any, value: Any) -> Any:
     from ember.tensor import Tensor
 
     if isinstance(value, Tensor) and value.ndim != 0:
-        raise ShapeError(f"fill_ only supports 0-dimension value tensor but got tensor with {value.ndim}"
-                         " dimensions.")
+        raise ShapeError(
+            f"fill_ only supports 0-dimension value tensor but got tensor with {value.ndim} dimensions."
+        )
     return inplace_apply(self, REGISTRY["overwrite"], (value,), {})
 
 

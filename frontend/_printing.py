@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-
 from ember.compiler import dtypes as _dt
 
 
@@ -34,8 +33,14 @@ _PROFILES = {
 }
 
 
-def set_printoptions(precision: int | None = None, threshold: float | None = None, edgeitems: int | None = None,
-                     linewidth: int | None = None, profile: str | None = None, sci_mode: bool | None = None) -> None:
+def set_printoptions(
+    precision: int | None = None,
+    threshold: float | None = None,
+    edgeitems: int | None = None,
+    linewidth: int | None = None,
+    profile: str | None = None,
+    sci_mode: bool | None = None,
+) -> None:
     """Set how tensors print (PyTorch's options; ``profile`` is 'default', 'short' or 'full').
 
     >>> import ember
@@ -130,7 +135,7 @@ def _vector(a: np.ndarray, fmt: _Formatter, indent: int, summarize: bool) -> str
     head, tail = _edges(a.shape[0], summarize)
     items = [fmt(a[i]) for i in head] + ([" ..."] if tail else []) + [fmt(a[i]) for i in tail]
     per_line = max(1, int(math.floor((OPTIONS.linewidth - indent) / (fmt.width + 2))))
-    lines = [", ".join(items[i:i + per_line]) for i in range(0, len(items), per_line)]
+    lines = [", ".join(items[i : i + per_line]) for i in range(0, len(items), per_line)]
     return "[" + (",\n" + " " * (indent + 1)).join(lines) + "]"
 
 

@@ -7,7 +7,6 @@ import builtins
 from typing import Any
 
 import numpy as np
-
 from ember import random as _random
 from ember.compiler import dtypes as _dt
 from ember.compiler.dtypes import DType
@@ -80,8 +79,9 @@ def _to_numpy_data(data: Any) -> Any:
     return data
 
 
-def tensor(data: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False,
-           pin_memory: bool = False) -> Any:
+def tensor(
+    data: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False, pin_memory: bool = False
+) -> Any:
     """A new tensor holding a copy of ``data`` (nested lists, numbers, numpy arrays or tensors).
 
     >>> import ember
@@ -126,7 +126,9 @@ def _filled(size: tuple[Any, ...], value: Any, dtype: Any, device: Any, requires
     return _finish(np.full(_sizes(size), value, dtype=dt.np), dt, device, requires_grad)
 
 
-def zeros(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False, out: Any = None) -> Any:
+def zeros(
+    *size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False, out: Any = None
+) -> Any:
     return _filled(size, 0, dtype, device, requires_grad)
 
 
@@ -138,19 +140,29 @@ def empty(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool
     return _filled(size, 0, dtype, device, requires_grad)
 
 
-def full(size: Any, fill_value: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Any:
+def full(
+    size: Any, fill_value: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False
+) -> Any:
     if dtype is None:
         dtype = _infer_dtype(fill_value)
     return _filled((size,), fill_value, dtype, device, requires_grad)
 
 
-def eye(n: int, m: int | None = None, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Any:
+def eye(
+    n: int, m: int | None = None, dtype: Any = None, device: Any = None, requires_grad: bool = False
+) -> Any:
     dt = _dtype_or_default(dtype)
     return _finish(np.eye(n, n if m is None else m, dtype=dt.np), dt, device, requires_grad)
 
 
-def arange(start: Any, end: Any = None, step: Any = 1, dtype: Any = None, device: Any = None,
-           requires_grad: bool = False) -> Any:
+def arange(
+    start: Any,
+    end: Any = None,
+    step: Any = 1,
+    dtype: Any = None,
+    device: Any = None,
+    requires_grad: bool = False,
+) -> Any:
     if end is None:
         start, end = 0, start
     if step == 0:
@@ -161,8 +173,14 @@ def arange(start: Any, end: Any = None, step: Any = 1, dtype: Any = None, device
     return _finish(np.arange(start, end, step).astype(dt.np), dt, device, requires_grad)
 
 
-def range(start: Any, end: Any = None, step: Any = 1, dtype: Any = None, device: Any = None,  # noqa: A001
-          requires_grad: bool = False) -> Any:
+def range(
+    start: Any,
+    end: Any = None,
+    step: Any = 1,
+    dtype: Any = None,
+    device: Any = None,  # noqa: A001
+    requires_grad: bool = False,
+) -> Any:
     """Deprecated in PyTorch (use arange): like arange but includes ``end``, default float dtype."""
     if end is None:
         start, end = 0, start
@@ -170,26 +188,42 @@ def range(start: Any, end: Any = None, step: Any = 1, dtype: Any = None, device:
         raise ArgumentError("range: step must be nonzero")
     n = int(np.floor((end - start) / step)) + 1
     if n < 0:
-        raise ArgumentError(f"upper bound and larger bound inconsistent with step sign (start={start},"
-                            f" end={end}, step={step})")
+        raise ArgumentError(
+            f"upper bound and larger bound inconsistent with step sign (start={start},"
+            f" end={end}, step={step})"
+        )
     dt = _dtype_or_default(dtype)
     return _finish((start + np.arange(n) * step).astype(dt.np), dt, device, requires_grad)
 
 
-def linspace(start: float, end: float, steps: int, dtype: Any = None, device: Any = None,
-             requires_grad: bool = False) -> Any:
+def linspace(
+    start: float, end: float, steps: int, dtype: Any = None, device: Any = None, requires_grad: bool = False
+) -> Any:
     dt = _dtype_or_default(dtype)
     return _finish(np.linspace(start, end, steps).astype(dt.np), dt, device, requires_grad)
 
 
-def logspace(start: float, end: float, steps: int, base: float = 10.0, dtype: Any = None, device: Any = None,
-             requires_grad: bool = False) -> Any:
+def logspace(
+    start: float,
+    end: float,
+    steps: int,
+    base: float = 10.0,
+    dtype: Any = None,
+    device: Any = None,
+    requires_grad: bool = False,
+) -> Any:
     dt = _dtype_or_default(dtype)
     return _finish(np.logspace(start, end, steps, base=base).astype(dt.np), dt, device, requires_grad)
 
 
-_TORCH_NAMES = {"int64": "Long", "int32": "Int", "int16": "Short", "int8": "Char", "uint8": "Byte",
-                "bool": "Bool"}
+_TORCH_NAMES = {
+    "int64": "Long",
+    "int32": "Int",
+    "int16": "Short",
+    "int8": "Char",
+    "uint8": "Byte",
+    "bool": "Bool",
+}
 
 
 def _float_dtype(op: str, dtype: Any) -> DType:
@@ -199,22 +233,31 @@ def _float_dtype(op: str, dtype: Any) -> DType:
     return dt
 
 
-def rand(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False,
-         generator: Any = None) -> Any:
+def rand(
+    *size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False, generator: Any = None
+) -> Any:
     dt = _float_dtype("check_uniform_bounds", dtype)
     arr = _random.generator().random(_sizes(size)).astype(dt.np)
     return _finish(arr, dt, device, requires_grad)
 
 
-def randn(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False,
-          generator: Any = None) -> Any:
+def randn(
+    *size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False, generator: Any = None
+) -> Any:
     dt = _float_dtype("normal_kernel_cpu", dtype)
     arr = _random.generator().standard_normal(_sizes(size)).astype(dt.np)
     return _finish(arr, dt, device, requires_grad)
 
 
-def randint(low: int, high: int | None = None, size: Any = None, dtype: Any = None, device: Any = None,
-            requires_grad: bool = False, generator: Any = None) -> Any:
+def randint(
+    low: int,
+    high: int | None = None,
+    size: Any = None,
+    dtype: Any = None,
+    device: Any = None,
+    requires_grad: bool = False,
+    generator: Any = None,
+) -> Any:
     if size is None and isinstance(high, (tuple, list)):  # randint(high, size)
         low, high, size = 0, low, high
     if high is None:
@@ -228,14 +271,22 @@ def randint(low: int, high: int | None = None, size: Any = None, dtype: Any = No
     return _finish(arr, dt, device, requires_grad)
 
 
-def randperm(n: int, dtype: Any = None, device: Any = None, requires_grad: bool = False,
-             generator: Any = None) -> Any:
+def randperm(
+    n: int, dtype: Any = None, device: Any = None, requires_grad: bool = False, generator: Any = None
+) -> Any:
     dt = _dt.as_dtype(dtype) if dtype is not None else _dt.int64
     return _finish(_random.generator().permutation(n).astype(dt.np), dt, device, requires_grad)
 
 
-def normal(mean: Any = 0.0, std: Any = 1.0, size: Any = None, dtype: Any = None, device: Any = None,
-           requires_grad: bool = False, generator: Any = None) -> Any:
+def normal(
+    mean: Any = 0.0,
+    std: Any = 1.0,
+    size: Any = None,
+    dtype: Any = None,
+    device: Any = None,
+    requires_grad: bool = False,
+    generator: Any = None,
+) -> Any:
     from ember.tensor import Tensor
 
     if isinstance(mean, Tensor) or isinstance(std, Tensor):
@@ -252,8 +303,12 @@ def normal(mean: Any = 0.0, std: Any = 1.0, size: Any = None, dtype: Any = None,
 
 def _like(fn: Any) -> Any:
     def like(input: Any, *, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Any:
-        return fn(tuple(input.shape), dtype=dtype or input.dtype, device=device or input.device,
-                  requires_grad=requires_grad)
+        return fn(
+            tuple(input.shape),
+            dtype=dtype or input.dtype,
+            device=device or input.device,
+            requires_grad=requires_grad,
+        )
 
     like.__name__ = fn.__name__ + "_like"
     like.__doc__ = f"Like ``{fn.__name__}`` with the shape, dtype and device of ``input``."
@@ -267,10 +322,16 @@ rand_like = _like(rand)
 randn_like = _like(randn)
 
 
-def full_like(input: Any, fill_value: Any, *, dtype: Any = None, device: Any = None,
-              requires_grad: bool = False) -> Any:
-    return full(tuple(input.shape), fill_value, dtype=dtype or input.dtype, device=device or input.device,
-                requires_grad=requires_grad)
+def full_like(
+    input: Any, fill_value: Any, *, dtype: Any = None, device: Any = None, requires_grad: bool = False
+) -> Any:
+    return full(
+        tuple(input.shape),
+        fill_value,
+        dtype=dtype or input.dtype,
+        device=device or input.device,
+        requires_grad=requires_grad,
+    )
 
 
 def randint_like(input: Any, low: int, high: int | None = None, *, dtype: Any = None) -> Any:
@@ -278,7 +339,7 @@ def randint_like(input: Any, low: int, high: int | None = None, *, dtype: Any = 
 
 
 def _legacy_tensor(*args: Any, **kwargs: Any) -> Any:
-    """``ember.Tensor(2, 3)`` (uninitialized float32 of that size) or ``ember.Tensor([1, 2])`` (float32 data)."""
+    """``ember.Tensor(2, 3)`` (float32 of that size) or ``ember.Tensor([1, 2])`` (float32 data)."""
     if args and builtins.all(isinstance(a, int) for a in args):
         return zeros(*args)
     if len(args) == 1:
@@ -312,11 +373,21 @@ new_ones = _new(ones, "new_ones")
 new_empty = _new(empty, "new_empty")
 
 
-def new_full(self: Any, size: Any, fill_value: Any, *, dtype: Any = None, device: Any = None,
-             requires_grad: bool = False) -> Any:
-    return full(size, fill_value, dtype=dtype or self.dtype, device=device or self.device,
-                requires_grad=requires_grad)
+def new_full(
+    self: Any,
+    size: Any,
+    fill_value: Any,
+    *,
+    dtype: Any = None,
+    device: Any = None,
+    requires_grad: bool = False,
+) -> Any:
+    return full(
+        size, fill_value, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad
+    )
 
 
-def new_tensor(self: Any, data: Any, *, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Any:
+def new_tensor(
+    self: Any, data: Any, *, dtype: Any = None, device: Any = None, requires_grad: bool = False
+) -> Any:
     return tensor(data, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad)

@@ -29,7 +29,9 @@ def _cat_normalize(attrs: dict[str, Any], *tensors: Any) -> dict[str, Any]:
         raise ArgumentError("torch.cat(): expected a non-empty list of Tensors")
     for i, t in enumerate(tensors):
         if not is_tensor(t):
-            raise ArgumentError(f"cat(): expected a sequence of Tensors, got {type(t).__name__} at position {i}")
+            raise ArgumentError(
+                f"cat(): expected a sequence of Tensors, got {type(t).__name__} at position {i}"
+            )
         if not shape_of(t):
             raise ShapeError(f"zero-dimensional tensor (at position {i}) cannot be concatenated")
     ref = next((t for t in tensors if not _is_legacy_empty(t)), tensors[0])
@@ -46,14 +48,17 @@ def _cat_infer(*tensors: Any, dim: int) -> TensorType:
     total = 0
     for i, s in kept:
         if len(s) != len(first):
-            raise ShapeError(f"torch.cat(): Tensors must have same number of dimensions: got {len(first)} and"
-                             f" {len(s)}")
+            raise ShapeError(
+                f"torch.cat(): Tensors must have same number of dimensions: got {len(first)} and {len(s)}"
+            )
         for d, (a, c) in enumerate(zip(first, s)):
             if d != dim and a != c:
-                raise ShapeError(f"Sizes of tensors must match except in dimension {dim}. Expected size {a} but"
-                                 f" got size {c} for tensor number {i} in the list.")
+                raise ShapeError(
+                    f"Sizes of tensors must match except in dimension {dim}. Expected size {a} but"
+                    f" got size {c} for tensor number {i} in the list."
+                )
         total += s[dim]
-    return TensorType(first[:dim] + (total,) + first[dim + 1:], dtype)
+    return TensorType(first[:dim] + (total,) + first[dim + 1 :], dtype)
 
 
 def _cat_ref(xp: Any, *arrays: Any, dim: int) -> Any:
@@ -71,17 +76,26 @@ def _cat_vjp(b: Any, g: Any, out: Any, *tensors: Any, dim: int) -> list[Any]:
             grads.append(None)
             continue
         n = t.shape[dim]
-        index = tuple(("slice", start, start + n, None) if i == dim else ("slice", None, None, None)
-                      for i in range(nd))
+        index = tuple(
+            ("slice", start, start + n, None) if i == dim else ("slice", None, None, None) for i in range(nd)
+        )
         grads.append(b.cast_like(b.getitem(g, index=index), t))
         start += n
     return grads
 
 
 cat = define_op(
-    "cat", pattern=Pattern.INJECTIVE, inputs=("*tensors",), attrs={"dim": (INT, 0)},
-    normalize=_cat_normalize, infer=_cat_infer, reference=_cat_ref, vjp=_cat_vjp, saves=(),
-    method=False, lowering={"index": "concat"},
+    "cat",
+    pattern=Pattern.INJECTIVE,
+    inputs=("*tensors",),
+    attrs={"dim": (INT, 0)},
+    normalize=_cat_normalize,
+    infer=_cat_infer,
+    reference=_cat_ref,
+    vjp=_cat_vjp,
+    saves=(),
+    method=False,
+    lowering={"index": "concat"},
 )
 
 
@@ -91,14 +105,17 @@ def _stack(b: Any, *tensors: Any, dim: int) -> Any:
     first = tuple(tensors[0].shape)
     for i, t in enumerate(tensors[1:], 1):
         if tuple(t.shape) != first:
-            raise ShapeError(f"stack expects each tensor to be equal size, but got {list(first)} at entry 0 and"
-                             f" {list(t.shape)} at entry {i}")
+            raise ShapeError(
+                f"stack expects each tensor to be equal size, but got {list(first)} at entry 0 and"
+                f" {list(t.shape)} at entry {i}"
+            )
     d = norm_dim("stack", dim, len(first) + 1)
     return b.cat(*(b.unsqueeze(t, dim=d) for t in tensors), dim=d)
 
 
-stack = define_composite("stack", decompose=_stack, inputs=("*tensors",), attrs={"dim": (INT, 0)},
-                         method=False)
+stack = define_composite(
+    "stack", decompose=_stack, inputs=("*tensors",), attrs={"dim": (INT, 0)}, method=False
+)
 
 # ---- gather / scatter -------------------------------------------------------------------------------
 
@@ -115,8 +132,10 @@ def _gather_infer(x: Any, index: Any, dim: int) -> TensorType:
         raise ShapeError("Index tensor must have the same number of dimensions as input tensor")
     for d, (a, c) in enumerate(zip(xs, js)):
         if d != dim and c > a:
-            raise ShapeError(f"Size does not match at dimension {d} expected index {list(js)} to be no larger"
-                             f" than self {list(xs)} apart from dimension {dim}")
+            raise ShapeError(
+                f"Size does not match at dimension {d} expected index {list(js)} to be no larger"
+                f" than self {list(xs)} apart from dimension {dim}"
+            )
     return TensorType(js, x.dtype)
 
 
@@ -143,12 +162,19 @@ def _gather_ref(xp: Any, x: Any, index: Any, dim: int) -> Any:
 
 
 gather = define_op(
-    "gather", pattern=Pattern.INJECTIVE, inputs=("input", "index"), attrs={"dim": INT},
+    "gather",
+    pattern=Pattern.INJECTIVE,
+    inputs=("input", "index"),
+    attrs={"dim": INT},
     normalize=lambda attrs, x, index: {"dim": norm_dim("gather", attrs["dim"], len(shape_of(x)))},
-    infer=_gather_infer, reference=_gather_ref,
+    infer=_gather_infer,
+    reference=_gather_ref,
     vjp=lambda b, g, out, x, index, dim: [
-        b.scatter_add(b.full(shape=tuple(x.shape), value=0, dtype=g.dtype), index, g, dim=dim), None],
-    saves=(1,), lowering={"index": "gather"},
+        b.scatter_add(b.full(shape=tuple(x.shape), value=0, dtype=g.dtype), index, g, dim=dim),
+        None,
+    ],
+    saves=(1,),
+    lowering={"index": "gather"},
 )
 
 
@@ -162,11 +188,14 @@ def _scatter_infer(x: Any, index: Any, src: Any, dim: int) -> TensorType:
         if len(ss) != len(js) and not (len(js) <= 1 and len(ss) <= 1):
             raise ShapeError("Index tensor must have the same number of dimensions as src tensor")
         if any(c > s for c, s in zip(js, ss)):
-            raise ShapeError(f"Expected index {list(js)} to be no larger than src {list(ss)} in every dimension")
+            raise ShapeError(
+                f"Expected index {list(js)} to be no larger than src {list(ss)} in every dimension"
+            )
     for d, (a, c) in enumerate(zip(xs, js)):
         if d != dim and c > a:
-            raise ShapeError(f"Expected index {list(js)} to be no larger than self {list(xs)} apart from"
-                             f" dimension {dim}")
+            raise ShapeError(
+                f"Expected index {list(js)} to be no larger than self {list(xs)} apart from dimension {dim}"
+            )
     return TensorType(xs, x.dtype)
 
 
@@ -203,20 +232,37 @@ def _src_grad(b: Any, g: Any, index: Any, src: Any, dim: int) -> Any:
 
 
 scatter = define_op(
-    "scatter", pattern=Pattern.OPAQUE, inputs=("input", "index", "src"), attrs={"dim": INT},
+    "scatter",
+    pattern=Pattern.OPAQUE,
+    inputs=("input", "index", "src"),
+    attrs={"dim": INT},
     normalize=lambda attrs, x, *_: {"dim": norm_dim("scatter", attrs["dim"], len(shape_of(x)))},
-    infer=_scatter_infer, reference=_scatter_ref(False),
+    infer=_scatter_infer,
+    reference=_scatter_ref(False),
     vjp=lambda b, g, out, x, index, src, dim: [
-        b.scatter(g, index, 0.0, dim=dim), None, _src_grad(b, g, index, src, dim)],
-    saves=(1,), method=False, inplace=False, lowering={"template": "scatter"},
+        b.scatter(g, index, 0.0, dim=dim),
+        None,
+        _src_grad(b, g, index, src, dim),
+    ],
+    saves=(1,),
+    method=False,
+    inplace=False,
+    lowering={"template": "scatter"},
 )
 
 scatter_add = define_op(
-    "scatter_add", pattern=Pattern.OPAQUE, inputs=("input", "index", "src"), attrs={"dim": INT},
+    "scatter_add",
+    pattern=Pattern.OPAQUE,
+    inputs=("input", "index", "src"),
+    attrs={"dim": INT},
     normalize=lambda attrs, x, *_: {"dim": norm_dim("scatter_add", attrs["dim"], len(shape_of(x)))},
-    infer=_scatter_infer, reference=_scatter_ref(True),
+    infer=_scatter_infer,
+    reference=_scatter_ref(True),
     vjp=lambda b, g, out, x, index, src, dim: [g, None, _src_grad(b, g, index, src, dim)],
-    saves=(1,), method=False, inplace=False, lowering={"template": "scatter"},
+    saves=(1,),
+    method=False,
+    inplace=False,
+    lowering={"template": "scatter"},
 )
 
 # ---- composites over getitem and where -----------------------------------------------------------------
@@ -230,34 +276,42 @@ def _index_select(b: Any, x: Any, index: Any, dim: int) -> Any:
     nd = len(x.shape)
     d = norm_dim("index_select", dim, nd)
     if nd == 0:
-        return b.reshape(b.getitem(b.reshape(x, shape=(1,)), b.reshape(index, shape=(-1,)),
-                                   index=(("tensor",),)), shape=())
+        return b.reshape(
+            b.getitem(b.reshape(x, shape=(1,)), b.reshape(index, shape=(-1,)), index=(("tensor",),)), shape=()
+        )
     spec = tuple(("tensor",) if i == d else ("slice", None, None, None) for i in range(nd))
     return b.getitem(x, b.reshape(index, shape=(-1,)), index=spec)
 
 
-index_select = define_composite("index_select", decompose=_index_select, inputs=("input", "index"),
-                                attrs={"dim": INT})
+index_select = define_composite(
+    "index_select", decompose=_index_select, inputs=("input", "index"), attrs={"dim": INT}
+)
 
 
 def _masked_fill(b: Any, x: Any, mask: Any, value: Any) -> Any:
     if mask.dtype is not bool_:
         raise DTypeError(f"masked_fill_ only supports boolean masks, but got mask with dtype {mask.dtype}")
     if is_tensor(value) and len(value.shape) != 0:
-        raise ShapeError("masked_fill_ only supports a 0-dimensional value tensor, but got tensor with"
-                         f" {len(value.shape)} dimension(s).")
+        raise ShapeError(
+            "masked_fill_ only supports a 0-dimensional value tensor, but got tensor with"
+            f" {len(value.shape)} dimension(s)."
+        )
     shape = tuple(x.shape)
     if broadcast_shapes("masked_fill", shape, tuple(mask.shape)) != shape:
-        raise ShapeError(f"masked_fill: mask of shape {list(mask.shape)} cannot be broadcast to the input's"
-                         f" shape {list(shape)}")
+        raise ShapeError(
+            f"masked_fill: mask of shape {list(mask.shape)} cannot be broadcast to the input's"
+            f" shape {list(shape)}"
+        )
     if is_tensor(value) and value.dtype is not x.dtype:
         value = b.cast(value, dtype=x.dtype)
     out = b.where(mask, value, x)
     return b.cast(out, dtype=x.dtype) if out.dtype is not x.dtype else out
 
 
-masked_fill = define_composite("masked_fill", decompose=_masked_fill, inputs=("input", "mask", "value"),
-                               inplace=True)
+masked_fill = define_composite(
+    "masked_fill", decompose=_masked_fill, inputs=("input", "mask", "value"), inplace=True
+)
+
 
 def _overwrite(b: Any, x: Any, src: Any) -> Any:
     """``src`` broadcast to ``x``'s shape and cast to its dtype: what ``copy_``/``fill_`` write into ``x``."""
@@ -267,7 +321,8 @@ def _overwrite(b: Any, x: Any, src: Any) -> Any:
     return b.cast(out, dtype=x.dtype) if out.dtype is not x.dtype else out
 
 
-overwrite = define_composite("overwrite", decompose=_overwrite, inputs=("input", "src"), method=False,
-                             function=False)
+overwrite = define_composite(
+    "overwrite", decompose=_overwrite, inputs=("input", "src"), method=False, function=False
+)
 
 __all__ = ["overwrite", "cat", "stack", "gather", "scatter", "scatter_add", "index_select", "masked_fill"]

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from ember.compiler.dtypes import result_type
 from ember.compiler.ops.registry import BOOL, INT, Pattern, TensorType, define_composite, define_op, optional
 from ember.compiler.ops.rules import broadcast_shapes, norm_dim, shape_of
-from ember.compiler.dtypes import result_type
 from ember.runtime.errors import DTypeError, ShapeError
 
 
 def _matmul_infer(a: Any, b: Any) -> TensorType:
     sa, sb = shape_of(a), shape_of(b)
     if a.dtype is not b.dtype:
-        raise DTypeError(f"matmul: expected both operands to have the same dtype, but got {a.dtype} and {b.dtype}")
+        raise DTypeError(
+            f"matmul: expected both operands to have the same dtype, but got {a.dtype} and {b.dtype}"
+        )
     if not sa or not sb:
-        raise ShapeError(f"matmul: both arguments need at least 1 dimension, got shapes {list(sa)} and {list(sb)}")
+        raise ShapeError(
+            f"matmul: both arguments need at least 1 dimension, got shapes {list(sa)} and {list(sb)}"
+        )
     k_a = sa[-1]
     k_b = sb[0] if len(sb) == 1 else sb[-2]
     if k_a != k_b:
@@ -59,8 +63,13 @@ def _matmul_vjp(b: Any, g: Any, out: Any, x: Any, y: Any) -> list[Any]:
 
 
 matmul = define_op(
-    "matmul", pattern=Pattern.OUT_FUSABLE, inputs=("input", "other"), infer=_matmul_infer,
-    reference=lambda xp, a, b: xp.matmul(a, b), vjp=_matmul_vjp,
+    "matmul",
+    pattern=Pattern.OUT_FUSABLE,
+    inputs=("input", "other"),
+    infer=_matmul_infer,
+    reference=lambda xp, a, b: xp.matmul(a, b),
+    vjp=_matmul_vjp,
+    saves=(0, 1),
     lowering={"template": "gemm"},
 )
 
@@ -69,7 +78,9 @@ matmul = define_op(
 
 def _same_dtype(op: str, a: Any, b: Any) -> None:
     if a.dtype is not b.dtype:
-        raise DTypeError(f"{op}: expected both operands to have the same dtype, but got {a.dtype} and {b.dtype}")
+        raise DTypeError(
+            f"{op}: expected both operands to have the same dtype, but got {a.dtype} and {b.dtype}"
+        )
 
 
 def _mm(b: Any, x: Any, y: Any) -> Any:
@@ -88,8 +99,9 @@ def _mv(b: Any, x: Any, v: Any) -> Any:
     if len(x.shape) != 2 or len(v.shape) != 1:
         raise ShapeError(f"vector + matrix @ vector expected, got {len(x.shape)}, {len(v.shape)}")
     if x.shape[1] != v.shape[0]:
-        raise ShapeError(f"size mismatch, got input ({x.shape[0]}), mat ({x.shape[0]}x{x.shape[1]}),"
-                         f" vec ({v.shape[0]})")
+        raise ShapeError(
+            f"size mismatch, got input ({x.shape[0]}), mat ({x.shape[0]}x{x.shape[1]}), vec ({v.shape[0]})"
+        )
     _same_dtype("mv", x, v)
     return b.matmul(x, v)
 
@@ -104,8 +116,10 @@ def _bmm(b: Any, x: Any, y: Any) -> Any:
         raise ShapeError(f"batch2 must be a 3D tensor, got shape {list(y.shape)}")
     want = [x.shape[0], x.shape[2]]
     if list(y.shape[:2]) != want:
-        raise ShapeError(f"Expected size for first two dimensions of batch2 tensor to be: {want} but got:"
-                         f" {list(y.shape[:2])}.")
+        raise ShapeError(
+            f"Expected size for first two dimensions of batch2 tensor to be: {want} but got:"
+            f" {list(y.shape[:2])}."
+        )
     _same_dtype("bmm", x, y)
     return b.matmul(x, y)
 
@@ -117,9 +131,11 @@ def _dot(b: Any, x: Any, y: Any) -> Any:
     if len(x.shape) != 1 or len(y.shape) != 1:
         raise ShapeError(f"1D tensors expected, but got {len(x.shape)}D and {len(y.shape)}D tensors")
     if x.shape[0] != y.shape[0]:
-        raise ShapeError(f"inconsistent tensor size, expected tensor [{x.shape[0]}] and src [{y.shape[0]}] to"
-                         f" have the same number of elements, but got {x.shape[0]} and {y.shape[0]} elements"
-                         " respectively")
+        raise ShapeError(
+            f"inconsistent tensor size, expected tensor [{x.shape[0]}] and src [{y.shape[0]}] to"
+            f" have the same number of elements, but got {x.shape[0]} and {y.shape[0]} elements"
+            " respectively"
+        )
     if x.dtype is not y.dtype:
         raise DTypeError(f"dot : expected both vectors to have same dtype, but found {x.dtype} and {y.dtype}")
     return b.matmul(x, y)
@@ -149,25 +165,31 @@ def _cross(b: Any, x: Any, y: Any, dim: int | None) -> Any:
     if tuple(y.shape) != shape:
         y = b.expand(y, shape=shape)
     if shape[d] != 3:
-        raise ShapeError(f"linalg.cross: inputs dimension {dim} must have length 3. Got {x.shape[d]} and"
-                         f" {y.shape[d]}")
+        raise ShapeError(
+            f"linalg.cross: inputs dimension {dim} must have length 3. Got {x.shape[d]} and {y.shape[d]}"
+        )
 
     def part(t: Any, i: int) -> Any:
         return b.narrow(t, dim=d, start=i, length=1)
 
     xs, ys = [part(x, i) for i in range(3)], [part(y, i) for i in range(3)]
-    comps = [b.sub(b.mul(xs[(i + 1) % 3], ys[(i + 2) % 3]), b.mul(xs[(i + 2) % 3], ys[(i + 1) % 3]))
-             for i in range(3)]
+    comps = [
+        b.sub(b.mul(xs[(i + 1) % 3], ys[(i + 2) % 3]), b.mul(xs[(i + 2) % 3], ys[(i + 1) % 3]))
+        for i in range(3)
+    ]
     return b.cat(*comps, dim=d)
 
 
-cross = define_composite("cross", decompose=_cross, inputs=("input", "other"),
-                         attrs={"dim": (optional(INT), None)})
+cross = define_composite(
+    "cross", decompose=_cross, inputs=("input", "other"), attrs={"dim": (optional(INT), None)}
+)
 
 # ---- factorizations: eager-only (LAPACK through the array module; no kernel template yet) ---------------
 
-_EAGER_ONLY = {"template": "eager_only",
-               "reason": "LAPACK-backed (pivoting, iteration): runs eagerly through the array module's linalg"}
+_EAGER_ONLY = {
+    "template": "eager_only",
+    "reason": "LAPACK-backed (pivoting, iteration): runs eagerly through the array module's linalg",
+}
 
 
 def _square_float(op: str, x: Any) -> None:
@@ -188,8 +210,10 @@ def _inverse_ref(xp: Any, x: Any) -> Any:
     try:
         return xp.linalg.inv(x)
     except xp.linalg.LinAlgError:
-        raise ShapeError("linalg.inv: The inversion could not be completed because the input matrix is"
-                         f" singular (shape {list(x.shape)}).") from None
+        raise ShapeError(
+            "linalg.inv: The inversion could not be completed because the input matrix is"
+            f" singular (shape {list(x.shape)})."
+        ) from None
 
 
 def _inverse_vjp(b: Any, g: Any, out: Any, x: Any) -> list[Any]:
@@ -199,8 +223,13 @@ def _inverse_vjp(b: Any, g: Any, out: Any, x: Any) -> list[Any]:
 
 
 inverse = define_op(
-    "inverse", pattern=Pattern.OPAQUE, infer=_inverse_infer, reference=_inverse_ref, vjp=_inverse_vjp,
-    saves=("out",), lowering=_EAGER_ONLY,
+    "inverse",
+    pattern=Pattern.OPAQUE,
+    infer=_inverse_infer,
+    reference=_inverse_ref,
+    vjp=_inverse_vjp,
+    saves=("out",),
+    lowering=_EAGER_ONLY,
 )
 
 
@@ -216,8 +245,13 @@ def _det_vjp(b: Any, g: Any, out: Any, x: Any) -> list[Any]:
 
 
 det = define_op(
-    "det", pattern=Pattern.OPAQUE, infer=_det_infer, reference=lambda xp, x: xp.asarray(xp.linalg.det(x)),
-    vjp=_det_vjp, saves=(0, "out"), lowering=_EAGER_ONLY,
+    "det",
+    pattern=Pattern.OPAQUE,
+    infer=_det_infer,
+    reference=lambda xp, x: xp.asarray(xp.linalg.det(x)),
+    vjp=_det_vjp,
+    saves=(0, "out"),
+    lowering=_EAGER_ONLY,
 )
 
 
@@ -248,6 +282,13 @@ def _eig_ref(xp: Any, x: Any, eigenvectors: bool) -> tuple[Any, Any]:
 
 
 eig = define_op(
-    "eig", pattern=Pattern.OPAQUE, attrs={"eigenvectors": (BOOL, False)}, infer=_eig_infer,
-    reference=_eig_ref, vjp=None, differentiable=False, num_outputs=2, lowering=_EAGER_ONLY,
+    "eig",
+    pattern=Pattern.OPAQUE,
+    attrs={"eigenvectors": (BOOL, False)},
+    infer=_eig_infer,
+    reference=_eig_ref,
+    vjp=None,
+    differentiable=False,
+    num_outputs=2,
+    lowering=_EAGER_ONLY,
 )

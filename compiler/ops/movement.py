@@ -43,8 +43,10 @@ def _reshape_normalize(attrs: dict[str, Any], x: Any) -> dict[str, Any]:
     if -1 in shape:
         known = _numel(tuple(s for s in shape if s != -1))
         if known == 0:
-            raise ShapeError(f"cannot reshape tensor of {n} elements into shape {list(shape)} because the"
-                             " unspecified dimension size -1 can be any value and is ambiguous")
+            raise ShapeError(
+                f"cannot reshape tensor of {n} elements into shape {list(shape)} because the"
+                " unspecified dimension size -1 can be any value and is ambiguous"
+            )
         if n % known:
             raise ShapeError(f"shape '{list(shape)}' is invalid for input of size {n}")
         shape = tuple(n // known if s == -1 else s for s in shape)
@@ -55,11 +57,17 @@ def _reshape_normalize(attrs: dict[str, Any], x: Any) -> dict[str, Any]:
 
 
 reshape = define_op(
-    "reshape", pattern=I, attrs={"shape": INTS}, normalize=_reshape_normalize,
+    "reshape",
+    pattern=I,
+    attrs={"shape": INTS},
+    normalize=_reshape_normalize,
     infer=lambda x, shape: TensorType(shape, x.dtype),
     reference=lambda xp, x, shape: xp.reshape(x, shape),
     vjp=lambda b, g, out, x, shape: [b.reshape(g, shape=tuple(x.shape))],
-    saves=(), view=True, method=False, lowering={"index": "reshape"},
+    saves=(),
+    view=True,
+    method=False,
+    lowering={"index": "reshape"},
 )
 
 # ---- expand -------------------------------------------------------------------------------------
@@ -77,7 +85,9 @@ def _expand_normalize(attrs: dict[str, Any], x: Any) -> dict[str, Any]:
     for i, s in enumerate(shape):
         if i < lead:
             if s < 0:
-                raise ShapeError(f"expand: -1 is not allowed in a leading, non-existing dimension ({list(shape)})")
+                raise ShapeError(
+                    f"expand: -1 is not allowed in a leading, non-existing dimension ({list(shape)})"
+                )
             out.append(s)
             continue
         have = xs[i - lead]
@@ -85,8 +95,8 @@ def _expand_normalize(attrs: dict[str, Any], x: Any) -> dict[str, Any]:
             s = have
         if have != s and have != 1:
             raise ShapeError(
-                f"The expanded size of the tensor ({s}) must match the existing size ({have}) at non-singleton"
-                f" dimension {i}.  Target sizes: {list(shape)}.  Tensor sizes: {list(xs)}"
+                f"The expanded size of the tensor ({s}) must match the existing size ({have}) at"
+                f" non-singleton dimension {i}.  Target sizes: {list(shape)}.  Tensor sizes: {list(xs)}"
             )
         out.append(s)
     attrs["shape"] = tuple(out)
@@ -94,11 +104,17 @@ def _expand_normalize(attrs: dict[str, Any], x: Any) -> dict[str, Any]:
 
 
 expand = define_op(
-    "expand", pattern=Pattern.BROADCAST, attrs={"shape": INTS}, normalize=_expand_normalize,
+    "expand",
+    pattern=Pattern.BROADCAST,
+    attrs={"shape": INTS},
+    normalize=_expand_normalize,
     infer=lambda x, shape: TensorType(shape, x.dtype),
     reference=lambda xp, x, shape: xp.broadcast_to(x, shape),
     vjp=lambda b, g, out, x, shape: [b.sum_to(g, x)],
-    saves=(), view=True, method=False, lowering={"index": "broadcast"},
+    saves=(),
+    view=True,
+    method=False,
+    lowering={"index": "broadcast"},
 )
 
 # ---- permute ------------------------------------------------------------------------------------
@@ -111,7 +127,8 @@ def _permute_normalize(attrs: dict[str, Any], x: Any) -> dict[str, Any]:
         raise ShapeError(
             f"permute(sparse_coo): number of dimensions in the tensor input does not match the length of the"
             f" desired ordering of dimensions i.e. input.dim() = {nd} is not equal to len(dims) = {len(dims)}"
-            if len(dims) != nd else f"permute: repeated dim in {list(attrs['dims'])}"
+            if len(dims) != nd
+            else f"permute: repeated dim in {list(attrs['dims'])}"
         )
     attrs["dims"] = dims
     return attrs
@@ -125,11 +142,17 @@ def _inverse_perm(dims: tuple[int, ...]) -> tuple[int, ...]:
 
 
 permute = define_op(
-    "permute", pattern=I, attrs={"dims": INTS}, normalize=_permute_normalize,
+    "permute",
+    pattern=I,
+    attrs={"dims": INTS},
+    normalize=_permute_normalize,
     infer=lambda x, dims: TensorType(tuple(shape_of(x)[d] for d in dims), x.dtype),
     reference=lambda xp, x, dims: xp.transpose(x, dims),
     vjp=lambda b, g, out, x, dims: [b.permute(g, dims=_inverse_perm(dims))],
-    saves=(), view=True, method=False, lowering={"index": "permute"},
+    saves=(),
+    view=True,
+    method=False,
+    lowering={"index": "permute"},
 )
 
 # ---- indexing -----------------------------------------------------------------------------------
@@ -178,7 +201,9 @@ def _index_shape(x: Any, index: Any, idx_inputs: tuple[Any, ...]) -> tuple[int, 
     except IndexError as e:
         from ember.runtime.errors import DimError
 
-        raise DimError(f"index {_describe(index)} is out of range for a tensor of shape {list(shape)}: {e}") from None
+        raise DimError(
+            f"index {_describe(index)} is out of range for a tensor of shape {list(shape)}: {e}"
+        ) from None
 
 
 def _stand_in(t: Any) -> Any:
@@ -200,7 +225,9 @@ def _describe(index: Any) -> str:
             parts.append(str(item[1]))
         elif item[0] == "slice":
             a, b, c = item[1:]
-            parts.append(f"{'' if a is None else a}:{'' if b is None else b}" + ("" if c in (None, 1) else f":{c}"))
+            parts.append(
+                f"{'' if a is None else a}:{'' if b is None else b}" + ("" if c in (None, 1) else f":{c}")
+            )
         else:
             parts.append({"none": "None", "ellipsis": "...", "tensor": "<tensor>"}[item[0]])
     return "[" + ", ".join(parts) + "]"
@@ -220,9 +247,18 @@ def _getitem_vjp(b: Any, g: Any, out: Any, x: Any, *idx: Any, index: Any) -> lis
 
 
 getitem = define_op(
-    "getitem", pattern=I, inputs=("input", "*indices"), attrs={"index": INDEX},
-    infer=_getitem_infer, reference=_getitem_ref, vjp=_getitem_vjp, saves=("*",),
-    view=True, method=False, function=False, lowering={"index": "getitem"},
+    "getitem",
+    pattern=I,
+    inputs=("input", "*indices"),
+    attrs={"index": INDEX},
+    infer=_getitem_infer,
+    reference=_getitem_ref,
+    vjp=_getitem_vjp,
+    saves=("*",),
+    view=True,
+    method=False,
+    function=False,
+    lowering={"index": "getitem"},
 )
 
 
@@ -236,8 +272,10 @@ def _index_put_infer(x: Any, values: Any, *idx: Any, index: Any, accumulate: boo
     except ShapeError:
         fits = False
     if not fits:
-        raise ShapeError(f"shape mismatch: value tensor of shape {list(vs)} cannot be broadcast to indexing"
-                         f" result of shape {list(target)}")
+        raise ShapeError(
+            f"shape mismatch: value tensor of shape {list(vs)} cannot be broadcast to indexing"
+            f" result of shape {list(target)}"
+        )
     return TensorType(shape_of(x), x.dtype)
 
 
@@ -251,18 +289,26 @@ def _index_put_ref(xp: Any, x: Any, values: Any, *idx: Any, index: Any, accumula
     return out
 
 
-def _index_put_vjp(b: Any, g: Any, out: Any, x: Any, values: Any, *idx: Any, index: Any,
-                   accumulate: bool) -> list[Any]:
+def _index_put_vjp(
+    b: Any, g: Any, out: Any, x: Any, values: Any, *idx: Any, index: Any, accumulate: bool
+) -> list[Any]:
     gx = g if accumulate else b.index_put(g, 0.0, *idx, index=index, accumulate=False)
     gv = b.sum_to(b.getitem(g, *idx, index=index), values) if hasattr(values, "shape") else None
     return [gx, gv] + [None] * len(idx)
 
 
 index_put = define_op(
-    "index_put", pattern=Pattern.OPAQUE, inputs=("input", "values", "*indices"),
+    "index_put",
+    pattern=Pattern.OPAQUE,
+    inputs=("input", "values", "*indices"),
     attrs={"index": INDEX, "accumulate": (BOOL, False)},
-    infer=_index_put_infer, reference=_index_put_ref, vjp=_index_put_vjp, saves=("*",),
-    method=False, function=False, lowering={"template": "scatter"},
+    infer=_index_put_infer,
+    reference=_index_put_ref,
+    vjp=_index_put_vjp,
+    saves=("*",),
+    method=False,
+    function=False,
+    lowering={"template": "scatter"},
 )
 
 # ---- composites ---------------------------------------------------------------------------------
@@ -327,7 +373,9 @@ def _select(b: Any, x: Any, dim: int, index: int) -> Any:
         raise DimError("select() cannot be applied to a 0-dim tensor.")
     d = norm_dim("select", dim, len(shape))
     if not -shape[d] <= index < shape[d]:
-        raise DimError(f"select(): index {index} out of range for tensor of size {list(shape)} at dimension {d}")
+        raise DimError(
+            f"select(): index {index} out of range for tensor of size {list(shape)} at dimension {d}"
+        )
     return b.getitem(x, index=_slice_index(len(shape), d, ("int", index)))
 
 
@@ -339,14 +387,18 @@ def _split_sizes(op: str, size: int, split_size: Any, dim: int) -> list[int]:
     if isinstance(split_size, (list, tuple)):
         sizes = [int(s) for s in split_size]
         if any(s < 0 for s in sizes) or sum(sizes) != size:
-            raise ShapeError(f"split_with_sizes expects split_sizes to sum exactly to {size} (input tensor's"
-                             f" size at dimension {dim}), but got split_sizes={sizes}")
+            raise ShapeError(
+                f"split_with_sizes expects split_sizes to sum exactly to {size} (input tensor's"
+                f" size at dimension {dim}), but got split_sizes={sizes}"
+            )
         return sizes
     step = int(split_size)
     if step < 0:
         raise ArgumentError(f"{op} expects split_size be non-negative, but got split_size={step}")
     if step == 0 and size != 0:
-        raise ArgumentError(f"split_size can only be 0 if dimension size is 0, but got dimension size of {size}")
+        raise ArgumentError(
+            f"split_size can only be 0 if dimension size is 0, but got dimension size of {size}"
+        )
     if size == 0:
         return [0]
     return [min(step, size - i) for i in range(0, size, step)]
@@ -401,8 +453,10 @@ unbind = define_composite("unbind", decompose=_unbind, attrs={"dim": (INT, 0)})
 def _movedim(b: Any, x: Any, source: tuple[int, ...], destination: tuple[int, ...]) -> Any:
     nd = len(x.shape)
     if len(source) != len(destination):
-        raise ArgumentError(f"movedim: Invalid source or destination dims: source ({list(source)} dims) should"
-                            f" contain the same number of dims as destination ({list(destination)} dims)")
+        raise ArgumentError(
+            f"movedim: Invalid source or destination dims: source ({list(source)} dims) should"
+            f" contain the same number of dims as destination ({list(destination)} dims)"
+        )
     norm_dims("movedim", source, nd)  # raises on repeated dims
     norm_dims("movedim", destination, nd)
     src = tuple(norm_dim("movedim", s, nd) for s in source)
@@ -418,8 +472,9 @@ movedim = define_composite("movedim", decompose=_movedim, attrs={"source": INTS,
 def _repeat(b: Any, x: Any, repeats: tuple[int, ...]) -> Any:
     shape = tuple(x.shape)
     if len(repeats) < len(shape):
-        raise ShapeError("Number of dimensions of repeat dims can not be smaller than number of dimensions"
-                         " of tensor")
+        raise ShapeError(
+            "Number of dimensions of repeat dims can not be smaller than number of dimensions of tensor"
+        )
     if any(r < 0 for r in repeats):
         raise ArgumentError(f"Trying to create tensor with negative dimension: {list(repeats)}")
     shape = (1,) * (len(repeats) - len(shape)) + shape
@@ -444,10 +499,15 @@ def _dims_normalize(op: str):
 
 
 flip = define_op(
-    "flip", pattern=I, attrs={"dims": INTS}, normalize=_dims_normalize("flip"),
+    "flip",
+    pattern=I,
+    attrs={"dims": INTS},
+    normalize=_dims_normalize("flip"),
     infer=lambda x, dims: TensorType(shape_of(x), x.dtype),
     reference=lambda xp, x, dims: xp.flip(x, dims).copy(),
-    vjp=lambda b, g, out, x, dims: [b.flip(g, dims=dims)], saves=(), lowering={"index": "flip"},
+    vjp=lambda b, g, out, x, dims: [b.flip(g, dims=dims)],
+    saves=(),
+    lowering={"index": "flip"},
 )
 
 
@@ -472,11 +532,34 @@ def _roll_ref(xp: Any, x: Any, shifts: tuple[int, ...], dims: tuple[int, ...] | 
 
 
 roll = define_op(
-    "roll", pattern=I, attrs={"shifts": INTS, "dims": (optional(INTS), None)}, normalize=_roll_normalize,
-    infer=lambda x, shifts, dims: TensorType(shape_of(x), x.dtype), reference=_roll_ref,
+    "roll",
+    pattern=I,
+    attrs={"shifts": INTS, "dims": (optional(INTS), None)},
+    normalize=_roll_normalize,
+    infer=lambda x, shifts, dims: TensorType(shape_of(x), x.dtype),
+    reference=_roll_ref,
     vjp=lambda b, g, out, x, shifts, dims: [b.roll(g, shifts=tuple(-s for s in shifts), dims=dims)],
-    saves=(), lowering={"index": "roll"},
+    saves=(),
+    lowering={"index": "roll"},
 )
 
-__all__ = ["reshape", "expand", "permute", "getitem", "index_put", "transpose", "to_numpy_index", "squeeze",
-           "unsqueeze", "narrow", "select", "split", "chunk", "unbind", "movedim", "repeat", "flip", "roll"]
+__all__ = [
+    "reshape",
+    "expand",
+    "permute",
+    "getitem",
+    "index_put",
+    "transpose",
+    "to_numpy_index",
+    "squeeze",
+    "unsqueeze",
+    "narrow",
+    "select",
+    "split",
+    "chunk",
+    "unbind",
+    "movedim",
+    "repeat",
+    "flip",
+    "roll",
+]

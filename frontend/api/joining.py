@@ -65,7 +65,9 @@ def _scatter_src(src: Any, value: Any, reduce: Any) -> Any:
 
 
 @method
-def scatter(input: Any, dim: int, index: Any, src: Any = None, *, value: Any = None, reduce: Any = None) -> Any:
+def scatter(
+    input: Any, dim: int, index: Any, src: Any = None, *, value: Any = None, reduce: Any = None
+) -> Any:
     """A copy of ``input`` with ``out[index[i][j]][j] = src[i][j]`` (dim=0); ``src`` may be a number."""
     return apply(_op("scatter"), (input, index, _scatter_src(src, value, reduce)), {"dim": dim})
 
@@ -75,7 +77,9 @@ def scatter_add(input: Any, dim: int, index: Any, src: Any) -> Any:
     return apply(_op("scatter_add"), (input, index, src), {"dim": dim})
 
 
-def scatter_(self: Any, dim: int, index: Any, src: Any = None, *, value: Any = None, reduce: Any = None) -> Any:
+def scatter_(
+    self: Any, dim: int, index: Any, src: Any = None, *, value: Any = None, reduce: Any = None
+) -> Any:
     from ember._inplace import inplace_apply
 
     return inplace_apply(self, _op("scatter"), (index, _scatter_src(src, value, reduce)), {"dim": dim})

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-
 from ember import _inplace, _printing
 from ember import creation as _creation
 from ember.api import alias, function, method
@@ -48,8 +47,8 @@ def view(input: Any, *shape: Any) -> Any:
             np.reshape(data, attrs["shape"], copy=False)
         except ValueError:
             raise ShapeError(
-                "view size is not compatible with input tensor's size and stride (at least one dimension spans"
-                " across two contiguous subspaces). Use .reshape(...) instead."
+                "view size is not compatible with input tensor's size and stride (at least one dimension"
+                " spans across two contiguous subspaces). Use .reshape(...) instead."
             ) from None
     return apply(op, (input,), attrs)
 
@@ -110,9 +109,9 @@ def flatten(input: Any, start_dim: int = 0, end_dim: int = -1) -> Any:
     if s > e:
         raise ShapeError("flatten() has invalid args: start_dim cannot come after end_dim")
     n = 1
-    for d in shape[s:e + 1]:
+    for d in shape[s : e + 1]:
         n *= d
-    return reshape(input, shape[:s] + (n,) + shape[e + 1:])
+    return reshape(input, shape[:s] + (n,) + shape[e + 1 :])
 
 
 @method
@@ -182,6 +181,7 @@ for _name in ("new_zeros", "new_ones", "new_empty", "new_full", "new_tensor"):
 def numel(input: Any) -> int:
     """Number of elements of ``input``."""
     return input.numel()
+
 
 # in-place fills and copies (defined with the other in-place machinery in ember._inplace)
 alias("fill_", _inplace.fill_)

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import itertools
 
+import ember
 import numpy as np
 import pytest
 import torch
-
-import ember
 from ember.compiler import dtypes
 
 NAMES = ["bool", "uint8", "int8", "int16", "int32", "int64", "float16", "float32", "float64"]
@@ -49,7 +48,11 @@ def test_result_type_with_python_scalars(kind, scalar) -> None:
             t_args = (_operand(torch, kind, name), scalar)
             if order:
                 e_args, t_args = e_args[::-1], t_args[::-1]
-            assert _name(ember.result_type(*e_args)) == _name(torch.result_type(*t_args)), (kind, name, scalar)
+            assert _name(ember.result_type(*e_args)) == _name(torch.result_type(*t_args)), (
+                kind,
+                name,
+                scalar,
+            )
 
 
 def test_result_type_of_three_operands() -> None:

@@ -3,11 +3,10 @@ fills (fill_, zero_, copy_, masked_fill_) and their autograd/version behaviour."
 
 from __future__ import annotations
 
+import ember
 import numpy as np
 import pytest
 import torch
-
-import ember
 from ember.runtime.errors import AutogradError
 
 A = np.arange(60, dtype=np.float64).reshape(3, 4, 5) / 7.0
@@ -33,14 +32,47 @@ class _T:
 
 
 GET_CASES = [
-    0, -1, (1, 2), (1, -2, 3), slice(None), slice(1, None), slice(-2, None), slice(None, -1), slice(0, 3, 2),
-    slice(5, 10), slice(-10, 2), (slice(None), 1), (Ellipsis, 0), (0, Ellipsis), (None,), (None, 1, None),
-    (Ellipsis, None), (slice(None), None, slice(1, 3)), (1, slice(None), slice(None, None, 3)),
-    [0, 2], _T(np.array([[0, 1], [2, 2]])), [-1, 0], (slice(None), [1, 3]), ([0, 2], [1, 3]), ([0, 2], slice(None), [4, 0]),
-    (slice(None), [0, 1], [2, 3]), ([[0], [2]], [1, 2, 3]), (1, [0, 3]), (Ellipsis, [4, 4]),
-    _T(A.sum(axis=(1, 2)) > 100), _T(A > 3), (_T(A[:, 0, 0] > 2), 1), (slice(None), _T(A[0, :, 0] > 1)),
-    _T(np.array([2, 0])), _T(np.array(1)), (_T(np.array([0, 1], dtype=np.int32)), 2), True, False, (None, True),
-    ([True, False, True],), (_T(np.array([[0, 1]])), Ellipsis, None),
+    0,
+    -1,
+    (1, 2),
+    (1, -2, 3),
+    slice(None),
+    slice(1, None),
+    slice(-2, None),
+    slice(None, -1),
+    slice(0, 3, 2),
+    slice(5, 10),
+    slice(-10, 2),
+    (slice(None), 1),
+    (Ellipsis, 0),
+    (0, Ellipsis),
+    (None,),
+    (None, 1, None),
+    (Ellipsis, None),
+    (slice(None), None, slice(1, 3)),
+    (1, slice(None), slice(None, None, 3)),
+    [0, 2],
+    _T(np.array([[0, 1], [2, 2]])),
+    [-1, 0],
+    (slice(None), [1, 3]),
+    ([0, 2], [1, 3]),
+    ([0, 2], slice(None), [4, 0]),
+    (slice(None), [0, 1], [2, 3]),
+    ([[0], [2]], [1, 2, 3]),
+    (1, [0, 3]),
+    (Ellipsis, [4, 4]),
+    _T(A.sum(axis=(1, 2)) > 100),
+    _T(A > 3),
+    (_T(A[:, 0, 0] > 2), 1),
+    (slice(None), _T(A[0, :, 0] > 1)),
+    _T(np.array([2, 0])),
+    _T(np.array(1)),
+    (_T(np.array([0, 1], dtype=np.int32)), 2),
+    True,
+    False,
+    (None, True),
+    ([True, False, True],),
+    (_T(np.array([[0, 1]])), Ellipsis, None),
 ]
 
 
@@ -62,7 +94,9 @@ def test_getitem_values_and_grads(index) -> None:
 def test_getitem_on_0d_and_empty() -> None:
     for lib in (ember, torch):
         s = lib.tensor(3.5)
-        assert s[None].shape == (1,) and s[...].shape == () and s[True].shape == (1,) and s[False].shape == (0,)
+        assert (
+            s[None].shape == (1,) and s[...].shape == () and s[True].shape == (1,) and s[False].shape == (0,)
+        )
         e = lib.zeros(0, 3)
         assert e[:, 1].shape == (0,) and e[1:].shape == (0, 3) and e[e > 0].shape == (0,)
 
@@ -75,10 +109,18 @@ def test_getitem_dtypes() -> None:
         np.testing.assert_array_equal(x[[0, 2], 1].numpy(), t[[0, 2], 1].numpy())
 
 
-@pytest.mark.parametrize("index,err", [
-    (3, IndexError), (-4, IndexError), ((0, 0, 0, 0), IndexError), (1.5, IndexError),
-    (_T(np.array([0.0, 1.0])), IndexError), (slice(None, None, -1), ValueError), ([5], IndexError),
-])
+@pytest.mark.parametrize(
+    "index,err",
+    [
+        (3, IndexError),
+        (-4, IndexError),
+        ((0, 0, 0, 0), IndexError),
+        (1.5, IndexError),
+        (_T(np.array([0.0, 1.0])), IndexError),
+        (slice(None, None, -1), ValueError),
+        ([5], IndexError),
+    ],
+)
 def test_getitem_errors(index, err) -> None:
     x = ember.tensor(A)
     with pytest.raises(err):
@@ -88,10 +130,18 @@ def test_getitem_errors(index, err) -> None:
 
 
 SET_CASES = [
-    (0, 5.0), ((1, 2), -1.0), (slice(None), 0.5), ((slice(None), 1), np.arange(5.0)), ((Ellipsis, 2), 7),
-    ([0, 2], np.ones((4, 5))), ((slice(None), [1, 3], 0), 9.0), (_T(A > 4), -2.0),
-    (_T(A[:, 0, 0] > 2), np.arange(20.0).reshape(4, 5)), ((None, 1), np.arange(5.0)),
-    ((slice(1, None), slice(None, None, 2)), np.array([[[1.0]], [[2.0]]])), (_T(np.array([[0, 1], [1, 2]])), 3.0),
+    (0, 5.0),
+    ((1, 2), -1.0),
+    (slice(None), 0.5),
+    ((slice(None), 1), np.arange(5.0)),
+    ((Ellipsis, 2), 7),
+    ([0, 2], np.ones((4, 5))),
+    ((slice(None), [1, 3], 0), 9.0),
+    (_T(A > 4), -2.0),
+    (_T(A[:, 0, 0] > 2), np.arange(20.0).reshape(4, 5)),
+    ((None, 1), np.arange(5.0)),
+    ((slice(1, None), slice(None, None, 2)), np.array([[[1.0]], [[2.0]]])),
+    (_T(np.array([[0, 1], [1, 2]])), 3.0),
     (slice(5, 9), 1.0),
 ]
 

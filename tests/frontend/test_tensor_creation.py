@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import warnings
 
+import ember
 import numpy as np
 import pytest
 import torch
-
-import ember
 from ember.runtime.errors import ArgumentError, DTypeError
 
 
@@ -22,23 +21,47 @@ def same(e, t, exact: bool = True) -> None:
         np.testing.assert_allclose(e.numpy(), t.numpy(), rtol=1e-6, atol=1e-7)
 
 
-@pytest.mark.parametrize("data", [
-    1, 2.5, True, [], [1, 2], [1.0, 2], [True, 1], [[1, 2], [3, 4]], [[True, False]], [[[]]], [[1.5], [2.0]],
-    np.arange(3), np.arange(3.0), np.float64(1.5), np.int32(3), np.array([True]), np.zeros((2, 0)),
-    (1, 2, 3), [np.float32(1), 2],
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        1,
+        2.5,
+        True,
+        [],
+        [1, 2],
+        [1.0, 2],
+        [True, 1],
+        [[1, 2], [3, 4]],
+        [[True, False]],
+        [[[]]],
+        [[1.5], [2.0]],
+        np.arange(3),
+        np.arange(3.0),
+        np.float64(1.5),
+        np.int32(3),
+        np.array([True]),
+        np.zeros((2, 0)),
+        (1, 2, 3),
+        [np.float32(1), 2],
+    ],
+)
 def test_tensor_infers_dtype_and_copies(data) -> None:
     same(ember.tensor(data), torch.tensor(data))
 
 
-@pytest.mark.parametrize("dtype", ["float16", "float32", "float64", "int32", "int64", "bool", "uint8", "int8"])
+@pytest.mark.parametrize(
+    "dtype", ["float16", "float32", "float64", "int32", "int64", "bool", "uint8", "int8"]
+)
 def test_tensor_with_dtype(dtype) -> None:
     data = [[0, 1.7], [-2.2, 3]] if dtype not in ("uint8", "bool") else [[0, 1], [2, 3]]
     same(ember.tensor(data, dtype=getattr(ember, dtype)), torch.tensor(data, dtype=getattr(torch, dtype)))
 
 
 def test_tensor_from_tensors_and_errors() -> None:
-    same(ember.tensor([ember.tensor(1.0), ember.tensor(2.0)]), torch.tensor([torch.tensor(1.0), torch.tensor(2.0)]))
+    same(
+        ember.tensor([ember.tensor(1.0), ember.tensor(2.0)]),
+        torch.tensor([torch.tensor(1.0), torch.tensor(2.0)]),
+    )
     with pytest.raises(ValueError):
         ember.tensor([[1, 2], [3]])
     with pytest.raises(ValueError):
@@ -81,11 +104,15 @@ def test_sizes_from_size_objects_and_negative_sizes() -> None:
         torch.zeros(2, -1)
 
 
-@pytest.mark.parametrize("value,dtype", [(3, None), (3.5, None), (True, None), (2, "float64"), (7.9, "int32")])
+@pytest.mark.parametrize(
+    "value,dtype", [(3, None), (3.5, None), (True, None), (2, "float64"), (7.9, "int32")]
+)
 def test_full(value, dtype) -> None:
     kw = {} if dtype is None else {"dtype": dtype}
-    same(ember.full((2, 3), value, **{k: getattr(ember, v) for k, v in kw.items()}),
-         torch.full((2, 3), value, **{k: getattr(torch, v) for k, v in kw.items()}))
+    same(
+        ember.full((2, 3), value, **{k: getattr(ember, v) for k, v in kw.items()}),
+        torch.full((2, 3), value, **{k: getattr(torch, v) for k, v in kw.items()}),
+    )
 
 
 @pytest.mark.parametrize("args", [(3,), (2, 4), (4, 2), (0,), (1, 0)])
@@ -94,8 +121,10 @@ def test_eye(args) -> None:
     same(ember.eye(*args, dtype=ember.int64), torch.eye(*args, dtype=torch.int64))
 
 
-@pytest.mark.parametrize("args", [(5,), (0,), (2, 7), (7, 2, -2), (5.0,), (0, 1, 0.1), (1, 2.5, 0.3),
-                                  (-1, 1, 0.25), (0, 10, 3), (3, 3)])
+@pytest.mark.parametrize(
+    "args",
+    [(5,), (0,), (2, 7), (7, 2, -2), (5.0,), (0, 1, 0.1), (1, 2.5, 0.3), (-1, 1, 0.25), (0, 10, 3), (3, 3)],
+)
 def test_arange(args) -> None:
     same(ember.arange(*args), torch.arange(*args), exact=False)
     same(ember.arange(*args, dtype=ember.float64), torch.arange(*args, dtype=torch.float64), exact=False)
@@ -164,8 +193,13 @@ def test_random_dtype_errors() -> None:
 
 def test_manual_seed_reproducibility() -> None:
     def draws():
-        return [ember.rand(3).tolist(), ember.randn(2, 2).tolist(), ember.randint(0, 100, (4,)).tolist(),
-                ember.randperm(6).tolist(), ember.normal(0.0, 1.0, size=(2,)).tolist()]
+        return [
+            ember.rand(3).tolist(),
+            ember.randn(2, 2).tolist(),
+            ember.randint(0, 100, (4,)).tolist(),
+            ember.randperm(6).tolist(),
+            ember.normal(0.0, 1.0, size=(2,)).tolist(),
+        ]
 
     ember.manual_seed(1234)
     a = draws()

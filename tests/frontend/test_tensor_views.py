@@ -3,11 +3,10 @@ are seen by both, the version counter is shared); copying ops do not; view() ref
 
 from __future__ import annotations
 
+import ember
 import numpy as np
 import pytest
 import torch
-
-import ember
 from ember.runtime.errors import ShapeError
 
 VIEW_OPS = {
@@ -60,14 +59,26 @@ def test_view_shares_memory_and_version(name) -> None:
     assert v._version_number == tv._version
 
 
-@pytest.mark.parametrize("name,fn", [
-    ("flip", lambda x: x.flip(0)), ("roll", lambda x: x.roll(1)), ("repeat", lambda x: x.repeat(1, 1)),
-    ("advanced", lambda x: x[[0, 2]]), ("mask", lambda x: x[x > 3]), ("clone", lambda x: x.clone()),
-    ("reshape_noncontiguous", lambda x: x.t().reshape(-1)), ("contiguous", lambda x: x.t().contiguous()),
-    ("cat", lambda x: ember.cat([x]) if isinstance(x, ember.Tensor) else torch.cat([x])),
-    ("index_select", lambda x: x.index_select(0, ember.tensor([1]) if isinstance(x, ember.Tensor)
-                                              else torch.tensor([1]))),
-])
+@pytest.mark.parametrize(
+    "name,fn",
+    [
+        ("flip", lambda x: x.flip(0)),
+        ("roll", lambda x: x.roll(1)),
+        ("repeat", lambda x: x.repeat(1, 1)),
+        ("advanced", lambda x: x[[0, 2]]),
+        ("mask", lambda x: x[x > 3]),
+        ("clone", lambda x: x.clone()),
+        ("reshape_noncontiguous", lambda x: x.t().reshape(-1)),
+        ("contiguous", lambda x: x.t().contiguous()),
+        ("cat", lambda x: ember.cat([x]) if isinstance(x, ember.Tensor) else torch.cat([x])),
+        (
+            "index_select",
+            lambda x: x.index_select(
+                0, ember.tensor([1]) if isinstance(x, ember.Tensor) else torch.tensor([1])
+            ),
+        ),
+    ],
+)
 def test_copying_ops_do_not_share(name, fn) -> None:
     _, x, tx = _base()
     y, ty = fn(x), fn(tx)
@@ -114,10 +125,15 @@ def test_as_tensor_shares_numpy_memory_and_tensor_identity() -> None:
     assert c[1].item() == 1
 
 
-@pytest.mark.parametrize("make,shape", [
-    (lambda x: x.t(), (12,)), (lambda x: x.t(), (-1,)), (lambda x: x[:, ::2], (8,)),
-    (lambda x: x.permute(1, 0).unsqueeze(0), (2, 6)),
-])
+@pytest.mark.parametrize(
+    "make,shape",
+    [
+        (lambda x: x.t(), (12,)),
+        (lambda x: x.t(), (-1,)),
+        (lambda x: x[:, ::2], (8,)),
+        (lambda x: x.permute(1, 0).unsqueeze(0), (2, 6)),
+    ],
+)
 def test_view_refuses_incompatible_strides(make, shape) -> None:
     _, x, tx = _base()
     with pytest.raises(RuntimeError) as t_err:
@@ -128,10 +144,16 @@ def test_view_refuses_incompatible_strides(make, shape) -> None:
     np.testing.assert_array_equal(make(x).reshape(*shape).numpy(), make(tx).reshape(*shape).numpy())
 
 
-@pytest.mark.parametrize("make,shape", [
-    (lambda x: x.t(), (3, 1, 4)), (lambda x: x.t(), (1, 3, 4)), (lambda x: x[1:3], (6,)),
-    (lambda x: x[:, 1:2], (4,)), (lambda x: x.unsqueeze(1).t() if False else x[::2], (2, 1, 3)),
-])
+@pytest.mark.parametrize(
+    "make,shape",
+    [
+        (lambda x: x.t(), (3, 1, 4)),
+        (lambda x: x.t(), (1, 3, 4)),
+        (lambda x: x[1:3], (6,)),
+        (lambda x: x[:, 1:2], (4,)),
+        (lambda x: x.unsqueeze(1).t() if False else x[::2], (2, 1, 3)),
+    ],
+)
 def test_view_allows_compatible_strides(make, shape) -> None:
     _, x, tx = _base()
     v, tv = make(x).view(*shape), make(tx).view(*shape)

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import warnings
 
+import ember
 import numpy as np
 import pytest
 import torch
-
-import ember
 from ember.runtime.errors import DTypeError, ShapeError
 
 RNG = np.random.default_rng(1)
@@ -83,14 +82,26 @@ def test_mv_bmm_dot_outer() -> None:
     check(lambda T, a, b: T.outer(a, b), rand(3, dtype="int32"), rand(2, dtype="float32"))
 
 
-@pytest.mark.parametrize("sa,sb", [((3,), (3,)), ((2, 3), (3,)), ((3,), (3, 2)), ((2, 3), (3, 4)),
-                                   ((5, 2, 3), (3, 4)), ((2, 1, 2, 3), (3, 3, 2)), ((4, 3), (2, 1, 3, 2))])
+@pytest.mark.parametrize(
+    "sa,sb",
+    [
+        ((3,), (3,)),
+        ((2, 3), (3,)),
+        ((3,), (3, 2)),
+        ((2, 3), (3, 4)),
+        ((5, 2, 3), (3, 4)),
+        ((2, 1, 2, 3), (3, 3, 2)),
+        ((4, 3), (2, 1, 3, 2)),
+    ],
+)
 def test_matmul_broadcasting(sa, sb) -> None:
     check(lambda T, a, b: T.matmul(a, b), rand(*sa), rand(*sb))
     check(lambda T, a, b: a @ b, rand(*sa), rand(*sb))
 
 
-@pytest.mark.parametrize("shape,dim", [((3,), None), ((4, 3), -1), ((3, 5), 0), ((2, 3, 3), 1), ((3, 3), None)])
+@pytest.mark.parametrize(
+    "shape,dim", [((3,), None), ((4, 3), -1), ((3, 5), 0), ((2, 3, 3), 1), ((3, 3), None)]
+)
 def test_cross(shape, dim) -> None:
     if dim is None:  # torch warns (once per process) that this legacy default is deprecated
         with warnings.catch_warnings():
@@ -119,11 +130,15 @@ def test_inverse_det_second_order() -> None:
     np.testing.assert_allclose(results[0], results[1], rtol=1e-6)
 
 
-@pytest.mark.parametrize("mat", [
-    np.array([[2.0, 0.0], [0.0, 3.0]]), np.array([[0.0, -1.0], [1.0, 0.0]]),
-    np.array([[4.0, 1.0, 0.0], [1.0, 3.0, 1.0], [0.0, 1.0, 2.0]]), np.array([[1.0, 2.0, 0.0], [-2.0, 1.0, 0.0],
-                                                                            [0.0, 0.0, 5.0]]),
-])
+@pytest.mark.parametrize(
+    "mat",
+    [
+        np.array([[2.0, 0.0], [0.0, 3.0]]),
+        np.array([[0.0, -1.0], [1.0, 0.0]]),
+        np.array([[4.0, 1.0, 0.0], [1.0, 3.0, 1.0], [0.0, 1.0, 2.0]]),
+        np.array([[1.0, 2.0, 0.0], [-2.0, 1.0, 0.0], [0.0, 0.0, 5.0]]),
+    ],
+)
 def test_eig_matches_linalg_eig(mat) -> None:
     vals, vecs = ember.eig(ember.tensor(mat), eigenvectors=True)
     want = torch.linalg.eigvals(torch.tensor(mat)).numpy()
@@ -134,7 +149,10 @@ def test_eig_matches_linalg_eig(mat) -> None:
     j = 0
     while j < len(got):
         if got[j].imag != 0:
-            v[:, j], v[:, j + 1] = v[:, j] + 1j * vecs.numpy()[:, j + 1], v[:, j] - 1j * vecs.numpy()[:, j + 1]
+            v[:, j], v[:, j + 1] = (
+                v[:, j] + 1j * vecs.numpy()[:, j + 1],
+                v[:, j] - 1j * vecs.numpy()[:, j + 1],
+            )
             j += 2
         else:
             j += 1
@@ -152,20 +170,23 @@ def test_eig_and_inverse_are_eager_only() -> None:
     assert not REGISTRY["eig"].differentiable
 
 
-@pytest.mark.parametrize("fn,err,text", [
-    (lambda T, a: T.mm(a, a), ShapeError, "cannot be multiplied"),
-    (lambda T, a: T.mm(a[0], a), ShapeError, "matrix"),
-    (lambda T, a: T.mv(a, a), ShapeError, "vector"),
-    (lambda T, a: T.bmm(a, a), ShapeError, "3D"),
-    (lambda T, a: T.dot(a[0], a[1, :2]), ShapeError, "inconsistent tensor size"),
-    (lambda T, a: T.dot(a[0], a[0].double()), DTypeError, "same dtype"),
-    (lambda T, a: T.mm(a, a.t().double()), DTypeError, "dtype"),
-    (lambda T, a: T.inverse(a), ShapeError, "square"),
-    (lambda T, a: T.inverse(a[:, :2].long()), DTypeError, "floating point"),
-    (lambda T, a: T.inverse(T.zeros(2, 2)), ShapeError, "singular"),
-    (lambda T, a: T.det(a), ShapeError, "square"),
-    (lambda T, a: T.cross(a, a, dim=0), ShapeError, "length 3"),
-])
+@pytest.mark.parametrize(
+    "fn,err,text",
+    [
+        (lambda T, a: T.mm(a, a), ShapeError, "cannot be multiplied"),
+        (lambda T, a: T.mm(a[0], a), ShapeError, "matrix"),
+        (lambda T, a: T.mv(a, a), ShapeError, "vector"),
+        (lambda T, a: T.bmm(a, a), ShapeError, "3D"),
+        (lambda T, a: T.dot(a[0], a[1, :2]), ShapeError, "inconsistent tensor size"),
+        (lambda T, a: T.dot(a[0], a[0].double()), DTypeError, "same dtype"),
+        (lambda T, a: T.mm(a, a.t().double()), DTypeError, "dtype"),
+        (lambda T, a: T.inverse(a), ShapeError, "square"),
+        (lambda T, a: T.inverse(a[:, :2].long()), DTypeError, "floating point"),
+        (lambda T, a: T.inverse(T.zeros(2, 2)), ShapeError, "singular"),
+        (lambda T, a: T.det(a), ShapeError, "square"),
+        (lambda T, a: T.cross(a, a, dim=0), ShapeError, "length 3"),
+    ],
+)
 def test_errors(fn, err, text) -> None:
     data = np.arange(6.0, dtype=np.float32).reshape(2, 3)
     e = ember.tensor(data, requires_grad=True)

@@ -3,11 +3,10 @@ gradients against torch and float64 finite differences, typed errors that leave 
 
 from __future__ import annotations
 
+import ember
 import numpy as np
 import pytest
 import torch
-
-import ember
 from ember.runtime.errors import ArgumentError, DimError, DTypeError, ShapeError
 
 RNG = np.random.default_rng(0)
@@ -38,8 +37,12 @@ def check(fn, *arrays: np.ndarray, grad: bool = True) -> None:
     ups = [RNG.standard_normal(tuple(to.shape)).astype(np.float64) for to in t_out]
     if not ups:
         return
-    e_loss = sum((eo * ember.tensor(u, dtype=eo.dtype)).sum() for eo, u in zip(e_out, ups) if eo.requires_grad)
-    t_loss = sum((to * torch.tensor(u, dtype=to.dtype)).sum() for to, u in zip(t_out, ups) if to.requires_grad)
+    e_loss = sum(
+        (eo * ember.tensor(u, dtype=eo.dtype)).sum() for eo, u in zip(e_out, ups) if eo.requires_grad
+    )
+    t_loss = sum(
+        (to * torch.tensor(u, dtype=to.dtype)).sum() for to, u in zip(t_out, ups) if to.requires_grad
+    )
     e_loss.backward()
     t_loss.backward()
     for ei, ti in zip(e_in, t_in):
@@ -86,8 +89,16 @@ def rand(*shape: int, dtype: str = "float32") -> np.ndarray:
 # ---- reshape-like composites ------------------------------------------------------------------------
 
 SQUEEZE_CASES = [
-    ((1, 3, 1), None), ((1, 3, 1), 0), ((1, 3, 1), -1), ((1, 3, 1), 1), ((1, 3, 1), (0, 2)), ((), None),
-    ((), 0), ((), -1), ((0, 1), None), ((2, 1, 0), 1),
+    ((1, 3, 1), None),
+    ((1, 3, 1), 0),
+    ((1, 3, 1), -1),
+    ((1, 3, 1), 1),
+    ((1, 3, 1), (0, 2)),
+    ((), None),
+    ((), 0),
+    ((), -1),
+    ((0, 1), None),
+    ((2, 1, 0), 1),
 ]
 
 
@@ -96,8 +107,9 @@ def test_squeeze(shape, dim) -> None:
     check(lambda T, x: x.squeeze() if dim is None else T.squeeze(x, dim), rand(*shape))
 
 
-@pytest.mark.parametrize("shape,dim", [((3,), 0), ((3,), 1), ((3,), -1), ((3,), -2), ((), 0), ((), -1),
-                                       ((2, 0), 1), ((2, 3), -3)])
+@pytest.mark.parametrize(
+    "shape,dim", [((3,), 0), ((3,), 1), ((3,), -1), ((3,), -2), ((), 0), ((), -1), ((2, 0), 1), ((2, 3), -3)]
+)
 def test_unsqueeze(shape, dim) -> None:
     check(lambda T, x: x.unsqueeze(dim), rand(*shape))
 
@@ -110,16 +122,33 @@ def test_movement_over_dtypes(dtype) -> None:
     check(lambda T, x: x.repeat(2, 1, 1, 2), x)
 
 
-@pytest.mark.parametrize("fn", [
-    lambda T, x: x.transpose(0, 1), lambda T, x: x.transpose(-1, -3), lambda T, x: x.t() if x.ndim <= 2 else x,
-    lambda T, x: x.permute(2, 0, 1), lambda T, x: T.movedim(x, 0, -1), lambda T, x: T.movedim(x, (0, 1), (2, 0)),
-    lambda T, x: x.flatten(), lambda T, x: x.flatten(1), lambda T, x: x.flatten(0, 1),
-    lambda T, x: x.reshape(-1, 2), lambda T, x: x.view(3, -1), lambda T, x: x.expand(2, 2, 3, 2),
-    lambda T, x: x.narrow(1, -2, 2), lambda T, x: x.select(2, -1), lambda T, x: x.narrow(0, 0, 0),
-    lambda T, x: x.repeat(1, 2, 1), lambda T, x: x.repeat(2, 1, 1, 1), lambda T, x: x.flip(-1),
-    lambda T, x: x.roll(2), lambda T, x: x.roll((1, -1), (0, 2)), lambda T, x: x.swapaxes(0, 2),
-    lambda T, x: x.contiguous(),
-])
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda T, x: x.transpose(0, 1),
+        lambda T, x: x.transpose(-1, -3),
+        lambda T, x: x.t() if x.ndim <= 2 else x,
+        lambda T, x: x.permute(2, 0, 1),
+        lambda T, x: T.movedim(x, 0, -1),
+        lambda T, x: T.movedim(x, (0, 1), (2, 0)),
+        lambda T, x: x.flatten(),
+        lambda T, x: x.flatten(1),
+        lambda T, x: x.flatten(0, 1),
+        lambda T, x: x.reshape(-1, 2),
+        lambda T, x: x.view(3, -1),
+        lambda T, x: x.expand(2, 2, 3, 2),
+        lambda T, x: x.narrow(1, -2, 2),
+        lambda T, x: x.select(2, -1),
+        lambda T, x: x.narrow(0, 0, 0),
+        lambda T, x: x.repeat(1, 2, 1),
+        lambda T, x: x.repeat(2, 1, 1, 1),
+        lambda T, x: x.flip(-1),
+        lambda T, x: x.roll(2),
+        lambda T, x: x.roll((1, -1), (0, 2)),
+        lambda T, x: x.swapaxes(0, 2),
+        lambda T, x: x.contiguous(),
+    ],
+)
 def test_movement_values_and_grads(fn) -> None:
     check(fn, rand(2, 3, 2, dtype="float64"))
 
@@ -137,13 +166,16 @@ def test_0d_and_empty() -> None:
 # ---- split / chunk / unbind ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("size,chunks,dim", [(6, 3, 0), (7, 3, 0), (5, 4, 0), (1, 3, 0), (4, 2, -1), (0, 2, 0)])
+@pytest.mark.parametrize(
+    "size,chunks,dim", [(6, 3, 0), (7, 3, 0), (5, 4, 0), (1, 3, 0), (4, 2, -1), (0, 2, 0)]
+)
 def test_chunk(size, chunks, dim) -> None:
     check(lambda T, x: x.chunk(chunks, dim), rand(size, 2) if dim == 0 else rand(2, size))
 
 
-@pytest.mark.parametrize("arg,dim", [(2, 0), (3, 0), (5, 0), ([1, 4], 0), ([0, 5], 0), ((2, 2, 1), 0),
-                                     (1, 1), ([2], 1)])
+@pytest.mark.parametrize(
+    "arg,dim", [(2, 0), (3, 0), (5, 0), ([1, 4], 0), ([0, 5], 0), ((2, 2, 1), 0), (1, 1), ([2], 1)]
+)
 def test_split(arg, dim) -> None:
     check(lambda T, x: T.split(x, arg, dim), rand(5, 2))
 
@@ -157,16 +189,26 @@ def test_unbind() -> None:
 # ---- cat / stack ------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("shapes,dim", [
-    (((2, 3), (4, 3)), 0), (((2, 3), (2, 1), (2, 0)), 1), (((2, 3), (2, 3)), -1), (((3,), (0,)), 0),
-    (((2, 3), (0,)), 1), (((1, 2, 3), (1, 2, 3), (1, 2, 3)), -2), (((0, 3), (0, 3)), 0),
-])
+@pytest.mark.parametrize(
+    "shapes,dim",
+    [
+        (((2, 3), (4, 3)), 0),
+        (((2, 3), (2, 1), (2, 0)), 1),
+        (((2, 3), (2, 3)), -1),
+        (((3,), (0,)), 0),
+        (((2, 3), (0,)), 1),
+        (((1, 2, 3), (1, 2, 3), (1, 2, 3)), -2),
+        (((0, 3), (0, 3)), 0),
+    ],
+)
 def test_cat(shapes, dim) -> None:
     check(lambda T, *xs: T.cat(xs, dim), *[rand(*s, dtype="float64") for s in shapes])
 
 
-@pytest.mark.parametrize("dtypes", [("float32", "float64"), ("int32", "int64"), ("bool", "int32"),
-                                    ("int64", "float32"), ("bool", "bool")])
+@pytest.mark.parametrize(
+    "dtypes",
+    [("float32", "float64"), ("int32", "int64"), ("bool", "int32"), ("int64", "float32"), ("bool", "bool")],
+)
 def test_cat_promotes(dtypes) -> None:
     check(lambda T, a, b: T.cat([a, b], 0), *[rand(2, 2, dtype=d) for d in dtypes], grad=False)
 
@@ -226,7 +268,9 @@ def test_scatter_inplace() -> None:
 
 @pytest.mark.parametrize("dim,idx", [(0, [2, 0, 2]), (1, [1]), (-1, [0, 1, 0]), (0, [])])
 def test_index_select(dim, idx) -> None:
-    check(lambda T, x, i: T.index_select(x, dim, i), rand(3, 2, dtype="float64"), np.array(idx, dtype=np.int64))
+    check(
+        lambda T, x, i: T.index_select(x, dim, i), rand(3, 2, dtype="float64"), np.array(idx, dtype=np.int64)
+    )
 
 
 def test_index_fill() -> None:
@@ -262,32 +306,39 @@ def test_masked_fill_inplace() -> None:
 # ---- errors: typed, PyTorch's wording where it has one, inputs untouched ----------------------------------
 
 
-@pytest.mark.parametrize("fn,err,text", [
-    (lambda T, x: x.squeeze(3), DimError, "Dimension out of range"),
-    (lambda T, x: x.unsqueeze(4), DimError, "Dimension out of range"),
-    (lambda T, x: x.narrow(1, 2, 5), ShapeError, "exceeds dimension size"),
-    (lambda T, x: x.select(0, 2), DimError, "out of range"),
-    (lambda T, x: x.split([1, 2], 0), ShapeError, "sum exactly to 2 (input tensor's size at dimension 0)"),
-    (lambda T, x: x.split(0, 1), ArgumentError, "split_size can only be 0"),
-    (lambda T, x: x.chunk(0), ArgumentError, "greater than 0"),
-    (lambda T, x: T.cat([x, x.t()], 0), ShapeError, "Sizes of tensors must match except in dimension 0"),
-    (lambda T, x: T.cat([x, x[0]], 0), ShapeError, "must have same number of dimensions"),
-    (lambda T, x: T.cat([x, x[0, 0]]), ShapeError, "zero-dimensional tensor (at position 1)"),
-    (lambda T, x: T.cat([]), ArgumentError, "non-empty"),
-    (lambda T, x: T.stack([x, x.t()]), ShapeError, "stack expects each tensor to be equal size"),
-    (lambda T, x: x.repeat(2), ShapeError, "can not be smaller"),
-    (lambda T, x: x.view(-1, -1), ShapeError, "only one dimension can be inferred"),
-    (lambda T, x: x.reshape(5), ShapeError, "is invalid for input of size 6"),
-    (lambda T, x: x[:0].reshape(0, -1), ShapeError, "ambiguous"),
-    (lambda T, x: x.expand(3, 3), ShapeError, "must match the existing size"),
-    (lambda T, x: x.permute(0, 0), ShapeError, "repeated dim"),
-    (lambda T, x: x.masked_fill(x > 0, T.ones(2)), ShapeError, "0-dimensional value"),
-    (lambda T, x: x.masked_fill(T.ones(2, 3), 1.0), DTypeError, "boolean masks"),
-    (lambda T, x: x.gather(1, T.ones(2, 3)), DTypeError, "int64"),
-    (lambda T, x: x.gather(1, T.tensor([[5]])), DimError, "out of bounds"),
-    (lambda T, x: x.index_select(0, T.tensor([[0]])), ShapeError, "vector"),
-    (lambda T, x: x.flip(0, 0), DimError, "multiple times"),
-])
+@pytest.mark.parametrize(
+    "fn,err,text",
+    [
+        (lambda T, x: x.squeeze(3), DimError, "Dimension out of range"),
+        (lambda T, x: x.unsqueeze(4), DimError, "Dimension out of range"),
+        (lambda T, x: x.narrow(1, 2, 5), ShapeError, "exceeds dimension size"),
+        (lambda T, x: x.select(0, 2), DimError, "out of range"),
+        (
+            lambda T, x: x.split([1, 2], 0),
+            ShapeError,
+            "sum exactly to 2 (input tensor's size at dimension 0)",
+        ),
+        (lambda T, x: x.split(0, 1), ArgumentError, "split_size can only be 0"),
+        (lambda T, x: x.chunk(0), ArgumentError, "greater than 0"),
+        (lambda T, x: T.cat([x, x.t()], 0), ShapeError, "Sizes of tensors must match except in dimension 0"),
+        (lambda T, x: T.cat([x, x[0]], 0), ShapeError, "must have same number of dimensions"),
+        (lambda T, x: T.cat([x, x[0, 0]]), ShapeError, "zero-dimensional tensor (at position 1)"),
+        (lambda T, x: T.cat([]), ArgumentError, "non-empty"),
+        (lambda T, x: T.stack([x, x.t()]), ShapeError, "stack expects each tensor to be equal size"),
+        (lambda T, x: x.repeat(2), ShapeError, "can not be smaller"),
+        (lambda T, x: x.view(-1, -1), ShapeError, "only one dimension can be inferred"),
+        (lambda T, x: x.reshape(5), ShapeError, "is invalid for input of size 6"),
+        (lambda T, x: x[:0].reshape(0, -1), ShapeError, "ambiguous"),
+        (lambda T, x: x.expand(3, 3), ShapeError, "must match the existing size"),
+        (lambda T, x: x.permute(0, 0), ShapeError, "repeated dim"),
+        (lambda T, x: x.masked_fill(x > 0, T.ones(2)), ShapeError, "0-dimensional value"),
+        (lambda T, x: x.masked_fill(T.ones(2, 3), 1.0), DTypeError, "boolean masks"),
+        (lambda T, x: x.gather(1, T.ones(2, 3)), DTypeError, "int64"),
+        (lambda T, x: x.gather(1, T.tensor([[5]])), DimError, "out of bounds"),
+        (lambda T, x: x.index_select(0, T.tensor([[0]])), ShapeError, "vector"),
+        (lambda T, x: x.flip(0, 0), DimError, "multiple times"),
+    ],
+)
 def test_errors(fn, err, text) -> None:
     data = np.arange(6.0, dtype=np.float32).reshape(2, 3)
     e = ember.tensor(data, requires_grad=True)
