@@ -238,17 +238,16 @@ class ModuleDict(Module):
             self[pair[0]] = pair[1]
 
 
-def _param_repr(p: Any) -> str:
+def _param_repr(p: Any, legacy_type: bool) -> str:
+    """PyTorch's line for one entry: the dtype (ParameterList) or the legacy type name (ParameterDict),
+    spelled with ember's prefix as ``ember.Size`` is."""
     if not isinstance(p, Tensor):
         return f"Object of type: {type(p).__name__}"
     size = "x".join(str(s) for s in p.shape)
-    dev = "" if p.device.type == "cpu" else f" ({str(p.device).upper()})"
+    dev = "" if p.device.type == "cpu" else f" ({p.device})"
     kind = "Parameter" if isinstance(p, Parameter) else "Tensor"
-    return f"{kind} containing: [{_TYPE_NAMES.get(p.dtype.name, p.dtype.name)} of size {size}{dev}]"
-
-
-_TYPE_NAMES = {"float32": "torch.FloatTensor", "float64": "torch.DoubleTensor", "float16": "torch.HalfTensor",
-               "int64": "torch.LongTensor", "int32": "torch.IntTensor", "bool": "torch.BoolTensor"}
+    type_name = f"ember.{p.type()}" if legacy_type else str(p.dtype)
+    return f"{kind} containing: [{type_name} of size {size}{dev}]"
 
 
 def _as_param(value: Any) -> Any:
@@ -294,7 +293,7 @@ class ParameterList(Module):
         return self
 
     def extra_repr(self) -> str:
-        return "\n".join(f"({i}): {_param_repr(p)}" for i, p in enumerate(self))
+        return "\n".join(f"  ({i}): {_param_repr(p, False)}" for i, p in enumerate(self))
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("ParameterList should not be called.")
@@ -344,12 +343,19 @@ class ParameterDict(Module):
         return v
 
     def update(self, parameters: Any) -> None:
-        pairs = parameters.items() if isinstance(parameters, Mapping) else parameters
+        """Plain dicts are added in sorted key order and ordered mappings in their order, as PyTorch
+        does."""
+        if isinstance(parameters, (OrderedDict, ParameterDict)):
+            pairs = list(parameters.items())
+        elif isinstance(parameters, Mapping):
+            pairs = sorted(parameters.items())
+        else:
+            pairs = list(parameters)
         for k, v in pairs:
             self[k] = v
 
     def extra_repr(self) -> str:
-        return "\n".join(f"({k}): {_param_repr(p)}" for k, p in self.items())
+        return "\n".join(f"  ({k}): {_param_repr(p, True)}" for k, p in self.items())
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("ParameterDict should not be called.")

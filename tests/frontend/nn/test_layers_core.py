@@ -177,9 +177,13 @@ def test_inplace_activation_writes_input() -> None:
     (nn.Linear(3, 4), "Linear(in_features=3, out_features=4, bias=True)"),
     (nn.Bilinear(2, 3, 4, bias=False),
      "Bilinear(in1_features=2, in2_features=3, out_features=4, bias=False)"),
-    (nn.BatchNorm2d(64), "BatchNorm2d(64, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)"),
-    (nn.LayerNorm(10), "LayerNorm((10,), eps=1e-05, elementwise_affine=True)"),
-    (nn.GroupNorm(2, 4), "GroupNorm(2, 4, eps=1e-05, affine=True)"),
+    (nn.BatchNorm2d(64),
+     "BatchNorm2d(64, eps=1e-05, momentum=0.1, affine=True, bias=True, track_running_stats=True)"),
+    (nn.BatchNorm1d(3, momentum=None, affine=False),
+     "BatchNorm1d(3, eps=1e-05, momentum=None, affine=False, bias=False, track_running_stats=True)"),
+    (nn.LayerNorm(10), "LayerNorm((10,), eps=1e-05, elementwise_affine=True, bias=True)"),
+    (nn.LayerNorm((2, 3), bias=False), "LayerNorm((2, 3), eps=1e-05, elementwise_affine=True, bias=False)"),
+    (nn.GroupNorm(2, 4), "GroupNorm(2, 4, eps=1e-05, affine=True, bias=True)"),
     (nn.Dropout(0.2), "Dropout(p=0.2, inplace=False)"), (nn.Dropout2d(), "Dropout2d(p=0.5, inplace=False)"),
     (nn.Embedding(10, 3, padding_idx=0), "Embedding(10, 3, padding_idx=0)"),
     (nn.Flatten(), "Flatten(start_dim=1, end_dim=-1)"), (nn.Identity(), "Identity()"),
@@ -189,6 +193,26 @@ def test_inplace_activation_writes_input() -> None:
 ])
 def test_reprs_match_pytorch(mod, text) -> None:
     assert repr(mod) == text
+    assert repr(eval("torch.nn." + text.split("(")[0] + "(" + _ctor_args(mod) + ")")) == text
+
+
+def _ctor_args(mod: nn.Module) -> str:
+    """Rebuild the constructor call of a layer in the reprs table for torch (the same arguments)."""
+    table = {
+        "ReLU": lambda m: f"inplace={m.inplace}", "Softmax": lambda m: f"dim={m.dim}",
+        "ELU": lambda m: f"alpha={m.alpha}", "LeakyReLU": lambda m: f"{m.negative_slope}, {m.inplace}",
+        "Threshold": lambda m: f"{m.threshold}, {m.value}", "Softshrink": lambda m: str(m.lambd),
+        "Linear": lambda m: f"{m.in_features}, {m.out_features}",
+        "Bilinear": lambda m: f"{m.in1_features}, {m.in2_features}, {m.out_features}, bias=False",
+        "BatchNorm2d": lambda m: f"{m.num_features}",
+        "BatchNorm1d": lambda m: f"{m.num_features}, momentum={m.momentum}, affine={m.affine}",
+        "LayerNorm": lambda m: f"{m.normalized_shape}, bias={m.bias is not None}",
+        "GroupNorm": lambda m: f"{m.num_groups}, {m.num_channels}", "Dropout": lambda m: f"{m.p}",
+        "Embedding": lambda m: f"{m.num_embeddings}, {m.embedding_dim}, padding_idx={m.padding_idx}",
+        "Unflatten": lambda m: f"{m.dim}, {m.unflattened_size}",
+    }
+    fn = table.get(type(mod).__name__)
+    return fn(mod) if fn else ""
 
 
 def test_flatten_unflatten(compare) -> None:
