@@ -359,8 +359,26 @@ def _lower_reduce(group: FusionGroup, ev: _Evaluator, names: _Names) -> list[Stm
     outer = _nest(kept_shape, names, body)
     if not kept_shape or all(n == 1 for n in kept_shape):
         return outer
+    if dom.dims[-1] != len(dom.full) - 1 and dom.full[-1] >= 8:
+        # the innermost dim is kept: run 8 of its positions at once, each lane with its own
+        # accumulator, so the reduction loops load contiguous vectors instead of striding
+        return _vectorize_innermost(outer, full_numel)
     # the outer loop nest: parallel outermost, never vectorized (its body holds loops)
     return schedule(outer, full_numel)
+
+
+def _vectorize_innermost(stmts: list[Stmt], work: int) -> list[Stmt]:
+    """In a perfect outer loop nest, mark the innermost loop vectorized and, when it is a different
+    loop, the outermost one parallel (given enough work)."""
+
+    def mark(s: Stmt, depth: int) -> Stmt:
+        assert isinstance(s, Loop)
+        if len(s.body) == 1 and isinstance(s.body[0], Loop):
+            kind = LoopKind.PARALLEL if depth == 0 and work >= PARALLEL_MIN_ELEMENTS else LoopKind.SERIAL
+            return Loop(s.var, s.extent, (mark(s.body[0], depth + 1),), kind)
+        return Loop(s.var, s.extent, s.body, LoopKind.VECTORIZED)
+
+    return [mark(s, 0) for s in stmts]
 
 
 # --------------------------------------------------------------------------------------------------

@@ -83,6 +83,7 @@ class KernelCodegen:
         self.ptrs: dict[str, ir.Value] = {}
         self.locals: dict[str, tuple[ir.Value, DType]] = {}
         self.vec_accs: dict[str, ir.Value] = {}   # local -> vector alloca, inside a vectorized loop
+        self.vlocals: dict[str, tuple[ir.Value, DType]] = {}  # locals declared inside a vectorized loop
         self.env: dict[str, ir.Value] = {}
         self.vec: tuple[str, ir.Value] | None = None  # (loop var, i64 base of the 8 lanes)
         self.cache: dict[Expr, tuple[ir.Value, bool]] = {}
@@ -130,11 +131,14 @@ class KernelCodegen:
         elif isinstance(s, Store):
             self.store(s)
         elif isinstance(s, Declare):
-            if self.vec is not None:
-                raise CompileError(f"kernel {self.kernel.name}: a local declared inside a vectorized loop")
-            slot = self._alloca(X.reg_type(s.dtype), s.name)
-            self.b.store(self.scalar(s.init, s.dtype), slot)
-            self.locals[s.name] = (slot, s.dtype)
+            if self.vec is not None:  # one accumulator per lane
+                slot = self._alloca(ir.VectorType(X.reg_type(s.dtype), WIDTH), s.name + ".lanes")
+                self.b.store(self.vector(s.init, s.dtype), slot)
+                self.vlocals[s.name] = (slot, s.dtype)
+            else:
+                slot = self._alloca(X.reg_type(s.dtype), s.name)
+                self.b.store(self.scalar(s.init, s.dtype), slot)
+                self.locals[s.name] = (slot, s.dtype)
         elif isinstance(s, Reduce):
             self.reduce(s)
         elif isinstance(s, Gemm):
@@ -181,6 +185,7 @@ class KernelCodegen:
             self.vec = (s.var, base)
             self.stmts(s.body)
             self.vec = None
+            self.vlocals = {}
         self.cache = outer
         for r in reduces:
             slot, dt = self.locals[r.name]
@@ -210,6 +215,10 @@ class KernelCodegen:
         return self.b.extract_element(v, I32(0))
 
     def reduce(self, s: Reduce) -> None:
+        if self.vec is not None and s.name in self.vlocals:
+            slot, dt = self.vlocals[s.name]
+            self.b.store(self._combine(s.op, self.b.load(slot), self.vector(s.value, dt), dt), slot)
+            return
         slot, dt = self.locals[s.name]
         if self.vec is not None and s.name in self.vec_accs:
             acc = self.vec_accs[s.name]
@@ -385,6 +394,8 @@ class KernelCodegen:
                 raise CompileError(f"kernel {self.kernel.name}: loop variable {e.name} used outside its loop")
             return self.env[e.name], False
         if isinstance(e, Local):
+            if self.vec is not None and e.name in self.vlocals:
+                return b.load(self.vlocals[e.name][0]), True
             return b.load(self.locals[e.name][0]), False
         if isinstance(e, Load):
             return self._load(e)
