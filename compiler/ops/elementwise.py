@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from ember.compiler.dtypes import BOOL, FLOATING, INTEGRAL, DType, bool_, result_type
+from ember.compiler.dtypes import BOOL, FLOATING, INTEGRAL, DType, bool_
 from ember.compiler.ops.registry import BOOL as BOOL_ATTR
 from ember.compiler.ops.registry import (
     DTYPE,
@@ -134,15 +134,21 @@ add = define_op(
 
 def _sub(b: Any, x: Any, y: Any) -> Any:
     """x - y is x + (-y): one primitive fewer for passes and kernels to know."""
-    if is_tensor(x) and is_tensor(y) and x.dtype is bool_ and y.dtype is bool_:
+    bools = [v for v in (x, y) if is_tensor(v) and v.dtype is bool_]
+    if len(bools) == 2:
         raise DTypeError(
             "sub: Subtraction, the `-` operator, with two bool tensors is not supported. Use the `^` or"
             " `logical_xor()` operator instead."
         )
+    if bools:
+        raise DTypeError(
+            "sub: Subtraction, the `-` operator, with a bool tensor is not supported. If you are trying to"
+            " invert a mask, use the `~` or `logical_not()` operator instead."
+        )
+    if is_tensor(x) and is_tensor(y):
+        broadcast_shapes("sub", shape_of(x), shape_of(y))  # so a mismatch names sub, not add
     if not is_tensor(y):
         return b.add(x, -y)
-    if y.dtype is bool_:  # neg refuses bools; an int minus a bool counts the bool as 0/1
-        y = b.cast(y, dtype=result_type(x, y))
     if not is_tensor(x):
         return b.add(b.neg(y), x)
     return b.add(x, b.neg(y))
@@ -155,7 +161,7 @@ mul = define_op(
     reference=_np_fn("multiply"),
     vjp=lambda b, g, out, x, y: [_grad_to(b, b.mul(g, y), x) if is_tensor(x) else None,
                                  _grad_to(b, b.mul(g, x), y) if is_tensor(y) else None],
-    lowering={"scalar": lambda e, a, b: e.mul(a, b)}, inplace=True,
+    saves=(0, 1), lowering={"scalar": lambda e, a, b: e.mul(a, b)}, inplace=True,
 )
 
 
@@ -359,7 +365,8 @@ abs_ = define_op(
 )
 
 sign = define_op(
-    "sign", pattern=E, infer=_unary_same("sign", allow_bool=True), reference=_np_fn("sign"),
+    "sign", pattern=E, infer=_unary_same("sign", allow_bool=True),
+    reference=lambda xp, x: x.copy() if x.dtype == np.bool_ else xp.sign(x),
     vjp=lambda b, g, out, x: [_zeros_like(b, g, x)], saves=(),
     lowering={"scalar": lambda e, x: e.sign(x)}, inplace=True,
 )
@@ -553,7 +560,8 @@ def _isclose(b: Any, a: Any, other: Any, rtol: float, atol: float, equal_nan: bo
         raise DTypeError(f"isclose: {a.dtype} did not match {other.dtype}")
     if not (a.dtype.is_floating_point):
         return b.eq(a, other)
-    near = b.le(b.abs(b.sub(a, other)), b.add(b.mul(b.abs(other), rtol), atol))
+    # infinities are close only to themselves (the eq below); |inf - x| <= inf must not count
+    near = b.logical_and(b.le(b.abs(b.sub(a, other)), b.add(b.mul(b.abs(other), rtol), atol)), b.isfinite(other))
     close = b.logical_or(b.eq(a, other), near)
     if equal_nan:
         close = b.logical_or(close, b.logical_and(b.isnan(a), b.isnan(other)))

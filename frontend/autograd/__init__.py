@@ -67,9 +67,9 @@ def grad(
     for i, (t, g) in enumerate(zip(ins, got)):
         if g is None:
             if materialize_grads:
-                from ember.creation import zeros_like
+                from ember.creation import zeros
 
-                g = zeros_like(t)
+                g = zeros(tuple(t.shape), dtype=t.dtype, device=t.device)
             elif not allow_unused:
                 from ember.runtime.errors import AutogradError
 

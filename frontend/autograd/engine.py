@@ -30,9 +30,9 @@ def _default_grads(tensors: Sequence[Any], grads: Sequence[Any] | None) -> list[
         if g is None:
             if t.numel() != 1:
                 raise AutogradError("grad can be implicitly created only for scalar outputs")
-            from ember.creation import ones_like
+            from ember.creation import ones
 
-            g = ones_like(t)
+            g = ones(tuple(t.shape), dtype=t.dtype, device=t.device)
         elif not isinstance(g, Tensor):
             from ember.creation import tensor as make
 
