@@ -82,6 +82,32 @@ def test_mv_bmm_dot_outer() -> None:
     check(lambda T, a, b: T.outer(a, b), rand(3, dtype="int32"), rand(2, dtype="float32"))
 
 
+def test_addmm_addmv_baddbmm() -> None:
+    check(lambda T, c, a, b: T.addmm(c, a, b), rand(3), rand(2, 4), rand(4, 3))
+    check(lambda T, c, a, b: c.addmm(a, b, beta=0.5, alpha=-2), rand(2, 3), rand(2, 4), rand(4, 3))
+    check(lambda T, c, a, v: T.addmv(c, a, v, alpha=3), rand(2), rand(2, 4), rand(4))
+    check(lambda T, c, a, b: T.baddbmm(c, a, b, beta=2), rand(2, 1, 3), rand(2, 2, 4), rand(2, 4, 3))
+    nan_input, a, b = np.full((2, 3), np.nan), rand(2, 4), rand(4, 3)  # beta=0 ignores even nan
+    got = ember.addmm(ember.tensor(nan_input), ember.tensor(a), ember.tensor(b), beta=0)
+    want = torch.addmm(torch.tensor(nan_input), torch.tensor(a), torch.tensor(b), beta=0)
+    np.testing.assert_allclose(got.numpy(), want.numpy())
+
+
+def test_matrix_power_zero_is_a_fresh_identity() -> None:
+    a = well_conditioned(2, 3, 3)
+    got, want = ember.matrix_power(ember.tensor(a), 0), torch.matrix_power(torch.tensor(a), 0)
+    np.testing.assert_array_equal(got.numpy(), want.numpy())
+    got.add_(1)  # writable, not a broadcast view
+    assert got.dtype is ember.float64
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, -1, -2])
+def test_matrix_power(n) -> None:
+    check(lambda T, a: T.matrix_power(a, n), well_conditioned(3, 3))
+    check(lambda T, a: a.matrix_power(n), well_conditioned(2, 2, 2))
+    check(lambda T, a, b: T.ger(a, b), rand(2), rand(3))
+
+
 @pytest.mark.parametrize(
     "sa,sb",
     [
