@@ -561,7 +561,8 @@ def _isclose(b: Any, a: Any, other: Any, rtol: float, atol: float, equal_nan: bo
     if not (a.dtype.is_floating_point):
         return b.eq(a, other)
     # infinities are close only to themselves (the eq below); |inf - x| <= inf must not count
-    near = b.logical_and(b.le(b.abs(b.sub(a, other)), b.add(b.mul(b.abs(other), rtol), atol)), b.isfinite(other))
+    within = b.le(b.abs(b.sub(a, other)), b.add(b.mul(b.abs(other), rtol), atol))
+    near = b.logical_and(within, b.isfinite(other))
     close = b.logical_or(b.eq(a, other), near)
     if equal_nan:
         close = b.logical_or(close, b.logical_and(b.isnan(a), b.isnan(other)))
