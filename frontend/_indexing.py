@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-
 from ember.compiler.ops import REGISTRY
 from ember.dispatch import apply
 from ember.runtime.errors import ArgumentError
@@ -57,15 +56,43 @@ def parse_index(index: Any) -> tuple[tuple[tuple[Any, ...], ...], tuple[Any, ...
 
 
 def getitem(x: Any, index: Any) -> Any:
+    """``x[index]``: a view for ints, slices, None and Ellipsis; a copy once tensors or lists take part."""
     spec, tensors = parse_index(index)
     return apply(_GETITEM, (x, *tensors), {"index": spec})
 
 
 def setitem(x: Any, index: Any, value: Any) -> None:
+    """``x[index] = value``: out-of-place ``index_put`` written back into x's memory (a version bump)."""
     from ember._inplace import inplace_apply
     from ember.tensor import Tensor
 
     spec, tensors = parse_index(index)
+    if isinstance(value, (list, tuple, np.ndarray)):  # data, not a scalar: a tensor of x's dtype
+        from ember.creation import tensor as make_tensor
+
+        value = make_tensor(value, dtype=x.dtype, device=x.device)
     if isinstance(value, Tensor) and value.dtype is not x.dtype:
         value = value.to(x.dtype)
     inplace_apply(x, _INDEX_PUT, (value, *tensors), {"index": spec, "accumulate": False})
+
+
+def index_put_(self: Any, indices: Any, values: Any, accumulate: bool = False) -> Any:
+    """``self[indices] = values`` (or ``+=`` with ``accumulate``, duplicates summed), in place.
+
+    >>> import ember
+    >>> x = ember.zeros(3)
+    >>> x.index_put_((ember.tensor([0, 0, 2]),), ember.tensor(1.0), accumulate=True)
+    tensor([2., 0., 1.])
+    """
+    from ember._inplace import inplace_apply
+
+    spec, tensors = parse_index(tuple(indices))
+    return inplace_apply(
+        self, _INDEX_PUT, (values, *tensors), {"index": spec, "accumulate": bool(accumulate)}
+    )
+
+
+def index_put(self: Any, indices: Any, values: Any, accumulate: bool = False) -> Any:
+    """Out-of-place ``index_put_``."""
+    spec, tensors = parse_index(tuple(indices))
+    return apply(_INDEX_PUT, (self, values, *tensors), {"index": spec, "accumulate": bool(accumulate)})

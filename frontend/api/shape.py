@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from ember import _inplace, _printing
+from ember import _indexing, _inplace, _printing
 from ember import creation as _creation
 from ember.api import alias, function, method
 from ember.compiler.ops import REGISTRY
@@ -182,6 +182,10 @@ def numel(input: Any) -> int:
     """Number of elements of ``input``."""
     return input.numel()
 
+
+# index_put with PyTorch's (indices, values, accumulate) signature
+alias("index_put_", _indexing.index_put_)
+alias("index_put", _indexing.index_put)
 
 # in-place fills and copies (defined with the other in-place machinery in ember._inplace)
 alias("fill_", _inplace.fill_)

@@ -252,3 +252,45 @@ def test_fill_rejects_non_scalar_tensor() -> None:
     with pytest.raises(RuntimeError, match="0-dimension"):
         x.fill_(ember.ones(2))
     assert x._version_number == 0
+
+
+def test_setitem_with_list_and_array_values() -> None:
+    x, t = ember.zeros(2, 3, dtype=ember.int64), torch.zeros(2, 3, dtype=torch.int64)
+    x[0] = [7, 8, 9]
+    t[0] = torch.tensor([7, 8, 9])
+    x[1] = np.array([1.5, 2.5, 3.5])
+    t[1] = torch.tensor([1.5, 2.5, 3.5])
+    np.testing.assert_array_equal(x.numpy(), t.numpy())
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        x[0] = [1, 2]
+    np.testing.assert_array_equal(x.numpy(), t.numpy())
+
+
+@pytest.mark.parametrize("accumulate", [False, True])
+def test_index_put(accumulate) -> None:
+    idx = np.array([0, 2, 2]) if accumulate else np.array([0, 2])
+    vals = np.arange(len(idx) * 3, dtype=np.float64).reshape(len(idx), 3)
+    outs, grads = [], []
+    for lib in (ember, torch):
+        x = lib.tensor(A[0, :3, :3], requires_grad=True)
+        v = lib.tensor(vals, requires_grad=True)
+        y = x.index_put((lib.tensor(idx),), v, accumulate=accumulate)
+        (y * y).sum().backward()
+        outs.append(y.detach().numpy())
+        grads.append((x.grad.numpy(), v.grad.numpy()))
+        z = lib.zeros(3, 3, dtype=lib.float64)
+        z.index_put_(
+            (lib.tensor(idx), lib.tensor(idx)), lib.tensor(1.0, dtype=lib.float64), accumulate=accumulate
+        )
+        outs.append(z.numpy())
+    np.testing.assert_allclose(outs[0], outs[2])
+    np.testing.assert_allclose(outs[1], outs[3])
+    np.testing.assert_allclose(grads[0][0], grads[1][0])
+    np.testing.assert_allclose(grads[0][1], grads[1][1])
+
+
+def test_iteration_and_len() -> None:
+    x = ember.arange(6).reshape(2, 3)
+    assert len(x) == 2 and [r.tolist() for r in x] == [[0, 1, 2], [3, 4, 5]]
+    with pytest.raises(TypeError):
+        len(ember.tensor(1))
