@@ -101,7 +101,8 @@ class CIFAR10(Dataset):
         self.data = np.concatenate(chunks).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).copy()
         self.targets = targets
         meta = os.path.join(folder, self.meta_file)
-        self.classes = list(load_pickled_batch(meta)[self.meta_key]) if os.path.isfile(meta) else []
+        names = load_pickled_batch(meta).get(self.meta_key, []) if os.path.isfile(meta) else []
+        self.classes = [n.decode("latin1") if isinstance(n, bytes) else str(n) for n in names]
         self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
 
     def __len__(self) -> int:
