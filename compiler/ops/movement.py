@@ -282,7 +282,9 @@ def _index_put_infer(x: Any, values: Any, *idx: Any, index: Any, accumulate: boo
 def _index_put_ref(xp: Any, x: Any, values: Any, *idx: Any, index: Any, accumulate: bool) -> Any:
     out = x.copy()
     where = to_numpy_index(index, idx)
-    if accumulate:
+    if accumulate and not idx:  # basic indexing never repeats a position: a plain += is exact and fast
+        out[where] += values
+    elif accumulate:
         xp.add.at(out, where, values)
     else:
         out[where] = values
