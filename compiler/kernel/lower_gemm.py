@@ -11,6 +11,7 @@ a B that is a transposed view becomes the template's ``trans_b`` (a Linear weigh
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +34,7 @@ class _Epilogue:
     operands: list[tuple[str, str, Expr]] = field(default_factory=list)
     stage: int = -1
     ldr: int = 0
+    residual_view: Any = None
 
     def build(self) -> Any:
         from ember.compiler.codegen.llvm.gemm import Epilogue
@@ -57,8 +59,8 @@ def _vector_role(v: Value, m: int, n: int) -> str | None:
     return None
 
 
-def _match_step(epi: _Epilogue, node: GroupNode, cur: str, values: dict[str, Value], m: int,
-                n: int) -> bool:
+def _match_step(epi: _Epilogue, node: GroupNode, cur: str, values: dict[str, Value],
+                role_of: Callable[[Value], str | None]) -> bool:
     """Fold ``node`` (which reads ``cur``) into ``epi``; False when it does not fit."""
     if node.op in _ACTIVATIONS and node.inputs == (cur,) and epi.stage < _STAGES["activation"]:
         epi.fields["activation"] = _ACTIVATIONS[node.op]
@@ -70,7 +72,7 @@ def _match_step(epi: _Epilogue, node: GroupNode, cur: str, values: dict[str, Val
     if not isinstance(other, str) or other == cur:
         return False
     v = values[other]
-    role = _vector_role(v, m, n)
+    role = role_of(v)
     if role is None or v.dtype.name != "float32":
         return False
     if node.op == "mul":
@@ -86,12 +88,13 @@ def _match_step(epi: _Epilogue, node: GroupNode, cur: str, values: dict[str, Val
     assert isinstance(v, View)
     epi.operands.append((name, v.buffer, Const(v.offset, ZERO.dtype)))
     if name == "residual":
-        epi.ldr = v.strides[-2] if len(v.shape) >= 2 else n
+        epi.ldr = v.strides[-2] if len(v.shape) >= 2 else 1
+        epi.residual_view = v
     return True
 
 
-def _match_epilogue(group: FusionGroup, gi: int, values: dict[str, Value], m: int, n: int,
-                    batched: bool) -> tuple[_Epilogue, str, int]:
+def match_epilogue(group: FusionGroup, gi: int, values: dict[str, Value],
+                   role_of: Callable[[Value], str | None], batched: bool) -> tuple[_Epilogue, str, int]:
     """Greedy match of the nodes after the matmul; returns (epilogue, last fused value, next node)."""
     epi = _Epilogue()
     cur = group.nodes[gi].output
@@ -99,14 +102,14 @@ def _match_epilogue(group: FusionGroup, gi: int, values: dict[str, Value], m: in
     while j < len(group.nodes) and not batched:
         node = group.nodes[j]
         users = [u for u in group.nodes if cur in u.inputs]
-        if cur in group.outputs or users != [node] or not _match_step(epi, node, cur, values, m, n):
+        if cur in group.outputs or users != [node] or not _match_step(epi, node, cur, values, role_of):
             break
         cur = node.output
         j += 1
     return epi, cur, j
 
 
-def _materialize(value: Value, name: str, names: Any, scratch: list[Buffer]) -> tuple[View, list[Stmt]]:
+def materialize(value: Value, name: str, names: Any, scratch: list[Buffer]) -> tuple[View, list[Stmt]]:
     """Copy ``value`` into a new contiguous scratch buffer; returns its view and the copy loops."""
     from ember.compiler.kernel.lower import _nest, schedule
 
@@ -145,9 +148,13 @@ def _operand_layout(v: View, is_b: bool) -> tuple[bool, int] | None:
 
 def lower_gemm_group(group: FusionGroup, ev: Any, names: Any) -> tuple[list[Stmt], list[Buffer]]:
     """Statements of a GEMM group's kernel, and the scratch buffers they use."""
-    from ember.compiler.kernel.lower import _lower_elementwise, op_lowering_kind, sanitize
+    from ember.compiler.kernel.lower import op_lowering_kind, sanitize
 
     gis = [i for i, nd in enumerate(group.nodes) if op_lowering_kind(nd.op) == "template"]
+    if len(gis) == 1 and REGISTRY[group.nodes[gis[0]].op].lowering["template"] == "conv":
+        from ember.compiler.kernel.lower_conv import lower_conv_group
+
+        return lower_conv_group(group, gis[0], ev, names)
     if len(gis) != 1 or REGISTRY[group.nodes[gis[0]].op].lowering["template"] != "gemm":
         bad = group.nodes[gis[0]] if gis else group.nodes[0]
         template = REGISTRY[bad.op].lowering.get("template")
@@ -169,29 +176,43 @@ def lower_gemm_group(group: FusionGroup, ev: Any, names: Any) -> tuple[list[Stmt
     views = []
     for i, x in enumerate((a, b)):
         if not isinstance(x, View) or _operand_layout(_lift(x, i == 0), i == 1) is None:
-            x, copy = _materialize(x, f"{sanitize(node.output)}_op{i}", names, scratch)
+            x, copy = materialize(x, f"{sanitize(node.output)}_op{i}", names, scratch)
             stmts += copy
         views.append(_lift(x, i == 0))
     av, bv = views
     out_t = group.type_of(node.output)
     m, k, n = av.shape[-2], av.shape[-1], bv.shape[-1]
     batch = tuple(out_t.shape[:-2]) if len(av.shape) > 2 or len(bv.shape) > 2 else ()
-    epi, cur, j = _match_epilogue(group, gi, ev.values, m, n, bool(batch))
-    if cur in group.outputs:
-        c_name = sanitize(cur)
-    else:
-        shape = tuple(out_t.shape)
-        cbuf = Buffer(f"{sanitize(cur)}_gemm", out_t.dtype, shape, contiguous_strides(shape))
-        scratch.append(cbuf)
-        c_name = cbuf.name
+    epi, cur, j = match_epilogue(group, gi, ev.values, lambda v: _vector_role(v, m, n), bool(batch))
+    c_name = result_buffer(group, cur, scratch)
     stmts += _gemm_loops(av, bv, c_name, m, n, k, batch, epi, names)
-    ev.values[cur] = View(c_name, tuple(out_t.shape), out_t.dtype, contiguous_strides(out_t.shape))
+    stmts += lower_rest(group, ev, names, cur, c_name, j)
+    return stmts, scratch
+
+
+def result_buffer(group: FusionGroup, cur: str, scratch: list[Buffer]) -> str:
+    """Where the template writes ``cur``: its output buffer, or a new scratch buffer."""
+    from ember.compiler.kernel.lower import sanitize
+
+    if cur in group.outputs:
+        return sanitize(cur)
+    t = group.type_of(cur)
+    shape = tuple(t.shape)
+    buf = Buffer(f"{sanitize(cur)}_tmpl", t.dtype, shape, contiguous_strides(shape))
+    scratch.append(buf)
+    return buf.name
+
+
+def lower_rest(group: FusionGroup, ev: Any, names: Any, cur: str, c_name: str, j: int) -> list[Stmt]:
+    """The unfused tail of a template group (nodes ``j:``) as loops over the template's result."""
+    from ember.compiler.kernel.lower import _lower_elementwise
+
+    t = group.type_of(cur)
+    ev.values[cur] = View(c_name, tuple(t.shape), t.dtype, contiguous_strides(t.shape))
     defined = [*group.inputs, *(o for nd in group.nodes[:j] for o in nd.outputs)]
     rest = FusionGroup(group.name + "_epilogue", group.nodes[j:], group.types, defined,
                        [o for o in group.outputs if o != cur])
-    if rest.outputs:
-        stmts += _lower_elementwise(rest, ev, names)
-    return stmts, scratch
+    return _lower_elementwise(rest, ev, names) if rest.outputs else []
 
 
 def _gemm_loops(av: View, bv: View, c: str, m: int, n: int, k: int, batch: tuple[int, ...],

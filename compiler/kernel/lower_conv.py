@@ -1,0 +1,152 @@
+"""Lowering of convolution groups: N-d ``conv`` as im2col + GEMM with the template's fused epilogue.
+
+For each image ``n`` and group ``g`` the kernel computes
+
+    out[n, g*Cog:(g+1)*Cog, P] = W_g[Cog, Cg*k] @ cols[Cg*k, P]
+
+with ``P`` the output positions and ``cols`` the im2col matrix of the image's channels of group ``g``,
+built by a loop nest into a scratch buffer (padding reads 0 through a bounds test on a clamped index,
+so nothing outside the input is touched). A 1x1 convolution with stride 1 and no padding needs no
+``cols``: the image itself is the [Cg, P] right operand. The output is NC* contiguous, so the GEMM's
+rows are output channels: a per-channel bias (shape [Co, 1, ...]) is the epilogue's ``row_bias``, a
+folded batch norm's per-channel scale its ``row_scale``, an [N, Co, *out] tensor its ``residual``, then
+relu/sigmoid/tanh. Depthwise convolutions run through the same path with one GEMM per channel (correct,
+not yet fast: a direct vectorized loop is the planned replacement).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ember.compiler.dtypes import bool_
+from ember.compiler.kernel.builder import iadd, imul
+from ember.compiler.kernel.group import FusionGroup
+from ember.compiler.kernel.ir import Binary, Buffer, Const, Expr, Gemm, Loop, Select, Stmt, Store, Var
+from ember.compiler.kernel.lower_gemm import lower_rest, match_epilogue, materialize, result_buffer
+from ember.compiler.kernel.values import ZERO, Index, Value, View, contiguous_strides, flat_index
+from ember.runtime.errors import CompileError
+
+__all__ = ["lower_conv_group"]
+
+
+def _channel_role(v: Value, out_shape: tuple[int, ...]) -> str | None:
+    """"row" for a per-output-channel vector ([Co, 1, ...] or [1, Co, 1, ...]), "full" for a
+    contiguous tensor of the output's shape."""
+    if not isinstance(v, View):
+        return None
+    co = out_shape[1]
+    shape, strides = tuple(v.shape), tuple(v.strides)
+    if shape == out_shape and strides == contiguous_strides(out_shape):
+        return "full"
+    lead = len(out_shape) - len(shape)
+    if lead < 0:
+        return None
+    full = (1,) * lead + shape
+    fstrides = (0,) * lead + strides
+    if full[1] == co and all(s == 1 for i, s in enumerate(full) if i != 1) and (co == 1 or fstrides[1] == 1):
+        return "row"
+    return None
+
+
+def _im2col(x: View, n: Expr, c0: Expr, cg: int, ksize: tuple[int, ...], out: tuple[int, ...],
+            attrs: dict[str, Any], cols: str, names: Any) -> list[Stmt]:
+    """Loops filling cols[(c, taps), positions] from image ``n``, channels ``c0 .. c0 + cg``."""
+    from ember.compiler.kernel.lower import _nest, schedule
+
+    nd = len(ksize)
+    spatial = tuple(x.shape[2:])
+    stride, dil, pad = attrs["stride"], attrs["dilation"], attrs["padding"]
+    shape = (cg, *ksize, *out)
+
+    def body(idx: Index) -> list[Stmt]:
+        c, taps, pos = idx[0], idx[1:1 + nd], idx[1 + nd:]
+        where: list[Expr] = [n, iadd(c0, c)]
+        valid: Expr | None = None
+        for i in range(nd):
+            at = iadd(iadd(imul(pos[i], stride[i]), imul(taps[i], dil[i])), -pad[2 * i])
+            if pad[2 * i] or pad[2 * i + 1]:
+                ok = Binary("and", Binary("ge", at, ZERO, bool_),
+                            Binary("lt", at, Const(spatial[i], ZERO.dtype), bool_), bool_)
+                valid = ok if valid is None else Binary("and", valid, ok, bool_)
+                at = Binary("max", Binary("min", at, Const(spatial[i] - 1, ZERO.dtype), ZERO.dtype), ZERO,
+                            ZERO.dtype)
+            where.append(at)
+        value = x.at(tuple(where))
+        if valid is not None:
+            value = Select(valid, value, Const(0.0, x.dtype), x.dtype)
+        return [Store(cols, flat_index(idx, shape), value)]
+
+    n_el = 1
+    for s in shape:
+        n_el *= s
+    return schedule(_nest(shape, names, body, "c"), n_el)
+
+
+def _operand_offsets(epi: Any, g: Expr, n: Expr, cog: int, out_shape: tuple[int, ...]) -> None:
+    """Move the epilogue operands to image ``n``, group ``g`` (row vectors by channel, the residual by
+    image and channel block)."""
+    p = 1
+    for s in out_shape[2:]:
+        p *= s
+    moved = []
+    for name, buf, off in epi.operands:
+        if name.startswith("row_"):
+            off = iadd(off, imul(g, cog))
+        elif name == "residual":
+            off = iadd(off, iadd(imul(n, out_shape[1] * p), imul(g, cog * p)))
+            epi.ldr = p
+        moved.append((name, buf, off))
+    epi.operands = moved
+
+
+def lower_conv_group(group: FusionGroup, gi: int, ev: Any, names: Any) -> tuple[list[Stmt], list[Buffer]]:
+    """Statements and scratch buffers of a conv group's kernel (see the module docstring)."""
+    from ember.compiler.kernel.lower import sanitize
+
+    node = group.nodes[gi]
+    for nd in group.nodes[:gi]:
+        ev.node(nd)
+    x, w = (ev.operand(v) for v in node.inputs)
+    if not isinstance(x, Value) or not isinstance(w, Value) or x.dtype.name != "float32" \
+            or w.dtype.name != "float32":
+        raise CompileError(f"cannot lower op '{node.op}': the convolution template supports float32 tensors")
+    scratch: list[Buffer] = []
+    stmts: list[Stmt] = []
+    if not isinstance(x, View):
+        x, copy = materialize(x, f"{sanitize(node.output)}_x", names, scratch)
+        stmts += copy
+    if not isinstance(w, View) or w.strides != contiguous_strides(w.shape):
+        w, copy = materialize(w, f"{sanitize(node.output)}_w", names, scratch)
+        stmts += copy
+    attrs = node.attrs
+    out_t = group.type_of(node.output)
+    out_shape = tuple(out_t.shape)
+    groups = attrs["groups"]
+    batch, co, ksize, out = out_shape[0], out_shape[1], tuple(w.shape[2:]), out_shape[2:]
+    cg, cog = w.shape[1], co // groups
+    kdim = cg
+    for s in ksize:
+        kdim *= s
+    p = 1
+    for s in out:
+        p *= s
+    epi, cur, j = match_epilogue(group, gi, ev.values, lambda v: _channel_role(v, out_shape), False)
+    c_name = result_buffer(group, cur, scratch)
+    pointwise = all(s == 1 for s in ksize) and all(s == 1 for s in attrs["stride"]) \
+        and not any(attrs["padding"]) and x.strides == contiguous_strides(x.shape)
+    n, g = Var(names.var("n").name), Var(names.var("g").name)
+    inner: list[Stmt] = []
+    if pointwise:
+        b_buf, b_off, ldb = x.buffer, iadd(x.offset, iadd(imul(n, x.strides[0]), imul(g, cg * p))), p
+    else:
+        cols = Buffer(f"{sanitize(node.output)}_cols", x.dtype, (kdim, p), (p, 1))
+        scratch.append(cols)
+        inner += _im2col(x, n, imul(g, cg), cg, ksize, out, attrs, cols.name, names)
+        b_buf, b_off, ldb = cols.name, Const(0, ZERO.dtype), p
+    _operand_offsets(epi, g, n, cog, out_shape)
+    inner.append(Gemm(cog, p, kdim, w.buffer, iadd(w.offset, imul(g, cog * kdim)), kdim, b_buf, b_off, ldb,
+                      c_name, iadd(imul(n, co * p), imul(g, cog * p)), p, False, epi.build(),
+                      tuple(epi.operands), epi.ldr))
+    stmts.append(Loop(n.name, batch, (Loop(g.name, groups, tuple(inner)),)))
+    stmts += lower_rest(group, ev, names, cur, c_name, j)
+    return stmts, scratch
