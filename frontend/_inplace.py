@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from ember._state import STATE
 from ember.compiler.ops.registry import OpDef
 from ember.dispatch import apply
@@ -23,11 +24,9 @@ def inplace_apply(self: Any, op: OpDef, rest: tuple[Any, ...], attrs: dict[str, 
     )
     if recording and self.requires_grad and self.is_leaf:
         raise AutogradError("a leaf Variable that requires grad is being used in an in-place operation.")
-    if recording and self._base is not None and (self._base.requires_grad or not self.requires_grad):
-        raise AutogradError(
-            f"{op.name}_: in-place operation on a view of a tensor that takes part in autograd is not"
-            " supported by ember; use the out-of-place form (e.g. y = x.add(1)) instead."
-        )
+    base = self._base if recording else None
+    if base is not None:
+        _check_view_base(self, base, op)
     first = self
     if recording and (op.saved_input(0) or op.saves_out):
         first = self.clone()  # the rule reads the old value, which the write below destroys
@@ -41,6 +40,9 @@ def inplace_apply(self: Any, op: OpDef, rest: tuple[Any, ...], attrs: dict[str, 
         raise ShapeError(
             f"{op.name}_: cannot write into a read-only (expanded or broadcast) tensor; clone it first"
         )
+    if base is not None:
+        _write_through_base(self, base, result)
+        return self
     self._data[...] = result._data
     self._version[0] += 1
     if recording:
@@ -48,6 +50,54 @@ def inplace_apply(self: Any, op: OpDef, rest: tuple[Any, ...], attrs: dict[str, 
         self._out_index = result._out_index
         self.requires_grad = result.requires_grad
     return self
+
+
+# ---- in-place on a view that takes part in autograd ----------------------------------------------------
+# PyTorch rewrites the base's history (CopySlices): the base becomes "old base with the view's slots
+# replaced by the new values". ember builds exactly that from registry ops: the view's slots are found from
+# its memory layout as flat positions in the base, and the new base is ``index_put`` of the result there.
+
+
+def _check_view_base(view: Any, base: Any, op: OpDef) -> None:
+    if base.requires_grad and base.is_leaf:
+        raise AutogradError(
+            "a view of a leaf Variable that requires grad is being used in an in-place operation."
+        )
+    arrays = (view._data, base._data)
+    if not all(isinstance(a, np.ndarray) for a in arrays) or not base._data.flags.c_contiguous:
+        raise AutogradError(
+            f"{op.name}_: in-place operation on a view of a tensor that takes part in autograd needs a"
+            " row-major CPU base in ember; use the out-of-place form (e.g. y = x.add(1)) instead."
+        )
+
+
+def _positions_in_base(view: Any, base: Any) -> np.ndarray:
+    """Flat (row-major) index in ``base`` of every element of ``view``, from the view's strides."""
+    item = base._data.itemsize
+    start = view._data.__array_interface__["data"][0] - base._data.__array_interface__["data"][0]
+    pos = np.array(start // item, dtype=np.int64)
+    for n, stride in zip(view._data.shape, view._data.strides):
+        pos = pos[..., None] + np.arange(n, dtype=np.int64) * (stride // item)
+    return pos
+
+
+def _write_through_base(view: Any, base: Any, result: Any) -> None:
+    from ember.compiler.ops import REGISTRY
+    from ember.creation import from_numpy
+
+    idx = from_numpy(_positions_in_base(view, base).reshape(-1))
+    spec = (("tensor",),)
+    values = result if result.dtype is base.dtype else result.to(base.dtype)
+    flat = apply(REGISTRY["reshape"], (base,), {"shape": (-1,)})
+    values = apply(REGISTRY["reshape"], (values,), {"shape": (-1,)})
+    new_flat = apply(REGISTRY["index_put"], (flat, values, idx), {"index": spec, "accumulate": False})
+    new_base = apply(REGISTRY["reshape"], (new_flat,), {"shape": tuple(base.shape)})
+    new_view = apply(REGISTRY["getitem"], (new_flat, idx), {"index": spec})
+    new_view = apply(REGISTRY["reshape"], (new_view,), {"shape": tuple(view.shape)})
+    base._data[...] = new_base._data  # the view's memory is part of the base's
+    base._version[0] += 1
+    for t, src in ((base, new_base), (view, new_view)):
+        t.grad_fn, t._out_index, t.requires_grad = src.grad_fn, src._out_index, src.requires_grad
 
 
 # ---- fills and copies: in-place forms with no out-of-place op of their own ----------------------------

@@ -204,3 +204,31 @@ def test_view_grads_flow_to_base() -> None:
         (y * lib.arange(4.0, dtype=lib.float64)).sum().backward()
         grads.append(x.grad.numpy())
     np.testing.assert_array_equal(grads[0], grads[1])
+
+
+def _inplace_on_views(lib, a: np.ndarray):
+    x = lib.tensor(a, requires_grad=True)
+    y = x * 1.5
+    v = y[1:, ::2]
+    v.mul_(3)
+    y.transpose(0, 1)[1].add_(y[2, 0])
+    s = lib.zeros(4, dtype=lib.float64)
+    s[1:3].copy_(x[0, :2] * 2)  # a base outside autograd joins it through its view
+    loss = (y * lib.tensor(np.cos(a))).sum() + (v * v).sum() + (s * lib.arange(4.0, dtype=lib.float64)).sum()
+    loss.backward()
+    return y.detach().numpy(), v.detach().numpy(), s.detach().numpy(), x.grad.numpy()
+
+
+def test_inplace_on_views_in_autograd_matches_torch() -> None:
+    a = np.arange(12.0).reshape(3, 4) / 5
+    for got, want in zip(_inplace_on_views(ember, a), _inplace_on_views(torch, a)):
+        np.testing.assert_allclose(got, want)
+
+
+def test_inplace_on_view_of_leaf_requiring_grad_raises() -> None:
+    x = ember.ones(2, 3, requires_grad=True)
+    with pytest.raises(RuntimeError, match="view of a leaf Variable"):
+        x[0].mul_(2)
+    with pytest.raises(RuntimeError, match="view of a leaf Variable"):
+        torch.ones(2, 3, requires_grad=True)[0].mul_(2)
+    assert x.tolist() == [[1.0] * 3] * 2 and x._version_number == 0
