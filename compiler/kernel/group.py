@@ -102,10 +102,16 @@ def expand_composites(group: FusionGroup) -> FusionGroup:
     that name a composite (``sub``, ``mean``, ...) lowerable, with the op's own definition as the
     single source of truth.
     """
+    from ember.compiler.kernel.templates import EXPANSIONS
     from ember.compiler.ops.builder import Builder
     from ember.compiler.ops.registry import REGISTRY
 
-    if all(not REGISTRY[n.op].composite for n in group.nodes if n.op in REGISTRY):
+    def expansion(op: Any) -> Any:
+        if op.composite:
+            return op.decompose
+        return EXPANSIONS.get(op.lowering.get("template", ""))
+
+    if all(expansion(REGISTRY[n.op]) is None for n in group.nodes if n.op in REGISTRY):
         return group
     nodes: list[GroupNode] = []
     types = dict(group.types)
@@ -117,8 +123,8 @@ def expand_composites(group: FusionGroup) -> FusionGroup:
                 attrs = op.check_attrs(attrs)
                 if op.normalize is not None:
                     attrs = op.normalize(attrs, *inputs)
-            if op.composite:
-                return op.decompose(self, *inputs, **attrs)
+            if expansion(op) is not None:
+                return expansion(op)(self, *inputs, **attrs)
             if op.num_outputs != 1:
                 raise CompileError(f"cannot expand {op.name} inside fusion group {group.name!r}")
             counter[0] += 1
@@ -132,12 +138,13 @@ def expand_composites(group: FusionGroup) -> FusionGroup:
     handles = {name: _Handle(name, group.type_of(name)) for name in group.inputs}
     for node in group.nodes:
         op = REGISTRY[node.op]
-        if not op.composite:
+        expand = expansion(op)
+        if expand is None:
             nodes.append(node)
             handles.update({o: _Handle(o, group.type_of(o)) for o in node.outputs})
             continue
         args = tuple(handles[x] if isinstance(x, str) else x for x in node.inputs)
-        result = op.decompose(builder, *args, **node.attrs)
+        result = expand(builder, *args, **node.attrs)
         results = result if isinstance(result, tuple) else (result,)
         for out, res in zip(node.outputs, results):
             # the composite's output name becomes an identity of the decomposition's result: free in a

@@ -121,6 +121,19 @@ case("matvec", [N("matmul", ("m", "v"), "y"), N("sigmoid", ("y",), "o")],
      {"o": 1 / (1 + np.exp(-(mv @ vv)))})
 
 
+s0 = R(19, 12)
+case("softmax_op_dim0", [N("softmax", ("x",), "p", dim=0)], {"x": T(19, 12), "p": T(19, 12)}, {"x": s0},
+     {"p": torch.softmax(torch.from_numpy(s0), 0).numpy()})
+case("log_softmax_op", [N("log_softmax", ("x",), "q", dim=1)], {"x": T(19, 12), "q": T(19, 12)}, {"x": s0},
+     {"q": torch.log_softmax(torch.from_numpy(s0), 1).numpy()})
+
+bx, bm, bv, bw, bb = R(2, 5, 3, 4), R(5), rng.uniform(0.5, 2, 5).astype(np.float32), R(5), R(5)
+case("batch_norm_relu", [N("batch_norm", ("x", "m", "v", "w", "b"), "y", eps=1e-5), N("relu", ("y",), "o")],
+     {"x": T(2, 5, 3, 4), "m": T(5), "v": T(5), "w": T(5), "b": T(5), "y": T(2, 5, 3, 4), "o": T(2, 5, 3, 4)},
+     {"x": bx, "m": bm, "v": bv, "w": bw, "b": bb},
+     {"o": torch.relu(torch.nn.functional.batch_norm(*map(torch.from_numpy, (bx, bm, bv, bw, bb)))).numpy()})
+
+
 @pytest.fixture(scope="module")
 def results() -> dict[str, dict[str, np.ndarray]]:
     groups = [c[0] for c in CASES.values()]
@@ -155,3 +168,12 @@ def test_softmax_is_one_pass_per_row() -> None:
     text = str(lower_group(CASES["softmax"][0]).kernel)
     assert text.count("for i") == 1  # one outer loop over rows; reductions and the store inside it
     assert "vectorized for r" in text and "vectorized for j" in text
+
+
+def test_reductions_over_different_dims_cannot_share_a_kernel() -> None:
+    from ember.runtime.errors import CompileError
+
+    g = FusionGroup("two", [N("softmax", ("x",), "p", dim=0), N("softmax", ("x",), "q", dim=1)],
+                    {"x": T(4, 5), "p": T(4, 5), "q": T(4, 5)}, ["x"], ["p", "q"])
+    with pytest.raises(CompileError, match="different domains"):
+        lower_group(g)
