@@ -9,6 +9,7 @@ from ember.compiler.ir.graph import (
     flatten_tree,
     map_tree,
     structurally_equal,
+    topologically_sorted,
 )
 from ember.compiler.ir.interpreter import interpret
 from ember.compiler.ir.parser import parse
@@ -17,4 +18,5 @@ from ember.compiler.ir.verifier import VerificationError, verify
 from ember.compiler.ops.registry import TensorType
 
 __all__ = ["Graph", "GraphBuilder", "Node", "Value", "TensorType", "flatten_tree", "map_tree",
-           "structurally_equal", "interpret", "parse", "print_graph", "verify", "VerificationError"]
+           "structurally_equal", "topologically_sorted", "interpret", "parse", "print_graph", "verify",
+           "VerificationError"]

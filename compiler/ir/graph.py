@@ -313,3 +313,29 @@ def structurally_equal(a: Graph, b: Graph, check_data: bool = True) -> bool:
             if not _same_data(a.constant_data.get(va.name), b.constant_data.get(vb.name)):
                 return False
     return True
+
+
+def topologically_sorted(graph: Graph) -> Graph:
+    """The same graph with nodes in a definition-before-use order; among nodes that are ready, the one
+    listed first goes first (networkx's lexicographic topological sort keyed by position), so a valid order
+    is kept as it is. For graphs assembled out of order; a cycle is an InternalError."""
+    import networkx as nx
+
+    producer = {id(v): i for i, node in enumerate(graph.nodes) for v in node.outputs}
+    deps = nx.DiGraph()
+    deps.add_nodes_from(range(len(graph.nodes)))
+    for i, node in enumerate(graph.nodes):
+        for v in node.value_inputs:
+            j = producer.get(id(v))
+            if j is not None:
+                deps.add_edge(j, i)
+    try:
+        order = list(nx.lexicographical_topological_sort(deps))
+    except nx.NetworkXUnfeasible:
+        cycle = nx.find_cycle(deps)
+        ops = " -> ".join(graph.nodes[a].op.name for a, _ in cycle)
+        raise InternalError(f"graph @{graph.name} has a cycle through nodes {ops}") from None
+    b = GraphBuilder.like(graph)
+    for i in order:
+        b.append(graph.nodes[i])
+    return b.finish(graph.outputs)

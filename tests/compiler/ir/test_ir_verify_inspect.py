@@ -191,3 +191,31 @@ def test_svg_through_dot(tmp_path, monkeypatch):
     fake.write_text("#!/bin/sh\necho broken >&2\nexit 1\n")
     with pytest.raises(ember.CompileError, match="broken"):
         _mlp_graph().to_svg()
+
+
+def test_topological_sort_repairs_order_and_reports_cycles():
+    from ember.compiler.ir import topologically_sorted
+    from ember.runtime.errors import InternalError
+
+    b, x = _base()
+    n1 = Node(REGISTRY["exp"], (x,), {}, (_t(2, 3),))
+    n2 = b.add_node(REGISTRY["neg"], (n1.outputs[0],), {}, (_t(2, 3),))
+    n3 = b.add_node(REGISTRY["relu"], (x,), {}, (_t(2, 3),))
+    b.append(n1)
+    g = b.finish((n2.outputs[0], n3.outputs[0]))
+    with pytest.raises(VerificationError):
+        verify(g)
+    fixed = verify(topologically_sorted(g))
+    assert [n.op.name for n in fixed.nodes] == ["relu", "exp", "neg"]  # ready nodes in listed order
+    assert topologically_sorted(fixed).nodes == fixed.nodes  # a valid order is kept
+    a = np.random.default_rng(0).standard_normal((2, 3)).astype(np.float32)
+    np.testing.assert_array_equal(interpret(fixed, [a])[0], -np.exp(a))
+    # a cycle: two nodes reading each other's result
+    b, x = _base()
+    p = Node(REGISTRY["exp"], (x,), {}, (_t(2, 3),))
+    q = Node(REGISTRY["add"], (x, p.outputs[0]), {}, (_t(2, 3),))
+    p.inputs = (q.outputs[0],)
+    b.append(p)
+    b.append(q)
+    with pytest.raises(InternalError, match="cycle"):
+        topologically_sorted(b.finish(q.outputs[0]))
