@@ -155,6 +155,10 @@ def lower_gemm_group(group: FusionGroup, ev: Any, names: Any) -> tuple[list[Stmt
         from ember.compiler.kernel.lower_conv import lower_conv_group
 
         return lower_conv_group(group, gis[0], ev, names)
+    if len(gis) == 1 and REGISTRY[group.nodes[gis[0]].op].lowering["template"] == "pool":
+        from ember.compiler.kernel.lower_pool import lower_pool_group
+
+        return lower_pool_group(group, gis[0], ev, names)
     if len(gis) != 1 or REGISTRY[group.nodes[gis[0]].op].lowering["template"] != "gemm":
         bad = group.nodes[gis[0]] if gis else group.nodes[0]
         template = REGISTRY[bad.op].lowering.get("template")

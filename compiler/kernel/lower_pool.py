@@ -1,0 +1,125 @@
+"""Lowering of pooling groups (``max_pool`` values, ``avg_pool``) as direct loop nests.
+
+For every output element a local accumulates over the window's taps; out-of-range taps (padding,
+ceil mode) are replaced by the neutral value (-inf for max, 0 for the average) through a bounds test
+on a clamped index, so nothing outside the input is read. The innermost output dim is vectorized (each
+lane its own accumulator), the outermost runs in parallel. The average divides by PyTorch's divisor
+(``divisor_override``, else the window clipped to the padded input or, without
+``count_include_pad``, to the input). Elementwise nodes after the pool run over its result in the
+same kernel. ``max_pool``'s indices output is not generated yet (a ``CompileError`` when needed).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ember.compiler.dtypes import bool_, int64
+from ember.compiler.kernel.builder import cast, iadd, imul
+from ember.compiler.kernel.group import FusionGroup
+from ember.compiler.kernel.ir import Binary, Buffer, Const, Declare, Expr, Local, Reduce, Select, Stmt, Store
+from ember.compiler.kernel.lower_gemm import lower_rest, materialize, result_buffer
+from ember.compiler.kernel.values import ZERO, Index, Value, View, flat_index
+from ember.runtime.errors import CompileError
+
+__all__ = ["lower_pool_group"]
+
+
+def _i(v: int) -> Const:
+    return Const(v, int64)
+
+
+def _imin(a: Expr, b: Expr) -> Expr:
+    return Binary("min", a, b, int64)
+
+
+def _imax(a: Expr, b: Expr) -> Expr:
+    return Binary("max", a, b, int64)
+
+
+def _divisor(pos: Index, attrs: dict[str, Any], spatial: tuple[int, ...], dtype: Any) -> Expr:
+    if attrs.get("divisor_override") is not None:
+        return Const(float(attrs["divisor_override"]), dtype)
+    total: Expr = _i(1)
+    for i, p in enumerate(pos):
+        k, s, pad, size = attrs["kernel_size"][i], attrs["stride"][i], attrs["padding"][i], spatial[i]
+        start = iadd(imul(p, s), -pad)
+        if attrs["count_include_pad"]:
+            n = Binary("sub", _imin(iadd(start, k), _i(size + pad)), start, int64)
+        else:
+            n = Binary("sub", _imin(iadd(start, k), _i(size)), _imax(start, ZERO), int64)
+        total = imul(total, n)
+    return cast(total, dtype)
+
+
+def _window_body(x: View, kind: str, attrs: dict[str, Any], nd: int, acc: str, names: Any,
+                 idx: Index) -> list[Stmt]:
+    from ember.compiler.kernel.lower import _nest
+
+    batch, pos = idx[:-nd], idx[-nd:]
+    spatial = tuple(x.shape[-nd:])
+    dil = attrs.get("dilation", (1,) * nd)
+    neutral = Const(float("-inf") if kind == "max" else 0.0, x.dtype)
+
+    def tap(t: Index) -> list[Stmt]:
+        where: list[Expr] = list(batch)
+        valid: Expr | None = None
+        for i in range(nd):
+            at = iadd(iadd(imul(pos[i], attrs["stride"][i]), imul(t[i], dil[i])), -attrs["padding"][i])
+            ok = Binary("and", Binary("ge", at, ZERO, bool_), Binary("lt", at, _i(spatial[i]), bool_), bool_)
+            valid = ok if valid is None else Binary("and", valid, ok, bool_)
+            where.append(_imax(_imin(at, _i(spatial[i] - 1)), ZERO))
+        assert valid is not None
+        value = Select(valid, x.at(tuple(where)), neutral, x.dtype)
+        return [Reduce(acc, "max" if kind == "max" else "add", value)]
+
+    return [Declare(acc, x.dtype, neutral), *_nest(tuple(attrs["kernel_size"]), names, tap, "k")]
+
+
+def lower_pool_group(group: FusionGroup, gi: int, ev: Any, names: Any) -> tuple[list[Stmt], list[Buffer]]:
+    """Statements and scratch buffers of a pooling group's kernel (see the module docstring)."""
+    from ember.compiler.kernel.lower import PARALLEL_MIN_ELEMENTS, _nest, _vectorize_innermost, sanitize
+
+    node = group.nodes[gi]
+    if node.op not in ("max_pool", "avg_pool"):
+        raise CompileError(f"op '{node.op}' has no kernel for the LLVM back end (pool template)")
+    if node.op == "max_pool" and (node.outputs[1] in group.outputs or group.users(node.outputs[1])):
+        raise CompileError("op 'max_pool': its indices output has no LLVM kernel yet (only the values)")
+    for nd_ in group.nodes[:gi]:
+        ev.node(nd_)
+    x = ev.operand(node.inputs[0])
+    if not isinstance(x, Value) or x.dtype.name not in ("float32", "float64"):
+        raise CompileError(f"cannot lower op '{node.op}': expected a float tensor input")
+    scratch: list[Buffer] = []
+    stmts: list[Stmt] = []
+    if not isinstance(x, View):
+        x, copy = materialize(x, f"{sanitize(node.output)}_x", names, scratch)
+        stmts += copy
+    attrs = node.attrs
+    nd = len(attrs["kernel_size"])
+    out_t = group.type_of(node.output)
+    out_shape = tuple(out_t.shape)
+    kind = "max" if node.op == "max_pool" else "avg"
+    cur = node.output
+    c_name = result_buffer(group, cur, scratch)
+    acc = sanitize(cur) + "_acc"
+
+    def body(idx: Index) -> list[Stmt]:
+        stmts_ = _window_body(x, kind, attrs, nd, acc, names, idx)
+        value: Expr = Local(acc, x.dtype)
+        if kind == "avg":
+            value = Binary("div", value, _divisor(idx[-nd:], attrs, tuple(x.shape[-nd:]), x.dtype), x.dtype)
+        return [*stmts_, Store(c_name, flat_index(idx, out_shape), value)]
+
+    n = 1
+    for s in out_shape:
+        n *= s
+    loops = _nest(out_shape, names, body)
+    if out_shape[-1] >= 8 and loops:
+        loops = _vectorize_innermost(loops, n)
+    elif loops and n >= PARALLEL_MIN_ELEMENTS:
+        from ember.compiler.kernel.lower import schedule
+
+        loops = schedule(loops, n)
+    stmts += loops
+    stmts += lower_rest(group, ev, names, cur, c_name, gi + 1)
+    return stmts, scratch
