@@ -24,7 +24,7 @@ from ember.compiler.kernel.program import Program
 from ember.runtime.errors import CompileError
 from ember.runtime.executable import Executable, TensorSpec
 
-__all__ = ["compile_groups", "compile_program", "emit_program", "entry_symbol"]
+__all__ = ["compile_groups", "compile_program", "emit_object", "emit_program", "ensure_libm", "entry_symbol"]
 
 _I8PTR = I8.as_pointer()
 
@@ -111,6 +111,15 @@ def compile_program(program: Program, constants: dict[str, np.ndarray] | None = 
         owner=jm,
         sources=sources,
     )
+
+
+def emit_object(program: Program) -> bytes:
+    """``program`` (kernels and entry function) as a position-independent ELF object, for linking into
+    a shared library (``cc -shared obj.o -lgomp -lm``) that the runtime loads as an AOT executable."""
+    from ember.compiler.codegen.llvm.jit import JitModule
+
+    ensure_libm()
+    return JitModule(emit_program(program), name=program.name, loop_unrolling=False).emit_object()
 
 
 def compile_groups(name: str, groups: list, inputs: list[str], outputs: list[str],
