@@ -32,31 +32,34 @@ _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
 
 
 def cell_step(mode: str, xw: Tensor, state: Any, w_hh_t: Tensor, b_hh: Tensor | None) -> Any:
-    """One step of a cell. ``xw`` is the input already projected (x @ W_ih^T + b_ih); ``state`` is h, or
-    (h, c) for LSTM. Returns the new state in the same form."""
+    """One step of a cell. ``xw`` is the input already projected (x @ W_ih^T + b_ih, and + b_hh where
+    the bias can be folded, in which case ``b_hh`` is None); ``state`` is h, or (h, c) for LSTM. Returns
+    the new state in the same form. Activations run on contiguous gate blocks (one sigmoid over all of
+    an LSTM's gates) because in eager mode each op costs more than the arithmetic it does."""
     h = state[0] if mode == "LSTM" else state
     hw = h @ w_hh_t
     if b_hh is not None:
         hw = hw + b_hh
     if mode == "LSTM":
-        i, f, g, o = (xw + hw).chunk(4, 1)
-        c = f.sigmoid() * state[1] + i.sigmoid() * g.tanh()
-        return o.sigmoid() * c.tanh(), c
+        gates = xw + hw
+        n = gates.shape[1] // 4
+        sig = gates.sigmoid()
+        c = sig[:, n : 2 * n] * state[1] + sig[:, :n] * gates[:, 2 * n : 3 * n].tanh()
+        return sig[:, 3 * n :] * c.tanh(), c
     if mode == "GRU":
-        xr, xz, xn = xw.chunk(3, 1)
-        hr, hz, hn = hw.chunk(3, 1)
-        r = (xr + hr).sigmoid()
-        z = (xz + hz).sigmoid()
-        n = (xn + r * hn).tanh()
-        return n + z * (h - n)  # (1 - z) * n + z * h
+        n = xw.shape[1] // 3
+        rz = (xw[:, : 2 * n] + hw[:, : 2 * n]).sigmoid()
+        new = (xw[:, 2 * n :] + rz[:, :n] * hw[:, 2 * n :]).tanh()
+        return new + rz[:, n:] * (h - new)  # (1 - z) * n + z * h
     pre = xw + hw
     return pre.tanh() if mode == "RNN_TANH" else pre.relu()
 
 
-def _rows(state: Any, stop: int, start: int = 0) -> Any:
+def _rows(state: Any, stop: int) -> Any:
+    """The first ``stop`` rows of a state (the sequences still running); no op when all are."""
     if isinstance(state, tuple):
-        return tuple(s[start:stop] for s in state)
-    return state[start:stop]
+        return state if state[0].shape[0] == stop else tuple(s[:stop] for s in state)
+    return state if state.shape[0] == stop else state[:stop]
 
 
 def _merge(new: Any, old: Any, bs: int) -> Any:
@@ -191,6 +194,9 @@ class RNNBase(Module):
         if self.bias:
             xw = xw + getattr(self, "bias_ih" + sfx)
             b_hh = getattr(self, "bias_hh" + sfx)
+            if self.mode != "GRU":  # GRU's b_hn sits inside r * (...): it cannot be folded
+                xw = xw + b_hh
+                b_hh = None
         return run_direction(self.mode, xw, sizes, state, getattr(self, "weight_hh" + sfx), b_hh, d == 1)
 
     def _as_packed(self, input: Any) -> tuple[Tensor, list[int], int, bool]:
