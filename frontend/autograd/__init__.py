@@ -74,8 +74,8 @@ def grad(
                 from ember.runtime.errors import AutogradError
 
                 raise AutogradError(
-                    f"One of the differentiated Tensors (input {i}) appears to not have been used in the graph."
-                    " Set allow_unused=True if this is the desired behavior."
+                    f"One of the differentiated Tensors (input {i}) appears to not have been used in the"
+                    " graph. Set allow_unused=True if this is the desired behavior."
                 )
         elif not create_graph:
             g = g.detach()
@@ -83,5 +83,15 @@ def grad(
     return tuple(result)
 
 
-__all__ = ["Function", "FunctionCtx", "backward", "enable_grad", "grad", "inference_mode", "is_grad_enabled",
-           "no_grad", "set_grad_enabled"]
+def __getattr__(name: str) -> Any:
+    """``gradcheck`` / ``gradgradcheck`` live in ember.testing (which imports autograd), so they are
+    re-exported on first use rather than at import time."""
+    if name in ("gradcheck", "gradgradcheck"):
+        import ember.testing
+
+        return getattr(ember.testing, name)
+    raise AttributeError(f"module 'ember.autograd' has no attribute {name!r}")
+
+
+__all__ = ["Function", "FunctionCtx", "backward", "enable_grad", "grad", "gradcheck", "gradgradcheck",
+           "inference_mode", "is_grad_enabled", "no_grad", "set_grad_enabled"]

@@ -1,4 +1,5 @@
-"""Custom differentiable functions: subclass ``Function`` with static forward(ctx, ...) and backward(ctx, ...).
+"""Custom differentiable functions: subclass ``Function`` with static forward(ctx, ...) and
+backward(ctx, ...).
 
 >>> import ember
 >>> class Square(ember.autograd.Function):
@@ -34,6 +35,12 @@ class FunctionCtx:
         self.materialize_grads = True
 
     def save_for_backward(self, *tensors: Any) -> None:
+        from ember.tensor import Tensor
+
+        for i, t in enumerate(tensors):
+            if t is not None and not isinstance(t, Tensor):
+                raise TypeError(f"save_for_backward can only save variables, but argument {i} is of type"
+                                f" {type(t).__name__}")
         self._saved = tensors
         self._versions = [(t, t._version[0]) for t in tensors if t is not None]
 
@@ -63,13 +70,15 @@ class FunctionCtx:
 
 
 class FunctionNode(Node):
-    __slots__ = ("fn", "ctx", "outputs_meta")
+    __slots__ = ("fn", "ctx", "outputs_meta", "input_shapes")
 
-    def __init__(self, fn: type, ctx: FunctionCtx, next_edges: tuple[Any, ...], outputs_meta: list[Any]):
+    def __init__(self, fn: type, ctx: FunctionCtx, next_edges: tuple[Any, ...], outputs_meta: list[Any],
+                 input_shapes: tuple[Any, ...] = ()):
         super().__init__(next_edges, len(outputs_meta))
         self.fn = fn
         self.ctx = ctx
         self.outputs_meta = outputs_meta
+        self.input_shapes = input_shapes  # per input: its shape, or None for a non-tensor
 
     def name(self) -> str:
         return f"{self.fn.__name__}Backward"
@@ -78,7 +87,8 @@ class FunctionNode(Node):
         from ember.creation import zeros
 
         if self.ctx.materialize_grads:
-            grads = [g if g is not None else zeros(m[0], dtype=m[1]) for g, m in zip(grads, self.outputs_meta)]
+            grads = [g if g is not None else zeros(m[0], dtype=m[1])
+                     for g, m in zip(grads, self.outputs_meta)]
         out = self.fn.backward(self.ctx, *grads)
         if not isinstance(out, tuple):
             out = (out,)
@@ -87,7 +97,25 @@ class FunctionNode(Node):
                 f"function {self.name()} returned an incorrect number of gradients (expected"
                 f" {len(self.next_edges)}, got {len(out)})"
             )
-        return list(out[: len(self.next_edges)])
+        return [self._checked(i, g) for i, g in enumerate(out[: len(self.next_edges)])]
+
+    def _checked(self, i: int, g: Any) -> Any:
+        """PyTorch's validation of a custom backward's result: a gradient whose shape the input expands
+        to is summed back to it; any other shape is an error naming the function and the index."""
+        want = self.input_shapes[i] if i < len(self.input_shapes) else None
+        if g is None or want is None or self.next_edges[i] is None or tuple(g.shape) == want:
+            return g
+        got = tuple(g.shape)
+        lead = len(got) - len(want)
+        if lead < 0 or any(w not in (1, s) for w, s in zip(want, got[lead:])):
+            raise AutogradError(
+                f"Function {self.name()} returned an invalid gradient at index {i} - got {list(got)} but"
+                f" expected shape compatible with {list(want)}"
+            )
+        from ember.autograd.builder import EAGER
+        from ember.compiler.ops.registry import TensorType
+
+        return EAGER.sum_to(g, TensorType(want, g.dtype))
 
     def release(self) -> None:
         self.ctx._saved = _FREED
@@ -123,7 +151,8 @@ class Function:
             return out
         edges = tuple(edge_of(a) if isinstance(a, Tensor) else None for a in args)
         metas = [(tuple(o.shape), o.dtype) if isinstance(o, Tensor) else ((), None) for o in outs]
-        node = FunctionNode(cls, ctx, edges, metas)
+        shapes = tuple(tuple(a.shape) if isinstance(a, Tensor) else None for a in args)
+        node = FunctionNode(cls, ctx, edges, metas, shapes)
         wrapped = []
         for i, o in enumerate(outs):
             if isinstance(o, Tensor) and id(o) not in ctx._non_differentiable and o.dtype.is_floating_point:

@@ -104,9 +104,12 @@ class OpNode(Node):
         return attached[0] if self.num_outputs == 1 else tuple(attached)
 
     def release(self) -> None:
-        self.saved = _FREED
-        self.out = None
-        self.versions = []
+        """Free the saved tensors. A node that saved none (add, sum: only types and scalars) stays
+        usable, so a second backward through it works, as in PyTorch."""
+        if self.versions:
+            self.saved = _FREED
+            self.out = None
+            self.versions = []
 
 
 class AccumulateGrad(Node):

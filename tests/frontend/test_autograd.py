@@ -576,3 +576,59 @@ def test_function_backward_with_create_graph():
     (g2,) = ember.autograd.grad(g1.sum(), x)
     np.testing.assert_allclose(g1.detach().numpy(), [3.0, -4.0])
     np.testing.assert_allclose(g2.numpy(), [2.0, 2.0])
+
+
+def test_function_gradient_of_wrong_shape_raises_and_expandable_one_is_summed():
+    class Bad(ember.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 2.0
+
+        @staticmethod
+        def backward(ctx, g):
+            return ember.ones(5)
+
+    class Broadcasting(ember.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 2.0
+
+        @staticmethod
+        def backward(ctx, g):
+            return ember.ones(4, 3)  # the input (3,) expands to (4, 3): summed back, as in PyTorch
+
+    x = ember.ones(3, requires_grad=True)
+    with pytest.raises(RuntimeError, match=r"returned an invalid gradient at index 0 - got \[5\] but expected"
+                                           r" shape compatible with \[3\]"):
+        Bad.apply(x).sum().backward()
+    Broadcasting.apply(x).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [4.0, 4.0, 4.0])
+
+
+def test_save_for_backward_rejects_non_tensors():
+    class SavesInt(ember.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x, 3)
+            return x
+
+    with pytest.raises(TypeError, match="save_for_backward can only save variables, but argument 1"):
+        SavesInt.apply(ember.ones(1, requires_grad=True))
+
+
+def test_second_backward_without_saved_tensors_works_like_torch():
+    xe, xt = pair([1.0, 2.0])
+    ye, yt = (xe + 1.0).sum(), (xt + 1.0).sum()  # add and sum save nothing
+    ye.backward()
+    ye.backward()
+    yt.backward()
+    yt.backward()
+    close(xe.grad, xt.grad)
+
+
+def test_gradcheck_is_reexported():
+    from ember.testing import gradcheck, gradgradcheck
+
+    assert ember.autograd.gradcheck is gradcheck and ember.autograd.gradgradcheck is gradgradcheck
+    x = ember.tensor([0.3, -0.2], dtype=ember.float64, requires_grad=True)
+    assert ember.autograd.gradcheck(lambda t: (t * t).tanh(), (x,))
