@@ -1,0 +1,117 @@
+"""Reductions (sum, mean, prod, amax/amin, argmax/argmin, all/any, var/std, norm, dist, logsumexp,
+max/min with dim), driven by opinfo_math.py: forward vs torch 2.13 incl. 0-d, empty and negative dims,
+gradients vs torch and float64 finite differences, second order, and typed errors."""
+
+from __future__ import annotations
+
+import ember
+import numpy as np
+import pytest
+import torch
+from ember.compiler.ops import REGISTRY
+from ember.runtime.errors import ArgumentError, DimError, DTypeError
+from opinfo_math import (
+    COVERED_BY,
+    cases_of,
+    check_forward,
+    check_grad_vs_torch,
+    check_gradcheck,
+    check_gradgradcheck,
+    has_grad,
+    ops_of,
+)
+
+MODULE = "reduce"
+CASES = cases_of(MODULE)
+GRAD = [c for c in CASES if has_grad(c)]
+
+
+def test_every_op_has_samples() -> None:
+    covered = {c.op for c in CASES}
+    with_grad = {c.op for c in GRAD}
+    for name in ops_of(MODULE):
+        target = COVERED_BY.get(name, name)
+        assert target in covered, f"op {name!r} has no samples in opinfo_math.py"
+        if REGISTRY[name].differentiable and not REGISTRY[name].composite:
+            assert target in with_grad, f"op {name!r} is differentiable but no sample checks its gradient"
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_forward_matches_torch(case) -> None:
+    check_forward(case)
+
+
+@pytest.mark.parametrize("case", [c for c in GRAD if c.torch_grad], ids=str)
+def test_grad_matches_torch(case) -> None:
+    check_grad_vs_torch(case)
+
+
+@pytest.mark.parametrize("case", [c for c in GRAD if c.fd], ids=str)
+def test_grad_matches_finite_differences(case) -> None:
+    check_gradcheck(case)
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.gradgrad], ids=str)
+def test_second_order_matches_finite_differences(case) -> None:
+    check_gradgradcheck(case)
+
+
+def test_max_with_dim_returns_named_values_and_indices() -> None:
+    x = np.array([[1.0, 5.0, 3.0], [7.0, 2.0, 2.0]], np.float32)
+    got, want = ember.tensor(x).max(dim=1, keepdim=True), torch.tensor(x).max(dim=1, keepdim=True)
+    values, indices = got
+    assert values is got.values and indices is got.indices
+    np.testing.assert_array_equal(got.values.numpy(), want.values.numpy())
+    np.testing.assert_array_equal(got.indices.numpy(), want.indices.numpy())
+    assert got.indices.dtype is ember.int64
+
+
+def test_training_loop_idiom_counts_correct_predictions() -> None:
+    logits = np.array([[0.1, 2.0, -1.0], [3.0, 0.5, 0.2], [0.0, 0.1, 0.4]], np.float32)
+    y = np.array([1, 2, 2])
+    got = (ember.tensor(logits).argmax(dim=1) == ember.tensor(y)).float().sum().cpu().item()
+    assert got == (torch.tensor(logits).argmax(dim=1) == torch.tensor(y)).float().sum().item() == 2.0
+
+
+def test_var_positional_unbiased_and_keepdim() -> None:
+    x = np.arange(12, dtype=np.float64).reshape(3, 4) ** 1.5
+    for args in ((1, False, True), (0, True), ()):
+        np.testing.assert_allclose(ember.tensor(x).var(*args).numpy(), torch.tensor(x).var(*args).numpy())
+        np.testing.assert_allclose(ember.tensor(x).std(*args).numpy(), torch.tensor(x).std(*args).numpy())
+
+
+@pytest.mark.parametrize("name", ["sum", "mean", "prod", "amax", "amin", "all", "any", "var", "std",
+                                  "logsumexp", "norm"])
+def test_bad_dim_is_an_index_error_naming_the_range(name: str) -> None:
+    x = ember.ones(2, 3)
+    message = r"Dimension out of range \(expected to be in range of \[-2, 1\], but got 2\)"
+    with pytest.raises(DimError, match=message):
+        getattr(ember, name)(x, dim=2)
+    with pytest.raises(IndexError):
+        getattr(ember, name)(x, dim=-3)
+    assert x.tolist() == [[1.0] * 3] * 2
+
+
+@pytest.mark.parametrize("call, error, words", [
+    (lambda: ember.argmax(ember.ones(2, 3), dim=5), DimError, "argmax"),
+    (lambda: ember.max(ember.ones(2, 3), 2), DimError, "max"),
+    (lambda: ember.sum(ember.ones(2, 3), dim=(0, 0)), DimError, "multiple times"),
+    (lambda: ember.mean(ember.tensor([1, 2])), DTypeError, "mean"),
+    (lambda: ember.var(ember.tensor([1, 2])), DTypeError, "floating point"),
+    (lambda: ember.norm(ember.tensor([1, 2])), DTypeError, "norm"),
+    (lambda: ember.norm(ember.ones(2), p="nuc"), ArgumentError, "norm"),
+    (lambda: ember.amax(ember.ones(0, 3), dim=0), DimError, "non-zero size"),
+    (lambda: ember.ones(0, 3).max(), ArgumentError, "numel\\(\\) == 0"),
+    (lambda: ember.argmax(ember.ones(0, 3)), DimError, "argmax"),
+    (lambda: ember.sum(ember.ones(2), dim=1.5), ArgumentError, "dim"),
+])
+def test_bad_input_raises_typed_error(call, error, words: str) -> None:
+    with pytest.raises(error, match=words):
+        call()
+
+
+def test_sum_keeps_torch_dtypes() -> None:
+    for dt in ("bool", "int32", "int64", "float32", "float64"):
+        x = np.ones((2, 2), dtype=dt)
+        got, want = ember.tensor(x).sum().dtype, torch.tensor(x).sum().dtype
+        assert str(got).split(".")[-1] == str(want).split(".")[-1]
