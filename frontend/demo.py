@@ -18,7 +18,7 @@ from typing import Any, TextIO
 
 import ember
 from ember import nn
-from ember.utils.data import DataLoader, TensorDataset
+from ember.utils.data import BatchSampler, DataLoader, RandomSampler, TensorDataset
 from ember.vision.datasets import SyntheticDigits
 from ember.vision.models import lenet5
 
@@ -119,9 +119,10 @@ def run_demo(epochs: int | None = None, quick: bool = False, out: TextIO | None 
     model = lenet5()
     opt = ember.optim.Adam(model.parameters(), lr=cfg.lr)
     sched = ember.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.epochs))
-    loader = DataLoader(
-        TensorDataset(x_train, y_train), batch_size=cfg.batch_size, shuffle=True, drop_last=True
-    )
+    train_set = TensorDataset(x_train, y_train)
+    # whole batches of indices go to the dataset (one indexing op per tensor instead of one per sample)
+    batches = BatchSampler(RandomSampler(train_set), cfg.batch_size, drop_last=True)
+    loader = DataLoader(train_set, sampler=batches, batch_size=None)
     train_start = time.perf_counter()
     for epoch in range(cfg.epochs):
         train_epoch(model, loader, opt, ProgressBar(len(loader), f"epoch {epoch + 1}/{cfg.epochs}", out))

@@ -105,6 +105,8 @@ def worker_loop(
     while True:
         task = index_queue.get()
         if task is None:
+            # results the main process will never read must not keep this process from exiting
+            data_queue.cancel_join_thread()
             break
         task_id, indices = task
         try:

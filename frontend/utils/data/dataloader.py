@@ -22,7 +22,7 @@ from ember.utils.data.collate import default_collate, default_convert
 from ember.utils.data.dataset import IterableDataset
 from ember.utils.data.sampler import BatchSampler, RandomSampler, SequentialSampler, as_rng
 
-_POLL_S = 2.0
+_POLL_S = 0.5  # how often a waiting main process checks that its workers are still alive
 
 
 class DataLoader:

@@ -188,3 +188,30 @@ def test_dict_and_namedtuple_samples_through_workers() -> None:
     assert batch["name"] == ["n0", "n1", "n2", "n3"]
     assert batch["p"].x.dtype == ember.float64 and batch["p"].x.tolist() == [0.0, 1.0, 2.0, 3.0]
     assert batch["p"].y.dtype == ember.int32 and batch["p"].y.shape == (4, 2)
+
+
+class _Crash(Dataset):
+    def __len__(self) -> int:
+        return 8
+
+    def __getitem__(self, i):
+        if get_worker_info() is not None and i == 3:
+            os._exit(3)  # the worker dies without a Python exception
+        return ember.tensor([i])
+
+
+def test_dead_worker_is_reported() -> None:
+    with pytest.raises(RuntimeError, match="exited unexpectedly"):
+        list(DataLoader(_Crash(), batch_size=1, num_workers=2))
+
+
+def test_breaking_out_early_stops_the_workers() -> None:
+    it = iter(DataLoader(_dataset(200), batch_size=2, num_workers=2))
+    first = next(it)
+    assert first[1].tolist() == [0, 1]
+    workers = list(it.workers)
+    assert all(w.is_alive() for w in workers)
+    del it
+    for w in workers:
+        w.join(timeout=10)
+    assert not any(w.is_alive() for w in workers)
