@@ -538,8 +538,9 @@ class Module:
             for key in state_dict:
                 if not key.startswith(prefix):
                     continue
-                head = key[len(prefix):].split(".", 1)[0]
-                if head not in self._modules and head not in local:
+                parts = key[len(prefix):].split(".", 1)
+                # a dotted name must lead into a child module; a plain one must be local state
+                if (parts[0] not in self._modules) if len(parts) > 1 else (parts[0] not in local):
                     unexpected_keys.append(key)
 
     def load_state_dict(self, state_dict: dict[str, Any], strict: bool = True,

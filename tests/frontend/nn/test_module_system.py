@@ -90,6 +90,8 @@ def test_load_state_dict_strict_errors() -> None:
     e, t = build(ember), build(torch)
     sd = {k: v for k, v in e.state_dict().items() if k != "stem.bias"}
     sd["extra.weight"] = ember.zeros(1)
+    sd["stem.weight.bad"] = ember.zeros(1)
+    sd["head"] = ember.zeros(1)
     tsd = {k: torch.tensor(v.numpy()) for k, v in sd.items()}
     with pytest.raises(RuntimeError) as ee:
         e.load_state_dict(sd)
