@@ -22,8 +22,8 @@ from typing import Any
 from ember.compiler.dtypes import DType, bool_, float32, int64
 
 __all__ = [
-    "Alloc", "Barrier", "Binary", "Buffer", "Cast", "Const", "Declare", "Expr", "Gemm", "Kernel", "Load",
-    "Local", "Loop", "LoopKind", "Reduce", "Select", "Stmt", "Store", "Unary", "Var", "UNARY_OPS",
+    "Alloc", "Assign", "Barrier", "Binary", "Buffer", "Cast", "Const", "Declare", "Expr", "Gemm", "Kernel",
+    "Load", "Local", "Loop", "LoopKind", "Reduce", "Select", "Stmt", "Store", "Unary", "Var", "UNARY_OPS",
     "BINARY_OPS", "COMPARE_OPS", "REDUCE_OPS", "format_kernel", "linear_coeff", "free_vars",
 ]
 
@@ -162,6 +162,14 @@ class Declare(Stmt):
     name: str
     dtype: DType
     init: Expr
+
+
+@dataclass(frozen=True)
+class Assign(Stmt):
+    """``name = value``: overwrite a local (argmax-style updates that are not a plain combine)."""
+
+    name: str
+    value: Expr
 
 
 @dataclass(frozen=True)
@@ -334,6 +342,8 @@ def _format_stmt(s: Stmt, indent: int, lines: list[str]) -> None:
         lines.append(f"{pad}{s.buffer}[{_strip(format_expr(s.index))}] = {_strip(format_expr(s.value))}")
     elif isinstance(s, Declare):
         lines.append(f"{pad}{s.dtype.name} {s.name} = {_strip(format_expr(s.init))}")
+    elif isinstance(s, Assign):
+        lines.append(f"{pad}{s.name} = {_strip(format_expr(s.value))}")
     elif isinstance(s, Reduce):
         lines.append(f"{pad}{s.name} = {s.op}({s.name}, {_strip(format_expr(s.value))})")
     elif isinstance(s, Alloc):

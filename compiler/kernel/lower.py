@@ -24,19 +24,24 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ember.compiler.dtypes import BOOL, FLOATING, DType
+from ember.compiler.dtypes import BOOL, FLOATING, DType, bool_
 from ember.compiler.kernel.builder import ExprBuilder, cast, const
 from ember.compiler.kernel.group import FusionGroup, GroupNode, expand_composites
 from ember.compiler.kernel.ir import (
+    Assign,
+    Binary,
     Buffer,
     Declare,
     Expr,
     Kernel,
+    Local,
     Loop,
     LoopKind,
     Reduce,
+    Select,
     Stmt,
     Store,
+    Unary,
     Var,
     linear_coeff,
 )
@@ -197,7 +202,7 @@ def schedule(stmts: list[Stmt], work: int, vectorize_reductions: bool = True) ->
             return s
         body = tuple(inner(b, depth + 1) for b in s.body)
         kind = s.kind
-        has_reduce = any(isinstance(b, Reduce) for b in body)
+        has_reduce = any(isinstance(b, (Reduce, Assign)) for b in body)
         if kind is LoopKind.SERIAL and s.extent >= 4 and _vectorizable(body, s.var) \
                 and (vectorize_reductions or not has_reduce):
             kind = LoopKind.VECTORIZED
@@ -240,6 +245,7 @@ def _lower_elementwise(group: FusionGroup, ev: _Evaluator, names: _Names) -> lis
 # --------------------------------------------------------------------------------------------------
 # reduction groups
 
+_ARG_OPS = ("argmax", "argmin")
 _REDUCE_OPS = {"add": "add", "sum": "add", "mul": "mul", "prod": "mul", "max": "max", "min": "min",
                "and": "and", "all": "and", "or": "or", "any": "or"}
 
@@ -280,7 +286,7 @@ def _domain(group: FusionGroup) -> _ReduceDomain:
         if op_lowering_kind(node.op) != "reduce":
             continue
         combine = REGISTRY[node.op].lowering["reduce"]
-        if combine not in _REDUCE_OPS:
+        if combine not in _REDUCE_OPS and combine not in _ARG_OPS:
             raise CompileError(f"op '{node.op}' has no kernel for the LLVM back end: reduction "
                                f"{combine!r} is not supported")
         full = tuple(group.type_of(node.inputs[0]).shape)
@@ -317,6 +323,8 @@ def _lower_reduce(group: FusionGroup, ev: _Evaluator, names: _Names) -> list[Stm
         stmts: list[Stmt] = []
 
         def on_reduce(node: GroupNode) -> Value:
+            if REGISTRY[node.op].lowering["reduce"] in _ARG_OPS:
+                return _arg_reduce(node)
             op = _REDUCE_OPS.get(REGISTRY[node.op].lowering["reduce"])
             if op is None:
                 raise CompileError(f"cannot lower op '{node.op}': unknown reduction "
@@ -333,6 +341,32 @@ def _lower_reduce(group: FusionGroup, ev: _Evaluator, names: _Names) -> list[Stm
             stmts.extend(schedule(inner, 0, vectorize_reductions=bool(dom.dims)
                                   and dom.dims[-1] == len(dom.full) - 1))
             return Acc(tuple(t.shape), t.dtype, acc)
+
+        def _arg_reduce(node: GroupNode) -> Value:
+            """argmax/argmin: a value and an index local; strict comparison keeps the first extreme,
+            NaN counts as the largest and smallest (as PyTorch's)."""
+            t = group.type_of(node.output)
+            src = ev.values[node.inputs[0]]
+            kind = REGISTRY[node.op].lowering["reduce"]
+            val, idx = sanitize(node.output) + "_val", sanitize(node.output) + "_idx"
+            start = reduce_identity("max" if kind == "argmax" else "min", src.dtype)
+            stmts.append(Declare(val, src.dtype, start))
+            stmts.append(Declare(idx, t.dtype, const(0, t.dtype)))
+
+            def red_body(red_idx: Index) -> list[Stmt]:
+                v = src.at(dom.merge(kept_idx, red_idx))
+                cur = Local(val, src.dtype)
+                better = Binary("gt" if kind == "argmax" else "lt", v, cur, bool_)
+                if src.dtype.category == FLOATING:
+                    cur_ok = Unary("not", Unary("isnan", cur, bool_), bool_)
+                    nan_first = Binary("and", Unary("isnan", v, bool_), cur_ok, bool_)
+                    better = Binary("or", better, nan_first, bool_)
+                pos = cast(flat_index(red_idx, red_shape), t.dtype)
+                return [Assign(idx, Select(better, pos, Local(idx, t.dtype), t.dtype)),
+                        Assign(val, Select(better, v, cur, src.dtype))]
+
+            stmts.extend(schedule(_nest(red_shape, names, red_body, "r"), 0, vectorize_reductions=False))
+            return Acc(tuple(t.shape), t.dtype, idx)
 
         for node in group.nodes:
             ev.node(node, on_reduce)
@@ -363,8 +397,10 @@ def _lower_reduce(group: FusionGroup, ev: _Evaluator, names: _Names) -> list[Stm
         # the innermost dim is kept: run 8 of its positions at once, each lane with its own
         # accumulator, so the reduction loops load contiguous vectors instead of striding
         return _vectorize_innermost(outer, full_numel)
-    # the outer loop nest: parallel outermost, never vectorized (its body holds loops)
-    return schedule(outer, full_numel)
+    # the outer loop nest: parallel outermost; the inner loops keep the schedule chosen above
+    return [Loop(s.var, s.extent, s.body, LoopKind.PARALLEL)
+            if isinstance(s, Loop) and full_numel >= PARALLEL_MIN_ELEMENTS and s.extent >= 2 else s
+            for s in outer]
 
 
 def _vectorize_innermost(stmts: list[Stmt], work: int) -> list[Stmt]:

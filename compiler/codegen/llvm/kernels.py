@@ -30,6 +30,7 @@ from ember.compiler.dtypes import DType, bool_
 from ember.compiler.kernel.ir import (
     COMPARE_OPS,
     Alloc,
+    Assign,
     Barrier,
     Binary,
     Cast,
@@ -141,6 +142,15 @@ class KernelCodegen:
                 self.locals[s.name] = (slot, s.dtype)
         elif isinstance(s, Reduce):
             self.reduce(s)
+        elif isinstance(s, Assign):
+            if self.vec is not None and s.name in self.vlocals:
+                slot, dt = self.vlocals[s.name]
+                self.b.store(self.vector(s.value, dt), slot)
+            elif self.vec is not None:
+                raise CompileError(f"kernel {self.kernel.name}: assignment to {s.name} in a vectorized loop")
+            else:
+                slot, dt = self.locals[s.name]
+                self.b.store(self.scalar(s.value, dt), slot)
         elif isinstance(s, Gemm):
             self.gemm(s)
         elif isinstance(s, Barrier):
