@@ -99,8 +99,11 @@ class Optimizer:
                     continue
                 if set_to_none:
                     p.grad = None
-                else:
-                    p.grad = ember.zeros_like(p.grad)
+                    continue
+                if p.grad.grad_fn is not None:
+                    p.grad.detach_()
+                with ember.no_grad():
+                    p.grad.zero_()  # in place, like PyTorch: references to the gradient see the zeros
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         raise NotImplementedError(f"{type(self).__name__} does not implement step()")
