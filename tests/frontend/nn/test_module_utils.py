@@ -124,3 +124,38 @@ def test_embedding_first_and_second_order() -> None:
     w = t64(4, 3)
     assert gradcheck(lambda v: F.embedding(idx, v) ** 2, (w,))  # padding_idx drops gradient by design
     assert gradgradcheck(lambda v: F.embedding(idx, v) ** 2, (w,))
+
+
+# ---- DataParallel ---------------------------------------------------------------------------------
+
+
+def test_data_parallel_without_gpus_calls_the_module() -> None:
+    lin = nn.Linear(3, 2)
+    dp = nn.DataParallel(lin)
+    tdp = torch.nn.DataParallel(torch.nn.Linear(3, 2))
+    assert repr(dp) == repr(tdp)
+    assert list(dp.state_dict().keys()) == list(tdp.state_dict().keys()) == ["module.weight", "module.bias"]
+    x = ember.randn(4, 3)
+    np.testing.assert_array_equal(dp(x).detach().numpy(), lin(x).detach().numpy())
+
+
+def test_data_parallel_pieces_split_replicate_and_gather() -> None:
+    """The multi-device path on CPU 'devices': chunks along dim, replicas share the parameters'
+    gradients, outputs are gathered in order."""
+    from ember.device import device
+    from ember.nn.modules.parallel import _ToDevice, gather, replicate, scatter
+
+    cpu = device("cpu")
+    lin = nn.Linear(3, 2)
+    x = ember.tensor(RNG.standard_normal((5, 3)), dtype=ember.float32)
+    chunks = scatter((x, "flag"), [cpu, cpu, cpu], 0)
+    assert [c[0].shape[0] for c in chunks] == [2, 2, 1] and all(c[1] == "flag" for c in chunks)
+    replicas = [lin] + [replicate(lin, cpu) for _ in range(2)]
+    assert replicas[1] is not lin and replicas[1].weight is lin.weight
+    out = gather([r(c[0]) for r, c in zip(replicas, chunks)], cpu, 0)
+    np.testing.assert_allclose(out.detach().numpy(), lin(x).detach().numpy(), rtol=1e-6)
+    out.sum().backward()
+    np.testing.assert_allclose(lin.bias.grad.numpy(), [5.0, 5.0])
+    y = ember.ones(2, requires_grad=True)
+    (_ToDevice.apply(y, cpu) * 3).sum().backward()
+    assert y.grad.tolist() == [3.0, 3.0]
