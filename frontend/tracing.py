@@ -237,11 +237,15 @@ class Tracer:
             name = f"{want}_{k}"
         return name
 
-    def _index_module(self, root: Any) -> None:
+    def _index_module(self, root: Any, prefix: str = "") -> None:
+        """Learn the qualified names of a module's submodules, parameters and buffers (``prefix`` for a
+        module met inside a traced function rather than passed to trace)."""
+        dot = prefix + "." if prefix else ""
         for name, mod in root.named_modules():
-            self.module_names.setdefault(id(mod), name)
+            self.module_names.setdefault(id(mod), dot + name if name else prefix)
         for kind, items in (("parameter", root.named_parameters()), ("buffer", root.named_buffers())):
             for name, t in items:
+                name = dot + name
                 if t is not None:
                     if id(t._data) not in self.state_names:
                         self.state_arrays.append((t._data, name, kind, t))
@@ -253,9 +257,11 @@ class Tracer:
     def module_scope(self, module: Any) -> Iterator[None]:
         """Nodes recorded inside are scoped by the module's qualified name in the traced root."""
         name = self.module_names.get(id(module))
-        if name is None:
+        if name is None:  # a module called by a traced function: its state becomes parameters too
             parent = self.scopes[-1]
             name = f"{parent}.{type(module).__name__}" if parent else type(module).__name__
+            if hasattr(module, "named_modules"):
+                self._index_module(module, name)
         self.scopes.append(name)
         try:
             yield

@@ -81,3 +81,12 @@ def test_bad_arguments(model_file, capsys):
     with pytest.raises(SystemExit):
         main(["inspect", f"{model_file}:make", "--input", "1xthree"])
     assert "input size must look like 1x3x32x32" in capsys.readouterr().err
+
+
+def test_zoo_model_by_name(capsys):
+    assert main(["inspect", "lenet5", "--input", "1x1x28x28", "--format", "table"]) == 0
+    table = capsys.readouterr().out
+    assert "conv" in table and "total: " in table
+    assert main(["inspect", "lenet5", "--input", "1x1x28x28"]) == 0
+    g = verify(parse(capsys.readouterr().out))
+    assert g.name == "LeNet5" and g.inputs[0].type.shape == (1, 1, 28, 28)

@@ -56,3 +56,25 @@ def test_zoo_model_interpreter_matches_eager_and_round_trips(name):
     g2 = parse(print_graph(g), constants=g.constant_data)
     assert structurally_equal(g2, g)
     verify(g2)
+
+
+def test_quickstart_example_model_and_loss():
+    """examples/quickstart.py builds its model inside main(): the same architecture and loss, traced
+    together as one graph with two inputs."""
+    nn = ember.nn
+    ember.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 16), nn.ReLU(), nn.Linear(16, 1))
+    loss_fn = nn.MSELoss()
+
+    def step(xb, yb):
+        return loss_fn(model(xb), yb)
+
+    xb, yb = ember.randn(64, 3), ember.randn(64, 1)
+    g = verify(ember.trace(step, xb, yb))
+    names = [v.name for v in g.inputs if v.kind == "parameter"]
+    assert names == ["Sequential.0.weight", "Sequential.0.bias", "Sequential.2.weight", "Sequential.2.bias"]
+    assert {n.scope for n in g.nodes} >= {"Sequential.0", "Sequential.1", "Sequential.2", "MSELoss"}
+    with ember.no_grad():
+        want = step(xb, yb).item()
+    np.testing.assert_allclose(interpret(g, [xb, yb]), want, rtol=1e-5)
+    assert structurally_equal(parse(print_graph(g), constants=g.constant_data), g)
