@@ -55,6 +55,7 @@ from ember.compiler.kernel.values import (
     broadcast_to,
     contiguous_strides,
     flat_index,
+    gather,
     movement,
     unflatten,
 )
@@ -64,6 +65,7 @@ from ember.runtime.errors import CompileError
 __all__ = ["LoweredGroup", "PARALLEL_MIN_ELEMENTS", "lower_group", "op_lowering_kind", "sanitize"]
 
 PARALLEL_MIN_ELEMENTS = 1 << 15  # below this, forking threads costs more than the loop
+GATHER_TEMPLATES = ("gather",)  # templates that are data-dependent movement, fused like index ops
 
 
 @dataclass
@@ -85,6 +87,8 @@ def op_lowering_kind(op_name: str) -> str:
     op = REGISTRY.get(op_name)
     if op is None:
         raise CompileError(f"cannot lower op '{op_name}': no such op in the registry")
+    if op.lowering.get("template") in GATHER_TEMPLATES:
+        return "index"
     for kind in ("scalar", "index", "reduce", "template"):
         if kind in op.lowering:
             return kind
@@ -124,10 +128,14 @@ class _Evaluator:
         if kind == "scalar":
             self.values[node.output] = self._elementwise(node, op.lowering["scalar"], out_t)
         elif kind == "index":
-            src = self.operand(node.inputs[0])
-            if not isinstance(src, Value):
+            args = [self.operand(x) for x in node.inputs]
+            if not all(isinstance(a, Value) for a in args):
                 raise CompileError(f"cannot lower op '{node.op}' on a Python scalar")
-            self.values[node.output] = movement(op.lowering["index"], src, node.attrs, tuple(out_t.shape))
+            how = op.lowering.get("index") or op.lowering["template"]
+            if how in ("gather_rows", "gather"):
+                self.values[node.output] = gather(how, args[0], args[1], node.attrs, tuple(out_t.shape))
+            else:
+                self.values[node.output] = movement(how, args[0], node.attrs, tuple(out_t.shape))
         elif kind == "reduce" and on_reduce is not None:
             self.values[node.output] = on_reduce(node)
         else:

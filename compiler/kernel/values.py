@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ember.compiler.dtypes import DType, int64
+from ember.compiler.dtypes import DType, bool_, int64
 from ember.compiler.kernel.builder import iadd, ifloordiv, imod, imul
 from ember.compiler.kernel.ir import Const, Expr, Load, Local
 from ember.runtime.errors import CompileError
@@ -25,7 +25,7 @@ from ember.runtime.errors import CompileError
 Index = tuple[Expr, ...]
 ZERO = Const(0, int64)
 
-__all__ = ["Acc", "Lazy", "View", "broadcast_to", "contiguous_strides", "flat_index", "movement",
+__all__ = ["Acc", "Lazy", "View", "broadcast_to", "contiguous_strides", "flat_index", "gather", "movement",
            "unflatten"]
 
 
@@ -229,6 +229,39 @@ def _getitem(v: Value, index: Any, out_shape: tuple[int, ...]) -> Value:
             d += 1
         return View(v.buffer, out_shape, v.dtype, tuple(strides), offset)
     return Lazy(out_shape, v.dtype, lambda idx: v.at(source_index(idx)))
+
+
+def _row(index_value: Expr, n: int) -> Expr:
+    """An int64 row number from index data: negative values wrap (as Python), then it is clamped to
+    [0, n) so a bad index never reads outside the buffer (eager mode reports it)."""
+    from ember.compiler.kernel.builder import cast
+    from ember.compiler.kernel.ir import Binary, Select
+
+    i = cast(index_value, int64)
+    i = Select(Binary("lt", i, ZERO, bool_), iadd(i, n), i, int64)
+    return Binary("max", Binary("min", i, Const(n - 1, int64), int64), ZERO, int64)
+
+
+def gather(kind: str, x: Value, index: Value, attrs: dict[str, Any], out_shape: tuple[int, ...]) -> Value:
+    """Data-dependent movement: ``gather_rows`` (embedding: rows of x picked by index) and ``gather``
+    (take_along_dim: along ``attrs["dim"]``)."""
+    if kind == "gather_rows":
+        k = len(index.shape)
+
+        def rows(idx: Index) -> Expr:
+            return x.at((_row(index.at(idx[:k]), x.shape[0]), *idx[k:]))
+
+        return Lazy(out_shape, x.dtype, rows)
+    if kind == "gather":
+        dim = attrs["dim"]
+
+        def along(idx: Index) -> Expr:
+            picked = list(idx)
+            picked[dim] = _row(index.at(idx), x.shape[dim])
+            return x.at(tuple(picked))
+
+        return Lazy(out_shape, x.dtype, along)
+    raise CompileError(f"unknown gather lowering {kind!r}")
 
 
 def movement(kind: str, v: Value, attrs: dict[str, Any], out_shape: tuple[int, ...]) -> Value:

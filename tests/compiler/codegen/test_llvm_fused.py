@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from ember.compiler.codegen.llvm.program import compile_groups
-from ember.compiler.dtypes import float32
+from ember.compiler.dtypes import float32, int64
 from ember.compiler.kernel.group import FusionGroup, GroupNode
 from ember.compiler.kernel.lower import lower_group
 from ember.compiler.ops.registry import TensorType
@@ -132,6 +132,17 @@ case("batch_norm_relu", [N("batch_norm", ("x", "m", "v", "w", "b"), "y", eps=1e-
      {"x": T(2, 5, 3, 4), "m": T(5), "v": T(5), "w": T(5), "b": T(5), "y": T(2, 5, 3, 4), "o": T(2, 5, 3, 4)},
      {"x": bx, "m": bm, "v": bv, "w": bw, "b": bb},
      {"o": torch.relu(torch.nn.functional.batch_norm(*map(torch.from_numpy, (bx, bm, bv, bw, bb)))).numpy()})
+
+
+ew, ei = R(10, 6), np.array([[3, 0, 9], [9, 2, 2]], dtype=np.int64)
+case("embedding_then_tanh", [N("embedding", ("w", "i"), "e", padding_idx=None), N("tanh", ("e",), "o")],
+     {"w": T(10, 6), "i": TensorType((2, 3), int64), "e": T(2, 3, 6), "o": T(2, 3, 6)},
+     {"w": ew, "i": ei}, {"o": np.tanh(ew[ei])})
+
+tx, ti = R(4, 9), np.random.default_rng(2).integers(-9, 9, size=(4, 3)).astype(np.int64)
+case("take_along_dim", [N("take_along_dim", ("x", "i"), "o", dim=1)],
+     {"x": T(4, 9), "i": TensorType((4, 3), int64), "o": T(4, 3)}, {"x": tx, "i": ti},
+     {"o": np.take_along_axis(tx, ti, axis=1)})
 
 
 @pytest.fixture(scope="module")
