@@ -265,8 +265,9 @@ def adaptive_avg_poolnd(input: Tensor, output_size: Any, nd: int) -> Tensor:
         for j, (a, e) in enumerate(adaptive_windows(n_in, n_out)):
             mat[a:e, j] = 1.0 / (e - a)
         dim = x.dim() - nd + i
-        pooled = x.movedim(dim, -1) @ tensor(mat, dtype=x.dtype, device=x.device)
-        x = pooled.movedim(-1, dim)
+        mat_t = tensor(mat, dtype=x.dtype, device=x.device)
+        last = dim == x.dim() - 1
+        x = x @ mat_t if last else (x.movedim(dim, -1) @ mat_t).movedim(-1, dim)
     return x
 
 

@@ -31,7 +31,9 @@ _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
 # ---- one time step (shared by the layers and the cells) ---------------------------------------------------
 
 
-def cell_step(mode: str, xw: Tensor, state: Any, w_hh_t: Tensor, b_hh: Tensor | None) -> Any:
+def cell_step(
+    mode: str, xw: Tensor, state: Any, w_hh_t: Tensor, b_hh: Tensor | None, w_hr_t: Tensor | None = None
+) -> Any:
     """One step of a cell. ``xw`` is the input already projected (x @ W_ih^T + b_ih, and + b_hh where
     the bias can be folded, in which case ``b_hh`` is None); ``state`` is h, or (h, c) for LSTM. Returns
     the new state in the same form. Activations run on contiguous gate blocks (one sigmoid over all of
@@ -45,7 +47,8 @@ def cell_step(mode: str, xw: Tensor, state: Any, w_hh_t: Tensor, b_hh: Tensor | 
         n = gates.shape[1] // 4
         sig = gates.sigmoid()
         c = sig[:, n : 2 * n] * state[1] + sig[:, :n] * gates[:, 2 * n : 3 * n].tanh()
-        return sig[:, 3 * n :] * c.tanh(), c
+        h_new = sig[:, 3 * n :] * c.tanh()
+        return (h_new if w_hr_t is None else h_new @ w_hr_t), c
     if mode == "GRU":
         n = xw.shape[1] // 3
         rz = (xw[:, : 2 * n] + hw[:, : 2 * n]).sigmoid()
@@ -75,13 +78,21 @@ def _merge(new: Any, old: Any, bs: int) -> Any:
 
 
 def run_direction(
-    mode: str, xw: Tensor, sizes: list[int], state: Any, w_hh: Tensor, b_hh: Tensor | None, reverse: bool
+    mode: str,
+    xw: Tensor,
+    sizes: list[int],
+    state: Any,
+    w_hh: Tensor,
+    b_hh: Tensor | None,
+    reverse: bool,
+    w_hr: Tensor | None = None,
 ) -> tuple[Tensor, Any]:
     """Run one direction of one layer over packed, projected inputs ``xw`` (sum(sizes), G). Returns the
     packed outputs (sum(sizes), H) and the final state of every sequence."""
     from ember import cat
 
     w_hh_t = w_hh.t()
+    w_hr_t = None if w_hr is None else w_hr.t()
     offsets = [0]
     for bs in sizes:
         offsets.append(offsets[-1] + bs)
@@ -89,7 +100,7 @@ def run_direction(
     steps = range(len(sizes) - 1, -1, -1) if reverse else range(len(sizes))
     for t in steps:
         bs = sizes[t]
-        new = cell_step(mode, xw[offsets[t] : offsets[t + 1]], _rows(state, bs), w_hh_t, b_hh)
+        new = cell_step(mode, xw[offsets[t] : offsets[t + 1]], _rows(state, bs), w_hh_t, b_hh, w_hr_t)
         outs[t] = new[0] if isinstance(new, tuple) else new
         state = _merge(new, state, bs)
     return cat(outs, 0), state
@@ -117,8 +128,14 @@ class RNNBase(Module):
     ) -> None:
         super().__init__()
         _check_sizes(input_size, hidden_size, num_layers, dropout)
-        if proj_size != 0:
-            raise ArgumentError("proj_size is not supported by ember's recurrent layers (use proj_size=0)")
+        if proj_size < 0 or (proj_size and mode != "LSTM") or proj_size >= hidden_size:
+            raise ArgumentError(
+                "proj_size argument is only supported for LSTM, not RNN or GRU"
+                if proj_size and mode != "LSTM"
+                else "proj_size has to be a positive integer smaller than hidden_size"
+                if proj_size
+                else f"proj_size should be a non-negative integer, got {proj_size}"
+            )
         self.mode = mode
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bias, self.batch_first, self.dropout = bias, batch_first, float(dropout)
@@ -128,19 +145,21 @@ class RNNBase(Module):
         bound = 1.0 / math.sqrt(hidden_size) if hidden_size > 0 else 0.0
         self._flat_weights_names: list[str] = []
         for layer in range(num_layers):
-            layer_in = input_size if layer == 0 else hidden_size * directions
+            layer_in = input_size if layer == 0 else (proj_size or hidden_size) * directions
             for d in range(directions):
                 sfx = f"_l{layer}" + ("_reverse" if d else "")
-                shapes = [("weight_ih", (gate, layer_in)), ("weight_hh", (gate, hidden_size))]
+                shapes = [("weight_ih", (gate, layer_in)), ("weight_hh", (gate, proj_size or hidden_size))]
                 if bias:
                     shapes += [("bias_ih", (gate,)), ("bias_hh", (gate,))]
+                if proj_size:
+                    shapes.append(("weight_hr", (proj_size, hidden_size)))
                 for name, shape in shapes:
                     setattr(self, name + sfx, uniform_parameter(shape, bound, dtype, device))
                     self._flat_weights_names.append(name + sfx)
 
     @property
     def all_weights(self) -> list[list[Tensor]]:
-        per = 4 if self.bias else 2
+        per = (4 if self.bias else 2) + (1 if self.proj_size else 0)
         names = self._flat_weights_names
         return [[getattr(self, n) for n in names[i : i + per]] for i in range(0, len(names), per)]
 
@@ -149,6 +168,8 @@ class RNNBase(Module):
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
+        if self.proj_size != 0:
+            s += f", proj_size={self.proj_size}"
         if self.num_layers != 1:
             s += f", num_layers={self.num_layers}"
         if self.bias is not True:
@@ -197,7 +218,9 @@ class RNNBase(Module):
             if self.mode != "GRU":  # GRU's b_hn sits inside r * (...): it cannot be folded
                 xw = xw + b_hh
                 b_hh = None
-        return run_direction(self.mode, xw, sizes, state, getattr(self, "weight_hh" + sfx), b_hh, d == 1)
+        w_hr = getattr(self, "weight_hr" + sfx) if self.proj_size else None
+        w_hh = getattr(self, "weight_hh" + sfx)
+        return run_direction(self.mode, xw, sizes, state, w_hh, b_hh, d == 1, w_hr)
 
     def _as_packed(self, input: Any) -> tuple[Tensor, list[int], int, bool]:
         """(data (sum(sizes), I), batch sizes per step, batch, unbatched?) for any accepted input."""
@@ -226,16 +249,18 @@ class RNNBase(Module):
         from ember import zeros
 
         count = self.num_layers * (2 if self.bidirectional else 1)
-        shape = (count, batch, self.hidden_size)
+        shape = (count, batch, self.proj_size or self.hidden_size)
+        c_shape = (count, batch, self.hidden_size)  # LSTM's cell state is never projected
         if hx is None:
             z = zeros(*shape, dtype=data.dtype, device=data.device)
-            hs = (z, z) if self.mode == "LSTM" else z
-        else:
+            hs = (z, zeros(*c_shape, dtype=data.dtype, device=data.device)) if self.mode == "LSTM" else z
+        elif self.mode == "LSTM":
             hs = (
-                tuple(self._check_hidden(h, shape, unbatched, packed) for h in hx)
-                if self.mode == "LSTM"
-                else self._check_hidden(hx, shape, unbatched, packed)
+                self._check_hidden(hx[0], shape, unbatched, packed),
+                self._check_hidden(hx[1], c_shape, unbatched, packed),
             )
+        else:
+            hs = self._check_hidden(hx, shape, unbatched, packed)
         if self.mode == "LSTM":
             return [(hs[0][i], hs[1][i]) for i in range(count)]
         return [hs[i] for i in range(count)]

@@ -32,6 +32,7 @@ LAYER_CASES = [
     ("GRU", (4, 5, 3), {"batch_first": True}, (2, 5, 4)),
     ("GRU", (4, 5), {}, (6, 4)),  # unbatched
     ("LSTM", (4, 5), {"bidirectional": True}, (6, 4)),  # unbatched
+    ("LSTM", (4, 6, 2), {"proj_size": 3, "bidirectional": True}, (5, 2, 4)),
 ]
 
 
@@ -136,6 +137,14 @@ def test_cells_match_torch(compare, cls, kwargs) -> None:
     compare(e, t, randn(3, 4), randn(3, 5), **TOL32)
 
 
+def test_lstm_projection_with_initial_states() -> None:
+    e = nn.LSTM(3, 5, num_layers=2, proj_size=2, batch_first=True)
+    t = torch.nn.LSTM(3, 5, num_layers=2, proj_size=2, batch_first=True)
+    assert repr(e) == repr(t)
+    assert [n for n, _ in e.named_parameters()] == [n for n, _ in t.named_parameters()]
+    _assert_same(*_run_both(e, t, randn(2, 4, 3), [randn(2, 2, 2), randn(2, 2, 5)]), e, t)
+
+
 def test_lstm_cell_with_state() -> None:
     e, t = nn.LSTMCell(3, 4).double(), torch.nn.LSTMCell(3, 4).double()
     t.load_state_dict({k: torch.tensor(v.numpy()) for k, v in e.state_dict().items()})
@@ -211,6 +220,10 @@ def test_recurrent_errors() -> None:
         m(ember.zeros(2, 3, 4), (ember.zeros(1, 2, 5), ember.zeros(1, 2, 5)))
     with pytest.raises(ArgumentError, match="Unknown nonlinearity"):
         nn.RNN(4, 5, nonlinearity="gelu")
+    with pytest.raises(ArgumentError, match="proj_size argument is only supported for LSTM"):
+        nn.RNNBase("GRU", 4, 5, proj_size=2)
+    with pytest.raises(ArgumentError, match="smaller than hidden_size"):
+        nn.LSTM(4, 5, proj_size=5)
     with pytest.raises(ArgumentError, match="dropout should be a number in range"):
         nn.GRU(4, 5, dropout=1.5)
     with pytest.raises(ArgumentError, match="sorted in decreasing order"):
