@@ -2,6 +2,7 @@
 optimizer's groups; the formulas are PyTorch's chainable (recursive) forms, so several schedulers may
 act on one optimizer and sequences agree with PyTorch's to the last bits.
 
+>>> import ember
 >>> opt = ember.optim.SGD([ember.zeros(1, requires_grad=True)], lr=0.1)
 >>> sched = StepLR(opt, step_size=2, gamma=0.5)
 >>> for _ in range(3): opt.step(); sched.step()
