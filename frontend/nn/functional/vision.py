@@ -27,6 +27,7 @@ __all__ = [
     "upsample_bilinear",
     "pixel_shuffle",
     "pixel_unshuffle",
+    "pad",
 ]
 
 # mode -> (registry mode, spatial rank it needs; 0 = any)
@@ -137,3 +138,62 @@ def pixel_shuffle(input: Tensor, upscale_factor: int) -> Tensor:
 def pixel_unshuffle(input: Tensor, downscale_factor: int) -> Tensor:
     """(*, C, H*r, W*r) -> (*, C*r*r, H, W)."""
     return apply(_op("pixel_unshuffle"), (input,), {"downscale_factor": downscale_factor})
+
+
+def pad(input: Tensor, pad: Any, mode: str = "constant", value: float | None = None) -> Tensor:
+    """Pad the last len(pad)//2 dims; ``pad`` lists (left, right) pairs starting from the last dim, as
+    PyTorch's. 'constant' joins blocks of ``value`` (negative amounts crop); 'reflect', 'replicate' and
+    'circular' gather with a constant index per dim.
+
+    >>> import ember
+    >>> F.pad(ember.ones(1, 2), (1, 0), value=5.0).tolist()
+    [[5.0, 1.0, 1.0]]
+    """
+    from ember.nn.functional.conv import pad_by_mode
+
+    amounts = [int(p) for p in pad]
+    if len(amounts) % 2:
+        raise ArgumentError("Padding length must be divisible by 2")
+    nd = len(amounts) // 2
+    if nd > input.dim():
+        raise ArgumentError(
+            f"Padding length should be less than or equal to two times the input dimension"
+            f" but got padding length {len(amounts)} and input of dimension {input.dim()}"
+        )
+    pairs: list[int] = []
+    for i in reversed(range(nd)):  # first padded dim first
+        pairs += [amounts[2 * i], amounts[2 * i + 1]]
+    if mode != "constant":
+        if value not in (None, 0, 0.0):
+            raise ArgumentError(f'Padding mode "{mode}" doesn\'t take in value argument')
+        if any(a < 0 for a in pairs):
+            raise ArgumentError(f"pad: negative padding is only supported in constant mode, got {list(pad)}")
+        return pad_by_mode(input, tuple(pairs), mode)
+    return _constant_pad(input, pairs, 0.0 if value is None else float(value))
+
+
+def _constant_pad(x: Tensor, pairs: list[int], value: float) -> Tensor:
+    from ember import cat, full
+
+    nd = len(pairs) // 2
+    for i in range(nd):
+        dim = x.dim() - nd + i
+        lo, hi = pairs[2 * i], pairs[2 * i + 1]
+        size = x.shape[dim]
+        if lo < 0 or hi < 0:
+            start, stop = max(-lo, 0), size - max(-hi, 0)
+            if stop <= start:
+                raise ShapeError(
+                    f"pad: the padding {pairs[2 * i : 2 * i + 2]} crops dim {dim} of size {size} to"
+                    f" nothing (input of size {list(x.shape)})"
+                )
+            x = x.narrow(dim, start, stop - start)
+            lo, hi = max(lo, 0), max(hi, 0)
+        parts = []
+        for amount in (lo, hi):
+            shape = list(x.shape)
+            shape[dim] = amount
+            parts.append(full(tuple(shape), value, dtype=x.dtype, device=x.device) if amount else None)
+        if parts[0] is not None or parts[1] is not None:
+            x = cat([p for p in (parts[0], x, parts[1]) if p is not None], dim)
+    return x

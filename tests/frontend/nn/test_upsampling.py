@@ -88,3 +88,39 @@ def test_interpolate_errors() -> None:
         F.interpolate(x, scale_factor=2, mode="cubic")
     with pytest.raises(ShapeError, match="not divisible by 2"):
         nn.PixelUnshuffle(2)(ember.zeros(1, 1, 3, 4))
+
+
+@pytest.mark.parametrize(
+    "amounts, mode, value",
+    [
+        ((1, 2), "constant", None),
+        ((1, 2, 0, 3), "constant", 1.5),
+        ((-1, 2, 1, -2), "constant", 0.0),
+        ((2, 1, 1, 3), "reflect", None),
+        ((2, 1, 1, 3), "replicate", None),
+        ((2, 1, 1, 3), "circular", None),
+        ((1, 1, 1, 1, 1, 1), "constant", 2.0),
+    ],
+)
+def test_functional_pad_matches_torch(amounts, mode, value) -> None:
+    x = randn(2, 3, 4, 5)
+    ex, tx = ember.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    kwargs = {} if value is None else {"value": value}
+    ey = F.pad(ex, amounts, mode, **kwargs)
+    ty = torch.nn.functional.pad(tx, amounts, mode, **kwargs)
+    np.testing.assert_array_equal(ey.detach().numpy(), ty.detach().numpy())
+    g = randn(*ty.shape)
+    ey.backward(ember.tensor(g))
+    ty.backward(torch.tensor(g))
+    np.testing.assert_allclose(ex.grad.numpy(), tx.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_functional_pad_errors() -> None:
+    with pytest.raises(ArgumentError, match="Padding length must be divisible by 2"):
+        F.pad(ember.zeros(2, 3), (1,))
+    with pytest.raises(ArgumentError, match="doesn't take in value argument"):
+        F.pad(ember.zeros(1, 2, 3), (1, 1), mode="reflect", value=1.0)
+    with pytest.raises(
+        ShapeError, match="Padding size should be less than the corresponding input dimension"
+    ):
+        F.pad(ember.zeros(1, 2, 3), (3, 0), mode="reflect")
