@@ -29,6 +29,35 @@ def relu_(input: Tensor) -> Tensor:
     return relu(input, inplace=True)
 
 
+def elu_(input: Tensor, alpha: float = 1.0) -> Tensor:
+    return elu(input, alpha, inplace=True)
+
+
+def selu_(input: Tensor) -> Tensor:
+    return selu(input, inplace=True)
+
+
+def celu_(input: Tensor, alpha: float = 1.0) -> Tensor:
+    return celu(input, alpha, inplace=True)
+
+
+def leaky_relu_(input: Tensor, negative_slope: float = 0.01) -> Tensor:
+    return leaky_relu(input, negative_slope, inplace=True)
+
+
+def hardtanh_(input: Tensor, min_val: float = -1.0, max_val: float = 1.0) -> Tensor:
+    return hardtanh(input, min_val, max_val, inplace=True)
+
+
+def threshold_(input: Tensor, threshold: float, value: float) -> Tensor:
+    return _run("threshold", input, True, threshold=threshold, value=value)
+
+
+def hardshrink(input: Tensor, lambd: float = 0.5) -> Tensor:
+    """x where |x| > lambd, else 0."""
+    return input.where((input > lambd) | (input < -lambd), 0.0)
+
+
 def relu6(input: Tensor, inplace: bool = False) -> Tensor:
     """min(max(x, 0), 6): hardtanh on [0, 6]."""
     return _run("hardtanh", input, inplace, min_val=0.0, max_val=6.0)
@@ -151,6 +180,7 @@ def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
     return apply(_op("one_hot"), (tensor,), {"num_classes": num_classes})
 
 
-__all__ = ["relu", "relu_", "relu6", "elu", "selu", "celu", "leaky_relu", "prelu", "threshold", "hardtanh",
+__all__ = ["relu", "relu_", "elu_", "selu_", "celu_", "leaky_relu_", "hardtanh_", "threshold_", "hardshrink",
+           "relu6", "elu", "selu", "celu", "leaky_relu", "prelu", "threshold", "hardtanh",
            "sigmoid", "tanh", "logsigmoid", "softplus", "softshrink", "softsign", "gelu", "silu", "mish",
            "hardsigmoid", "hardswish", "tanhshrink", "softmax", "softmin", "log_softmax", "glu", "one_hot"]

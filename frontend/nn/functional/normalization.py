@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from ember.autograd import no_grad
 from ember.compiler.ops import REGISTRY
 from ember.dispatch import apply
@@ -82,8 +83,58 @@ def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None, bia
 def instance_norm(input: Tensor, running_mean: Tensor | None = None, running_var: Tensor | None = None,
                   weight: Tensor | None = None, bias: Tensor | None = None, use_input_stats: bool = True,
                   momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
-    """Group norm with one channel per group, the affine part applied per channel."""
-    return group_norm(input, input.shape[1], weight, bias, eps)
+    """Normalize each (sample, channel) plane by its own statistics (or, with ``use_input_stats=False``,
+    by the running ones); running statistics move toward the batch average of the instance statistics."""
+    if not use_input_stats:
+        return batch_norm(input, running_mean, running_var, weight, bias, False, momentum, eps)
+    n, c = input.shape[0], input.shape[1]
+    if input.numel() // (n * c) <= 1:
+        raise ArgumentError(f"Expected more than 1 spatial element when training, got input size"
+                            f" {input.shape}")
+    y = group_norm(input, c, weight, bias, eps)
+    if running_mean is not None and running_var is not None:
+        dims = tuple(range(2, input.ndim))
+        count = input.numel() // (n * c)
+        with no_grad():
+            mean = input.mean(dims)
+            var = ((input - mean.reshape(n, c, *([1] * len(dims)))) ** 2).mean(dims) * (count / (count - 1))
+            _update_running(running_mean, mean.mean(0), momentum)
+            _update_running(running_var, var.mean(0), momentum)
+    return y
+
+
+def rms_norm(input: Tensor, normalized_shape: Any, weight: Tensor | None = None,
+             eps: float | None = None) -> Tensor:
+    """``x / sqrt(mean(x^2) + eps) * weight`` over the trailing ``normalized_shape`` dims."""
+    if isinstance(normalized_shape, int):
+        normalized_shape = (normalized_shape,)
+    k = len(tuple(normalized_shape))
+    if tuple(input.shape[input.ndim - k:]) != tuple(normalized_shape):
+        raise ShapeError(f"rms_norm: Given normalized_shape={list(normalized_shape)}, expected input with"
+                         f" shape [*, {', '.join(map(str, normalized_shape))}], but got input of size"
+                         f"{list(input.shape)}")
+    if eps is None:
+        eps = float(np.finfo(input.dtype.np).eps)
+    dims = tuple(range(input.ndim - k, input.ndim))
+    y = input * ((input * input).mean(dims, keepdim=True) + eps).rsqrt()
+    return y if weight is None else y * weight
+
+
+def local_response_norm(input: Tensor, size: int, alpha: float = 1e-4, beta: float = 0.75,
+                        k: float = 1.0) -> Tensor:
+    """Divide by (k + alpha/size * sum of squares over ``size`` neighbouring channels)^beta."""
+    from ember import cat, zeros
+
+    sq = input * input
+    c = input.shape[1]
+    pad_front, pad_back = size // 2, (size - 1) // 2
+    rest = tuple(input.shape[2:])
+    padded = cat([zeros(input.shape[0], pad_front, *rest, dtype=input.dtype), sq,
+                  zeros(input.shape[0], pad_back, *rest, dtype=input.dtype)], 1)
+    window = padded.narrow(1, 0, c)
+    for i in range(1, size):
+        window = window + padded.narrow(1, i, c)
+    return input / (window * (alpha / size) + k).pow(beta)
 
 
 def normalize(input: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12, out: Any = None) -> Tensor:
@@ -92,4 +143,5 @@ def normalize(input: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12, o
     return input / norm.clamp(min=eps)
 
 
-__all__ = ["batch_norm", "layer_norm", "group_norm", "instance_norm", "normalize"]
+__all__ = ["batch_norm", "layer_norm", "group_norm", "instance_norm", "rms_norm", "local_response_norm",
+           "normalize"]

@@ -189,6 +189,18 @@ class Softshrink(Module):
         return str(self.lambd)
 
 
+class Hardshrink(Module):
+    def __init__(self, lambd: float = 0.5) -> None:
+        super().__init__()
+        self.lambd = lambd
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.hardshrink(input, self.lambd)
+
+    def extra_repr(self) -> str:
+        return f"{self.lambd}"
+
+
 class GELU(Module):
     def __init__(self, approximate: str = "none") -> None:
         super().__init__()
@@ -229,6 +241,15 @@ class LogSoftmax(_DimModule):
     _fn = staticmethod(F.log_softmax)
 
 
+class Softmax2d(Module):
+    """Softmax over the channel dim of (N, C, H, W) or (C, H, W) inputs."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        if input.ndim not in (3, 4):
+            raise ValueError(f"Softmax2d: expected input to be 3D or 4D, got {input.ndim}D instead")
+        return F.softmax(input, -3)
+
+
 class GLU(Module):
     def __init__(self, dim: int = -1) -> None:
         super().__init__()
@@ -243,4 +264,5 @@ class GLU(Module):
 
 __all__ = ["ReLU", "ReLU6", "Hardtanh", "ELU", "CELU", "SELU", "LeakyReLU", "PReLU", "Threshold", "Sigmoid",
            "Tanh", "LogSigmoid", "Softsign", "Tanhshrink", "Mish", "Hardsigmoid", "Hardswish", "SiLU",
-           "Softplus", "Softshrink", "GELU", "Softmax", "Softmin", "LogSoftmax", "GLU"]
+           "Softplus", "Softshrink", "Hardshrink", "GELU", "Softmax", "Softmin", "LogSoftmax", "Softmax2d",
+           "GLU"]

@@ -92,6 +92,21 @@ def test_group_norm(compare, groups, shape) -> None:
     compare(mod, tmod, randn(*shape), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("cls, args, kwargs, shape", [
+    ("InstanceNorm1d", (3,), {}, (2, 3, 5)), ("InstanceNorm2d", (3,), dict(affine=True), (2, 3, 4, 4)),
+    ("InstanceNorm1d", (3,), dict(affine=True, track_running_stats=True), (2, 3, 6)),
+    ("InstanceNorm3d", (3,), dict(track_running_stats=True, momentum=0.3), (2, 3, 2, 2, 3)),
+    ("InstanceNorm2d", (3,), {}, (3, 4, 4)), ("RMSNorm", (4,), {}, (3, 4)),
+    ("RMSNorm", ((3, 4),), dict(eps=1e-3), (2, 3, 4)), ("LocalResponseNorm", (3,), {}, (2, 5, 3)),
+    ("LocalResponseNorm", (2,), dict(k=2.0), (2, 4, 2, 2)),
+])
+@pytest.mark.parametrize("train", [True, False])
+def test_other_normalizations(compare, cls, args, kwargs, shape, train) -> None:
+    mod, tmod = getattr(nn, cls)(*args, **kwargs), getattr(torch.nn, cls)(*args, **kwargs)
+    assert repr(mod) == repr(tmod)
+    compare(mod, tmod, randn(*shape) * 2 + 0.5, train=train, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("kwargs", [{}, dict(padding_idx=1), dict(padding_idx=-1)])
 def test_embedding(compare, kwargs) -> None:
     idx = np.array([[0, 1, 4], [1, 1, 3]])
@@ -139,7 +154,7 @@ ACTIVATIONS = [
     ("Softshrink", (1.0,)),
     ("Softsign", ()), ("Softmin", (1,)), ("Softmax", (1,)), ("Softmax", (-1,)), ("LogSoftmax", (1,)),
     ("LogSoftmax", (0,)), ("GELU", ()), ("GELU", ("tanh",)), ("SiLU", ()), ("SELU", ()), ("CELU", (0.7,)),
-    ("Mish", ()), ("Hardswish", ()), ("Hardsigmoid", ()), ("Tanhshrink", ()), ("GLU", ()),
+    ("Mish", ()), ("Hardswish", ()), ("Hardsigmoid", ()), ("Tanhshrink", ()), ("GLU", ()), ("Hardshrink", ()),
 ]
 
 
@@ -147,6 +162,11 @@ ACTIVATIONS = [
 def test_activation(compare, name, args) -> None:
     x = randn(4, 6) * 3
     compare(getattr(nn, name)(*args), getattr(torch.nn, name)(*args), x, rtol=1e-5, atol=1e-6)
+
+
+def test_softmax2d(compare) -> None:
+    compare(nn.Softmax2d(), torch.nn.Softmax2d(), randn(2, 3, 2, 2))
+    compare(nn.Softmax2d(), torch.nn.Softmax2d(), randn(3, 2, 2))
 
 
 def test_activations_are_stable_at_extremes() -> None:
