@@ -385,9 +385,12 @@ class Tracer:
                               " graph never changes its parameters or buffers",
                               fix + "; for batch norm, call model.eval() before tracing")
         ref = self.preexisting.get(id(data))
-        if ref is not None and ref() is data:
-            raise trace_error(f"in-place {op.name}_ on a tensor captured from outside the traced code: the"
-                              " graph would bake in its current value and never update it", fix)
+        if (ref is not None and ref() is data) or not data.flags.owndata:
+            # a view (from_numpy of an outside array, a slice made before the trace) may alias outside
+            # memory, which eager mode would change and the graph would not
+            raise trace_error(f"in-place {op.name}_ on a tensor captured from outside the traced code (or"
+                              " sharing its memory): the graph would bake in its current value and never"
+                              " update it", fix)
 
 
 def _snapshot_arrays() -> dict[int, Any]:

@@ -375,3 +375,15 @@ def test_random_draws_inside_the_trace_are_refused():
         ember.trace(drop, ember.ones(4))
     g = ember.trace(drop.eval(), ember.ones(4))
     assert len(g.nodes) == 0 and g.outputs is g.inputs[0]
+
+
+def test_inplace_on_a_tensor_sharing_outside_memory_raises():
+    outside = np.zeros((2, 3), np.float32)
+
+    def f(x):
+        t = ember.from_numpy(outside[0])
+        t.add_(x)  # mark
+        return t
+
+    _assert_trace_error(f, "# mark", ember.ones(3), words=("captured",))
+    np.testing.assert_array_equal(outside, np.zeros((2, 3), np.float32))
