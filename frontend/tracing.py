@@ -282,7 +282,13 @@ class Tracer:
                     " taken (or the view itself was modified): the graph cannot share memory between"
                     " them", "take the view after the in-place update, or use out-of-place ops")
             return data.value
-        return self._lift(t)[1]
+        _, value, box = self._lift(t)
+        if box[0]:  # another tensor sharing this array was changed in place (and rebound) earlier
+            raise trace_error(
+                "this tensor shares memory with a tensor that was modified in place earlier in the trace;"
+                " the graph cannot share memory between them",
+                "use the modified tensor itself, or clone before modifying")
+        return value
 
     def _lift(self, t: Tensor) -> tuple[Any, Value, list[int]]:
         """A real tensor met while tracing: a parameter or buffer of the root, else a named constant."""

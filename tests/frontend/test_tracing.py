@@ -387,3 +387,13 @@ def test_inplace_on_a_tensor_sharing_outside_memory_raises():
 
     _assert_trace_error(f, "# mark", ember.ones(3), words=("captured",))
     np.testing.assert_array_equal(outside, np.zeros((2, 3), np.float32))
+
+
+def test_alias_of_a_tensor_modified_in_the_trace_raises():
+    def f(x):
+        buf = ember.zeros(3)
+        alias = buf.detach()
+        buf.add_(x)
+        return alias * 2  # mark
+
+    _assert_trace_error(f, "# mark", ember.ones(3), words=("shares memory",))
