@@ -211,15 +211,17 @@ def result_buffer(group: FusionGroup, cur: str, scratch: list[Buffer]) -> str:
     return buf.name
 
 
-def lower_rest(group: FusionGroup, ev: Any, names: Any, cur: str, c_name: str, j: int) -> list[Stmt]:
-    """The unfused tail of a template group (nodes ``j:``) as loops over the template's result."""
+def lower_rest(group: FusionGroup, ev: Any, names: Any, cur: str, c_name: str, j: int,
+               done: tuple[str, ...] = ()) -> list[Stmt]:
+    """The unfused tail of a template group (nodes ``j:``) as loops over the template's result;
+    ``done`` names outputs the template already wrote."""
     from ember.compiler.kernel.lower import _lower_elementwise
 
     t = group.type_of(cur)
     ev.values[cur] = View(c_name, tuple(t.shape), t.dtype, contiguous_strides(t.shape))
     defined = [*group.inputs, *(o for nd in group.nodes[:j] for o in nd.outputs)]
     rest = FusionGroup(group.name + "_epilogue", group.nodes[j:], group.types, defined,
-                       [o for o in group.outputs if o != cur])
+                       [o for o in group.outputs if o != cur and o not in done])
     return _lower_elementwise(rest, ev, names) if rest.outputs else []
 
 

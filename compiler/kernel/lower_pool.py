@@ -6,7 +6,8 @@ on a clamped index, so nothing outside the input is read. The innermost output d
 lane its own accumulator), the outermost runs in parallel. The average divides by PyTorch's divisor
 (``divisor_override``, else the window clipped to the padded input or, without
 ``count_include_pad``, to the input). Elementwise nodes after the pool run over its result in the
-same kernel. ``max_pool``'s indices output is not generated yet (a ``CompileError`` when needed).
+same kernel. ``max_pool``'s indices (flat positions in the input plane, the first maximum, NaN counting
+as the maximum) are computed when they are a group output.
 """
 
 from __future__ import annotations
@@ -16,7 +17,20 @@ from typing import Any
 from ember.compiler.dtypes import bool_, int64
 from ember.compiler.kernel.builder import cast, iadd, imul
 from ember.compiler.kernel.group import FusionGroup
-from ember.compiler.kernel.ir import Binary, Buffer, Const, Declare, Expr, Local, Reduce, Select, Stmt, Store
+from ember.compiler.kernel.ir import (
+    Assign,
+    Binary,
+    Buffer,
+    Const,
+    Declare,
+    Expr,
+    Local,
+    Reduce,
+    Select,
+    Stmt,
+    Store,
+    Unary,
+)
 from ember.compiler.kernel.lower_gemm import lower_rest, materialize, result_buffer
 from ember.compiler.kernel.values import ZERO, Index, Value, View, flat_index
 from ember.runtime.errors import CompileError
@@ -52,7 +66,9 @@ def _divisor(pos: Index, attrs: dict[str, Any], spatial: tuple[int, ...], dtype:
 
 
 def _window_body(x: View, kind: str, attrs: dict[str, Any], nd: int, acc: str, names: Any,
-                 idx: Index) -> list[Stmt]:
+                 idx: Index, arg: str | None = None) -> list[Stmt]:
+    """Declare the accumulator (and, for ``arg``, the flat input-plane index of the max) and the loops
+    over the window's taps."""
     from ember.compiler.kernel.lower import _nest
 
     batch, pos = idx[:-nd], idx[-nd:]
@@ -63,16 +79,28 @@ def _window_body(x: View, kind: str, attrs: dict[str, Any], nd: int, acc: str, n
     def tap(t: Index) -> list[Stmt]:
         where: list[Expr] = list(batch)
         valid: Expr | None = None
+        plane: Expr = ZERO
         for i in range(nd):
             at = iadd(iadd(imul(pos[i], attrs["stride"][i]), imul(t[i], dil[i])), -attrs["padding"][i])
             ok = Binary("and", Binary("ge", at, ZERO, bool_), Binary("lt", at, _i(spatial[i]), bool_), bool_)
             valid = ok if valid is None else Binary("and", valid, ok, bool_)
+            plane = iadd(imul(plane, spatial[i]), at)
             where.append(_imax(_imin(at, _i(spatial[i] - 1)), ZERO))
         assert valid is not None
         value = Select(valid, x.at(tuple(where)), neutral, x.dtype)
-        return [Reduce(acc, "max" if kind == "max" else "add", value)]
+        if arg is None:
+            return [Reduce(acc, "max" if kind == "max" else "add", value)]
+        cur = Local(acc, x.dtype)
+        cur_ok = Unary("not", Unary("isnan", cur, bool_), bool_)
+        nan_first = Binary("and", Unary("isnan", value, bool_), cur_ok, bool_)
+        better = Binary("and", valid, Binary("or", Binary("gt", value, cur, bool_), nan_first, bool_), bool_)
+        return [Assign(arg, Select(better, plane, Local(arg, int64), int64)),
+                Assign(acc, Select(better, value, cur, x.dtype))]
 
-    return [Declare(acc, x.dtype, neutral), *_nest(tuple(attrs["kernel_size"]), names, tap, "k")]
+    decls: list[Stmt] = [Declare(acc, x.dtype, neutral)]
+    if arg is not None:
+        decls.append(Declare(arg, int64, ZERO))
+    return [*decls, *_nest(tuple(attrs["kernel_size"]), names, tap, "k")]
 
 
 def lower_pool_group(group: FusionGroup, gi: int, ev: Any, names: Any) -> tuple[list[Stmt], list[Buffer]]:
@@ -82,8 +110,9 @@ def lower_pool_group(group: FusionGroup, gi: int, ev: Any, names: Any) -> tuple[
     node = group.nodes[gi]
     if node.op not in ("max_pool", "avg_pool"):
         raise CompileError(f"op '{node.op}' has no kernel for the LLVM back end (pool template)")
-    if node.op == "max_pool" and (node.outputs[1] in group.outputs or group.users(node.outputs[1])):
-        raise CompileError("op 'max_pool': its indices output has no LLVM kernel yet (only the values)")
+    want_arg = node.op == "max_pool" and node.outputs[1] in group.outputs
+    if node.op == "max_pool" and group.users(node.outputs[1]):
+        raise CompileError("op 'max_pool': its indices can only be a group output (no fused consumer)")
     for nd_ in group.nodes[:gi]:
         ev.node(nd_)
     x = ev.operand(node.inputs[0])
@@ -102,13 +131,17 @@ def lower_pool_group(group: FusionGroup, gi: int, ev: Any, names: Any) -> tuple[
     cur = node.output
     c_name = result_buffer(group, cur, scratch)
     acc = sanitize(cur) + "_acc"
+    arg = sanitize(node.outputs[1]) + "_arg" if want_arg else None
 
     def body(idx: Index) -> list[Stmt]:
-        stmts_ = _window_body(x, kind, attrs, nd, acc, names, idx)
+        stmts_ = _window_body(x, kind, attrs, nd, acc, names, idx, arg)
         value: Expr = Local(acc, x.dtype)
         if kind == "avg":
             value = Binary("div", value, _divisor(idx[-nd:], attrs, tuple(x.shape[-nd:]), x.dtype), x.dtype)
-        return [*stmts_, Store(c_name, flat_index(idx, out_shape), value)]
+        stores = [Store(c_name, flat_index(idx, out_shape), value)]
+        if arg is not None:
+            stores.append(Store(sanitize(node.outputs[1]), flat_index(idx, out_shape), Local(arg, int64)))
+        return [*stmts_, *stores]
 
     n = 1
     for s in out_shape:
@@ -121,5 +154,5 @@ def lower_pool_group(group: FusionGroup, gi: int, ev: Any, names: Any) -> tuple[
 
         loops = schedule(loops, n)
     stmts += loops
-    stmts += lower_rest(group, ev, names, cur, c_name, gi + 1)
+    stmts += lower_rest(group, ev, names, cur, c_name, gi + 1, node.outputs[1:])
     return stmts, scratch

@@ -73,8 +73,26 @@ def test_references_agree_with_torch() -> None:
     np.testing.assert_allclose(CASES[4][2], want, rtol=1e-6)
 
 
-def test_max_pool_indices_are_a_compile_error() -> None:
+@pytest.mark.parametrize("k", [0, 1, 2])
+def test_max_pool_indices_match_reference_and_torch(k: int) -> None:
+    g = CASES[k][0]
+    values, indices = g.nodes[0].outputs
+    g2 = FusionGroup(f"idx{k}", g.nodes[:1], g.types, g.inputs, [values, indices])
+    x = CASES[k][1]
+    got_v, got_i = compile_groups(f"maxpool_idx{k}", [g2], g2.inputs, [values, indices])(x)
+    want_v, want_i = REGISTRY["max_pool"].reference(np, x, **g.nodes[0].attrs)
+    np.testing.assert_array_equal(got_v, want_v)
+    np.testing.assert_array_equal(got_i, want_i)
+    if k == 1:
+        tv, ti = F.max_pool2d(torch.from_numpy(x), 3, 2, 1, ceil_mode=True, return_indices=True)
+        np.testing.assert_array_equal(got_i, ti.numpy())
+
+
+def test_max_pool_indices_with_a_fused_consumer_are_a_compile_error() -> None:
     g = CASES[0][0]
-    g2 = FusionGroup("idx", g.nodes[:1], g.types, g.inputs, [g.nodes[0].outputs[1]])
+    values, indices = g.nodes[0].outputs
+    types = {**g.types, "neg_i": g.types[indices]}
+    nodes = [g.nodes[0], GroupNode("neg", (indices,), ("neg_i",))]
+    g2 = FusionGroup("idx_use", nodes, types, g.inputs, ["neg_i"])
     with pytest.raises(CompileError, match="max_pool"):
         lower_group(g2)
