@@ -129,6 +129,12 @@ class _Parser:
 
     # ---- types and literals -----------------------------------------------------------------
 
+    def int_of(self, tok: Token) -> int:
+        try:
+            return int(tok.text)
+        except ValueError:  # Python refuses to convert integers of more than 4300 digits
+            raise self.error("integer literal too long", tok) from None
+
     def dtype(self) -> _dt.DType:
         tok = self.expect_kind("ident", "a dtype")
         if tok.text not in _DTYPES:
@@ -143,7 +149,7 @@ class _Parser:
             tok = self.expect_kind("int", "a dimension size")
             if tok.text.startswith("-"):
                 raise self.error("dimension sizes must be non-negative", tok)
-            dims.append(int(tok.text))
+            dims.append(self.int_of(tok))
             if not self.at("]"):
                 self.expect(",")
         self.next()
@@ -153,7 +159,7 @@ class _Parser:
         tok = self.tok
         if tok.kind == "int":
             self.next()
-            return int(tok.text)
+            return self.int_of(tok)
         if tok.kind == "float":
             self.next()
             return float(tok.text)

@@ -148,6 +148,13 @@ def test_parse_errors_carry_line_and_column(text, line, col, words):
     assert str(info.value).startswith(f"{line}:{col}: ")
 
 
+def test_huge_integer_literals_are_parse_errors():
+    for text in ["graph @f() {\n  return " + "1" * 5000 + "\n}\n",
+                 "graph @f(\n  %x: float32[" + "9" * 5000 + "] input\n) {\n  return %x\n}\n"]:
+        with pytest.raises(ParseError, match="too long"):
+            parse(text)
+
+
 def test_deep_nesting_is_a_parse_error_not_a_recursion_error():
     text = "graph @f() {\n  return " + "(" * 5000 + "1" + ",)" * 5000 + "\n}\n"
     with pytest.raises(ParseError, match="nesting"):
