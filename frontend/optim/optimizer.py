@@ -72,6 +72,11 @@ class Optimizer:
             raise TypeError(f"param_group must be a dict, got {type(param_group).__name__}")
         group = dict(param_group)
         params = group["params"]
+        if isinstance(params, (set, frozenset)):
+            raise TypeError(
+                "optimizer parameters need to be organized in ordered collections, but the ordering of"
+                " tensors in sets will change between runs. Please use a list instead."
+            )
         group["params"] = [params] if isinstance(params, ember.Tensor) else list(params)
         for p in group["params"]:
             if not isinstance(p, ember.Tensor):

@@ -127,6 +127,8 @@ def test_argument_errors_use_torch_wording() -> None:
         ember.optim.Adam([])
     with pytest.raises(TypeError, match="iterable of Tensors"):
         ember.optim.Adam(w)
+    with pytest.raises(TypeError, match="ordered collections"):
+        ember.optim.SGD([{"params": {w}}], lr=0.1)
     with pytest.raises(ValueError, match="strong_wolfe"):
         ember.optim.LBFGS([w], line_search_fn="armijo")
     with pytest.raises(ValueError, match="closure"):
