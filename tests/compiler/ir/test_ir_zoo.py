@@ -78,3 +78,23 @@ def test_quickstart_example_model_and_loss():
         want = step(xb, yb).item()
     np.testing.assert_allclose(interpret(g, [xb, yb]), want, rtol=1e-5)
     assert structurally_equal(parse(print_graph(g), constants=g.constant_data), g)
+
+
+def test_resnet18_scopes_parameters_and_locations():
+    from ember.vision import models
+
+    ember.manual_seed(0)
+    model = models.resnet18().eval()
+    g = ember.trace(model, ember.randn(1, 3, 32, 32))
+    by_scope = {}
+    for n in g.nodes:
+        by_scope.setdefault(n.scope, []).append(n.op.name)
+    assert by_scope["layer1.0.conv1"] == ["conv"]
+    assert by_scope["layer2.0.downsample.0"] == ["conv"]
+    assert by_scope["layer4.1.bn2"] == ["batch_norm"]
+    params = {v.name for v in g.inputs if v.kind == "parameter"}
+    buffers = {v.name for v in g.inputs if v.kind == "buffer"}
+    assert params == {k for k, _ in model.named_parameters()}
+    assert {"layer3.1.bn1.running_mean", "bn1.running_var"} <= buffers
+    # zoo code is model code: nodes point into resnet.py, where each layer is called
+    assert all(n.loc is not None and n.loc[0].endswith("resnet.py") for n in g.nodes)
