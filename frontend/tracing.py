@@ -46,14 +46,15 @@ _INTERNAL = tuple(os.path.join(d, "") for d in (
 ))
 # model code shipped with ember (the vision zoo) is "user code" for locations: that is where a layer is
 _MODEL_CODE = (os.path.join(_FRONTEND, "vision", ""),)
-_CONTEXTLIB = os.path.dirname(os.path.abspath(contextlib.__file__))
+# stdlib wrappers (contextlib, functools) between ember and the user are not the user's line either
+_STDLIB = os.path.dirname(os.path.abspath(contextlib.__file__))
 
 
 def _is_internal(path: str) -> bool:
     path = os.path.abspath(path)
     if path.startswith(_MODEL_CODE):
         return False
-    return path.startswith(_INTERNAL) or os.path.dirname(path) == _CONTEXTLIB
+    return path.startswith(_INTERNAL) or os.path.dirname(path) == _STDLIB
 
 
 def user_location() -> tuple[str, int] | None:
