@@ -10,22 +10,32 @@ PyTorch's per-op time on 1-element tensors and within 1.2x of numpy's on 1M elem
 
 Method: the machine is shared and noisy, so the contenders run alternately in short blocks (a batch of
 calls each, order rotated every round) and the table reports the median per-call time over the rounds.
-``requires_grad`` rows time the forward call only (ember and PyTorch record a tape entry); numpy has no
-such row. PyTorch runs single-threaded (like numpy's elementwise loops and ember's reference), so the
-1M rows compare like with like; pass ``--torch-threads 0`` to keep its default.
+By default a block is timed with the process's CPU clock, not the wall clock: with every contender on one
+thread (see below) the two agree on a quiet machine, and on a loaded one the CPU clock does not count
+the time the process waited for a core (``--clock wall`` for wall time). ``requires_grad`` rows time the
+forward call only (ember and PyTorch record a tape entry); numpy has no such row. Every contender runs
+single-threaded: PyTorch through ``set_num_threads(1)`` (``--torch-threads 0`` keeps its default),
+numpy's BLAS (the matmul rows) through ``OPENBLAS_NUM_THREADS=1`` set before numpy loads, since the
+helper threads of OpenBLAS spin after each call and steal the core from whatever runs next.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402  (after the thread settings, which numpy reads at import)
+
+_CLOCK: Callable[[], float] = time.process_time
 
 SIZES = {"1": (1,), "1M": (1000, 1000)}
 
@@ -78,10 +88,11 @@ def _contenders(op: str, size: str, grad: bool) -> dict[str, Callable[[], Any]]:
 
 
 def _batch(fn: Callable[[], Any], calls: int) -> float:
-    t0 = time.perf_counter()
+    clock = _CLOCK
+    t0 = clock()
     for _ in range(calls):
         fn()
-    return (time.perf_counter() - t0) / calls
+    return (clock() - t0) / calls
 
 
 def _calls_for(fn: Callable[[], Any], target_s: float) -> int:
@@ -117,8 +128,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=15)
     p.add_argument("--block-ms", type=float, default=20.0)
     p.add_argument("--torch-threads", type=int, default=1, help="0 keeps PyTorch's default")
+    p.add_argument("--clock", choices=("cpu", "wall"), default="cpu")
     p.add_argument("--json", help="also write the rows here")
     args = p.parse_args(argv)
+
+    global _CLOCK
+    _CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
 
     import torch
 
@@ -126,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.torch_threads)
     header = f"{'op':<8}{'size':>5}{'grad':>6}{'ember us':>11}{'torch us':>11}{'numpy us':>11}" \
              f"{'ember/torch':>13}{'ember/numpy':>13}"
+    print(f"clock: {args.clock}; threads: torch {torch.get_num_threads()},"
+          f" OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}")
     print(header)
     print("-" * len(header))
     rows = []

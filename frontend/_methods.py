@@ -41,7 +41,11 @@ def _split(op: OpDef, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tu
 
 
 def make_function(op: OpDef) -> Any:
+    arity = -1 if op.variadic else len(op.inputs)
+
     def fn(*args: Any, **kwargs: Any) -> Any:
+        if not kwargs and len(args) == arity:  # just the tensor inputs (x.relu(), x.exp()): nothing to split
+            return apply(op, args, {})
         inputs, attrs = _split(op, args, kwargs)
         return apply(op, inputs, attrs)
 

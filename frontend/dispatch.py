@@ -28,9 +28,10 @@ from ember.device import CPU
 from ember.runtime.errors import DeviceError
 
 _NDARRAY = np.ndarray
+_new_type = tuple.__new__  # TensorType(shape, dtype) without NamedTuple's Python-level __new__
 _TYPES: dict[tuple[Any, ...], tuple[dict[str, Any], Any]] = {}  # signature -> (attrs, inferred type)
 _TYPES_MAX = 8192  # cleared when full: the working set of a model is a few hundred signatures
-_SAVED_MASKS: dict[tuple[OpDef, int], tuple[bool, ...]] = {}
+_SAVED_MASKS: dict[tuple[OpDef, int], tuple[tuple[bool, ...], bool]] = {}
 _Tensor: Any = None  # ember.tensor.Tensor, bound on first use (ember.tensor imports this module)
 
 
@@ -159,12 +160,13 @@ def edge_of(t: Any) -> Edge | None:
     return (acc, 0)
 
 
-def _saved_mask(op: OpDef, n: int) -> tuple[bool, ...]:
-    """Which of ``n`` inputs the op's gradient rule reads; memoized per (op, arity)."""
-    mask = _SAVED_MASKS.get((op, n))
-    if mask is None:
-        mask = _SAVED_MASKS[(op, n)] = tuple(op.saved_input(i) for i in range(n))
-    return mask
+def _saved_mask(op: OpDef, n: int) -> tuple[tuple[bool, ...], bool]:
+    """Which of ``n`` inputs the op's gradient rule reads, and whether it reads the output; memoized per
+    (op, arity)."""
+    plan = _SAVED_MASKS.get((op, n))
+    if plan is None:
+        plan = _SAVED_MASKS[(op, n)] = (tuple(op.saved_input(i) for i in range(n)), op.saves_out)
+    return plan
 
 
 def _record(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], outs: tuple[Any, ...]) -> None:
@@ -178,7 +180,7 @@ def _record(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], outs: tuple
     saved: list[Any] = []
     versions: list[Any] = []
     edges: list[Edge | None] = []
-    mask = _SAVED_MASKS.get((op, len(args))) or _saved_mask(op, len(args))
+    mask, saves_out = _SAVED_MASKS.get((op, len(args))) or _saved_mask(op, len(args))
     for a, keep in zip(args, mask):
         if isinstance(a, Tensor):
             if not a.requires_grad:
@@ -191,12 +193,12 @@ def _record(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any], outs: tuple
                 saved.append(a)
                 versions.append((a, a._version[0]))
             else:
-                saved.append(TensorType(a._data.shape, a._dtype))
+                saved.append(_new_type(TensorType, (a._data.shape, a._dtype)))
         else:
             edges.append(None)
             saved.append(a)
     node = OpNode(op, attrs, saved, versions, tuple(edges))
-    if op.saves_out:
+    if saves_out:
         alias = [Tensor._make(o._data, o._dtype, o._device, version=o._version) for o in outs]
         node.out = alias[0] if len(alias) == 1 else tuple(alias)
         versions.extend((o, o._version[0]) for o in alias)

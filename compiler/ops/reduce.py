@@ -90,7 +90,7 @@ def _sum_infer(x: Any, dim: tuple[int, ...], keepdim: bool, dtype: Any) -> Tenso
 def _sum_ref(xp: Any, x: Any, dim: tuple[int, ...], keepdim: bool, dtype: Any) -> Any:
     out_dt = dtype.np if dtype is not None else (x.dtype if x.dtype.kind == "f" else "int64")
     with np.errstate(all="ignore"):
-        return xp.sum(x, axis=dim, keepdims=keepdim, dtype=out_dt)
+        return x.sum(axis=dim, keepdims=keepdim, dtype=out_dt)  # the method: 2 us less than xp.sum
 
 
 sum_ = define_op(
