@@ -21,7 +21,7 @@ from typing import Any
 from ember.compiler.dtypes import bool_
 from ember.compiler.kernel.builder import iadd, imul
 from ember.compiler.kernel.group import FusionGroup
-from ember.compiler.kernel.ir import Binary, Buffer, Const, Expr, Gemm, Loop, Select, Stmt, Store, Var
+from ember.compiler.kernel.ir import Binary, Buffer, Const, Expr, Gemm, Loop, Select, Stmt, Store
 from ember.compiler.kernel.lower_gemm import lower_rest, match_epilogue, materialize, result_buffer
 from ember.compiler.kernel.values import ZERO, Index, Value, View, contiguous_strides, flat_index
 from ember.runtime.errors import CompileError
@@ -82,6 +82,32 @@ def _im2col(x: View, n: Expr, c0: Expr, cg: int, ksize: tuple[int, ...], out: tu
     return schedule(_nest(shape, names, body, "c"), n_el)
 
 
+def _pad_image(x: View, n: Expr, pad: tuple[int, ...], name: str, names: Any,
+               scratch: list[Buffer]) -> tuple[View, list[Stmt], list[Stmt]]:
+    """A zero-padded copy of one image: the border is zeroed once, the interior copied per image with
+    unit-stride loads and stores, so im2col then reads without bounds tests."""
+    from ember.compiler.kernel.lower import _nest, schedule
+
+    nd = len(x.shape) - 2
+    shape = (x.shape[1], *(x.shape[2 + i] + pad[2 * i] + pad[2 * i + 1] for i in range(nd)))
+    buf = Buffer(name, x.dtype, shape, contiguous_strides(shape))
+    scratch.append(buf)
+    numel = 1
+    for s_ in shape:
+        numel *= s_
+
+    def zero(idx: Index) -> list[Stmt]:
+        return [Store(name, flat_index(idx, shape), Const(0.0, x.dtype))]
+
+    def copy(idx: Index) -> list[Stmt]:
+        dst = (idx[0], *(iadd(idx[1 + i], pad[2 * i]) for i in range(nd)))
+        return [Store(name, flat_index(dst, shape), x.at((n, *idx)))]
+
+    view = View(name, (1, *shape), x.dtype, (0, *contiguous_strides(shape)))
+    zero_loops = schedule(_nest(shape, names, zero, "z"), numel)
+    return view, zero_loops, schedule(_nest(x.shape[1:], names, copy, "q"), 0)
+
+
 def _operand_offsets(epi: Any, g: Expr, n: Expr, cog: int, out_shape: tuple[int, ...]) -> None:
     """Move the epilogue operands to image ``n``, group ``g`` (row vectors by channel, the residual by
     image and channel block)."""
@@ -134,19 +160,27 @@ def lower_conv_group(group: FusionGroup, gi: int, ev: Any, names: Any) -> tuple[
     c_name = result_buffer(group, cur, scratch)
     pointwise = all(s == 1 for s in ksize) and all(s == 1 for s in attrs["stride"]) \
         and not any(attrs["padding"]) and x.strides == contiguous_strides(x.shape)
-    n, g = Var(names.var("n").name), Var(names.var("g").name)
+    n, g = names.var("n"), names.var("g")
     inner: list[Stmt] = []
+    per_image: list[Stmt] = []
     if pointwise:
         b_buf, b_off, ldb = x.buffer, iadd(x.offset, iadd(imul(n, x.strides[0]), imul(g, cg * p))), p
     else:
+        src, geo = x, attrs
+        if any(attrs["padding"]):
+            pad_name = f"{sanitize(node.output)}_pad"
+            src, zero, copy = _pad_image(x, n, attrs["padding"], pad_name, names, scratch)
+            stmts += zero
+            per_image += copy
+            geo = {**attrs, "padding": (0,) * len(attrs["padding"])}
         cols = Buffer(f"{sanitize(node.output)}_cols", x.dtype, (kdim, p), (p, 1))
         scratch.append(cols)
-        inner += _im2col(x, n, imul(g, cg), cg, ksize, out, attrs, cols.name, names)
+        inner += _im2col(src, n, imul(g, cg), cg, ksize, out, geo, cols.name, names)
         b_buf, b_off, ldb = cols.name, Const(0, ZERO.dtype), p
     _operand_offsets(epi, g, n, cog, out_shape)
     inner.append(Gemm(cog, p, kdim, w.buffer, iadd(w.offset, imul(g, cog * kdim)), kdim, b_buf, b_off, ldb,
                       c_name, iadd(imul(n, co * p), imul(g, cog * p)), p, False, epi.build(),
                       tuple(epi.operands), epi.ldr))
-    stmts.append(Loop(n.name, batch, (Loop(g.name, groups, tuple(inner)),)))
+    stmts.append(Loop(n.name, batch, (*per_image, Loop(g.name, groups, tuple(inner)))))
     stmts += lower_rest(group, ev, names, cur, c_name, j)
     return stmts, scratch
