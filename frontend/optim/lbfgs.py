@@ -21,8 +21,15 @@ def _dot(a: Any, b: Any) -> float:
     return float((a * b).sum().item())
 
 
-def _cubic_interpolate(x1: float, f1: float, g1: float, x2: float, f2: float, g2: float,
-                       bounds: tuple[float, float] | None = None) -> float:
+def _cubic_interpolate(
+    x1: float,
+    f1: float,
+    g1: float,
+    x2: float,
+    f2: float,
+    g2: float,
+    bounds: tuple[float, float] | None = None,
+) -> float:
     """Minimizer of the cubic through two points with their slopes, clipped to ``bounds`` (or the
     interval); the midpoint when the cubic has no minimum."""
     lo, hi = bounds if bounds is not None else ((x1, x2) if x1 <= x2 else (x2, x1))
@@ -51,40 +58,22 @@ class _Bracket:
         self.t[i], self.f[i], self.g[i], self.gtd[i] = t, f, g, gtd
 
 
-def _strong_wolfe(obj: Callable[[float], tuple[float, Any]], t: float, d: Any, f: float, g: Any, gtd: float,
-                  c1: float = 1e-4, c2: float = 0.9, tolerance_change: float = 1e-9,
-                  max_ls: int = 25) -> tuple[float, Any, float, int]:
+def _strong_wolfe(
+    obj: Callable[[float], tuple[float, Any]],
+    t: float,
+    d: Any,
+    f: float,
+    g: Any,
+    gtd: float,
+    c1: float = 1e-4,
+    c2: float = 0.9,
+    tolerance_change: float = 1e-9,
+    max_ls: int = 25,
+) -> tuple[float, Any, float, int]:
     """Find a step length satisfying the strong Wolfe conditions: bracket, then zoom by cubic
     interpolation. Returns (loss, flat gradient, step, evaluations)."""
     d_norm = float(d.abs().amax().item())
-    f_new, g_new = obj(t)
-    evals = 1
-    gtd_new = _dot(g_new, d)
-    t_prev, f_prev, g_prev, gtd_prev = 0.0, f, g, gtd
-    done = False
-    ls_iter = 0
-    br: _Bracket | None = None
-    while ls_iter < max_ls:
-        if f_new > f + c1 * t * gtd or (ls_iter > 1 and f_new >= f_prev):
-            br = _Bracket([t_prev, t], [f_prev, f_new], [g_prev, g_new], [gtd_prev, gtd_new])
-            break
-        if abs(gtd_new) <= -c2 * gtd:
-            br = _Bracket([t], [f_new], [g_new], [gtd_new])
-            done = True
-            break
-        if gtd_new >= 0:
-            br = _Bracket([t_prev, t], [f_prev, f_new], [g_prev, g_new], [gtd_prev, gtd_new])
-            break
-        tmp = t
-        t = _cubic_interpolate(t_prev, f_prev, gtd_prev, t, f_new, gtd_new,
-                               bounds=(t + 0.01 * (t - t_prev), t * 10))
-        t_prev, f_prev, g_prev, gtd_prev = tmp, f_new, g_new, gtd_new
-        f_new, g_new = obj(t)
-        evals += 1
-        gtd_new = _dot(g_new, d)
-        ls_iter += 1
-    if br is None:
-        br = _Bracket([0.0, t], [f, f_new], [g, g_new], [gtd, gtd_new])
+    br, evals, done, ls_iter = _bracket(obj, t, d, f, g, gtd, c1, c2, max_ls)
     low, high = br.order()
     insuf_progress = False
     while not done and ls_iter < max_ls:
@@ -108,6 +97,48 @@ def _strong_wolfe(obj: Callable[[float], tuple[float, Any]], t: float, d: Any, f
     return br.f[low], br.g[low], br.t[low], evals
 
 
+def _bracket(
+    obj: Callable[[float], tuple[float, Any]],
+    t: float,
+    d: Any,
+    f: float,
+    g: Any,
+    gtd: float,
+    c1: float,
+    c2: float,
+    max_ls: int,
+) -> tuple[_Bracket, int, bool, int]:
+    """The line search's first phase: grow the step (cubic extrapolation) until an interval is known to
+    hold a point satisfying the strong Wolfe conditions, or such a point is hit (``done``).
+    Returns (bracket, evaluations, done, iterations)."""
+    f_new, g_new = obj(t)
+    evals = 1
+    gtd_new = _dot(g_new, d)
+    t_prev, f_prev, g_prev, gtd_prev = 0.0, f, g, gtd
+    ls_iter = 0
+    while ls_iter < max_ls:
+        pair = ([t_prev, t], [f_prev, f_new], [g_prev, g_new], [gtd_prev, gtd_new])
+        if f_new > f + c1 * t * gtd or (ls_iter > 1 and f_new >= f_prev):
+            return _Bracket(*pair), evals, False, ls_iter
+        if abs(gtd_new) <= -c2 * gtd:
+            return _Bracket([t], [f_new], [g_new], [gtd_new]), evals, True, ls_iter
+        if gtd_new >= 0:
+            return _Bracket(*pair), evals, False, ls_iter
+        bounds = (t + 0.01 * (t - t_prev), t * 10)
+        t_prev, f_prev, g_prev, gtd_prev, t = (
+            t,
+            f_new,
+            g_new,
+            gtd_new,
+            _cubic_interpolate(t_prev, f_prev, gtd_prev, t, f_new, gtd_new, bounds=bounds),
+        )
+        f_new, g_new = obj(t)
+        evals += 1
+        gtd_new = _dot(g_new, d)
+        ls_iter += 1
+    return _Bracket([0.0, t], [f, f_new], [g, g_new], [gtd, gtd_new]), evals, False, ls_iter
+
+
 def _keep_inside(t: float, bracket: list[float], insuf_progress: bool) -> tuple[float, bool]:
     """Pull a trial step that lands too close to the bracket's ends back inside by 10% of its width."""
     hi, lo = max(bracket), min(bracket)
@@ -127,19 +158,34 @@ class LBFGS(Optimizer):
     >>> opt = ember.optim.LBFGS([w], line_search_fn="strong_wolfe")
     """
 
-    def __init__(self, params: Any, lr: float = 1.0, max_iter: int = 20, max_eval: int | None = None,
-                 tolerance_grad: float = 1e-7, tolerance_change: float = 1e-9, history_size: int = 100,
-                 line_search_fn: str | None = None) -> None:
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1.0,
+        max_iter: int = 20,
+        max_eval: int | None = None,
+        tolerance_grad: float = 1e-7,
+        tolerance_change: float = 1e-9,
+        history_size: int = 100,
+        line_search_fn: str | None = None,
+    ) -> None:
         if lr < 0.0:
             raise ArgumentError(f"Invalid learning rate: {lr}")
         if line_search_fn not in (None, "strong_wolfe"):
             raise ArgumentError(
-                f"LBFGS: only 'strong_wolfe' is supported as line_search_fn, got {line_search_fn!r}")
+                f"LBFGS: only 'strong_wolfe' is supported as line_search_fn, got {line_search_fn!r}"
+            )
         if max_eval is None:
             max_eval = max_iter * 5 // 4
-        defaults = dict(lr=lr, max_iter=max_iter, max_eval=max_eval, tolerance_grad=tolerance_grad,
-                        tolerance_change=tolerance_change, history_size=history_size,
-                        line_search_fn=line_search_fn)
+        defaults = dict(
+            lr=lr,
+            max_iter=max_iter,
+            max_eval=max_eval,
+            tolerance_grad=tolerance_grad,
+            tolerance_change=tolerance_change,
+            history_size=history_size,
+            line_search_fn=line_search_fn,
+        )
         super().__init__(params, defaults)
         if len(self.param_groups) != 1:
             raise ArgumentError("LBFGS doesn't support per-parameter options (parameter groups)")
@@ -148,19 +194,22 @@ class LBFGS(Optimizer):
     # ---- flat views of all parameters -----------------------------------------------------------------
 
     def _gather_flat_grad(self) -> Any:
-        parts = [p.grad.reshape(-1) if p.grad is not None else ember.zeros(p.numel(), dtype=p.dtype)
-                 for p in self._params]
+        parts = [
+            p.grad.reshape(-1) if p.grad is not None else ember.zeros(p.numel(), dtype=p.dtype)
+            for p in self._params
+        ]
         return ember.cat(parts, 0)
 
     def _add_grad(self, step: float, update: Any) -> None:
         offset = 0
         for p in self._params:
             n = p.numel()
-            p.add_(update[offset:offset + n].reshape(p.shape) * step)
+            p.add_(update[offset : offset + n].reshape(p.shape) * step)
             offset += n
 
-    def _directional_evaluate(self, closure: Callable[[], Any], x: list[Any], t: float, d: Any
-                              ) -> tuple[float, Any]:
+    def _directional_evaluate(
+        self, closure: Callable[[], Any], x: list[Any], t: float, d: Any
+    ) -> tuple[float, Any]:
         self._add_grad(t, d)
         with ember.enable_grad():
             loss = float(closure())
@@ -233,8 +282,9 @@ class LBFGS(Optimizer):
             gtd = _dot(flat_grad, d)
             if gtd > -tol_change:
                 break
-            loss, flat_grad, t, ls_evals, opt_cond = self._advance(closure, group, loss, flat_grad, t, d, gtd,
-                                                                    last=n_iter == max_iter)
+            loss, flat_grad, t, ls_evals, opt_cond = self._advance(
+                closure, group, loss, flat_grad, t, d, gtd, last=n_iter == max_iter
+            )
             state["d"], state["t"], state["prev_loss"] = d, t, prev_loss
             current_evals += ls_evals
             state["func_evals"] += ls_evals
@@ -245,8 +295,17 @@ class LBFGS(Optimizer):
         state["d"], state["t"] = d, t
         return orig_loss
 
-    def _advance(self, closure: Callable[[], Any], group: dict[str, Any], loss: float, flat_grad: Any,
-                 t: float, d: Any, gtd: float, last: bool) -> tuple[float, Any, float, int, bool]:
+    def _advance(
+        self,
+        closure: Callable[[], Any],
+        group: dict[str, Any],
+        loss: float,
+        flat_grad: Any,
+        t: float,
+        d: Any,
+        gtd: float,
+        last: bool,
+    ) -> tuple[float, Any, float, int, bool]:
         """Move along ``d`` (line search or fixed step); returns the new loss, gradient, step, evaluations
         spent and whether the gradient is now below ``tolerance_grad``."""
         tol_grad = group["tolerance_grad"]

@@ -55,41 +55,16 @@ class DataLoader:
         persistent_workers: bool = False,
         pin_memory_device: str = "",
     ) -> None:
-        if num_workers < 0:
-            raise ArgumentError(
-                "num_workers option should be non-negative; use num_workers=0 to disable multiprocessing."
-            )
-        if timeout < 0:
-            raise ArgumentError("timeout option should be non-negative")
-        if num_workers == 0 and prefetch_factor is not None:
-            raise ArgumentError(
-                "prefetch_factor option could only be specified in multiprocessing. let"
-                " num_workers > 0 to enable multiprocessing, otherwise set prefetch_factor to None."
-            )
+        _check_options(num_workers, timeout, prefetch_factor)
         self.dataset, self.num_workers = dataset, num_workers
         self.pin_memory, self.timeout, self.worker_init_fn = pin_memory, timeout, worker_init_fn
         self.prefetch_factor = 2 if prefetch_factor is None and num_workers > 0 else prefetch_factor
         self.persistent_workers, self.generator = persistent_workers, generator
         self.multiprocessing_context = multiprocessing_context
         self._iterable = isinstance(dataset, IterableDataset)
-        if self._iterable and (shuffle or sampler is not None or batch_sampler is not None):
-            raise ArgumentError(
-                f"DataLoader with IterableDataset: expected unspecified shuffle, sampler or"
-                f" batch_sampler option, but got shuffle={shuffle}"
-            )
-        if sampler is not None and shuffle:
-            raise ArgumentError("sampler option is mutually exclusive with shuffle")
+        _check_sampling(self._iterable, batch_size, shuffle, sampler, batch_sampler, drop_last)
         if batch_sampler is not None:
-            if batch_size != 1 or shuffle or sampler is not None or drop_last:
-                raise ArgumentError(
-                    "batch_sampler option is mutually exclusive with batch_size, shuffle,"
-                    " sampler, and drop_last"
-                )
             batch_size, drop_last = None, False
-        elif batch_size is None and drop_last:
-            raise ArgumentError(
-                "batch_size=None option disables auto-batching and is mutually exclusive with drop_last"
-            )
         if sampler is None and not self._iterable:
             sampler = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
         if batch_size is not None and batch_sampler is None and not self._iterable:
@@ -131,6 +106,47 @@ class DataLoader:
                     return
         for indices in self._index_sampler:
             yield _worker.fetch_map(self.dataset, indices, self.collate_fn, self._auto_collation)
+
+
+def _check_options(num_workers: int, timeout: float, prefetch_factor: int | None) -> None:
+    if num_workers < 0:
+        raise ArgumentError(
+            "num_workers option should be non-negative; use num_workers=0 to disable multiprocessing."
+        )
+    if timeout < 0:
+        raise ArgumentError("timeout option should be non-negative")
+    if num_workers == 0 and prefetch_factor is not None:
+        raise ArgumentError(
+            "prefetch_factor option could only be specified in multiprocessing. let"
+            " num_workers > 0 to enable multiprocessing, otherwise set prefetch_factor to None."
+        )
+
+
+def _check_sampling(
+    iterable: bool,
+    batch_size: int | None,
+    shuffle: bool | None,
+    sampler: Any,
+    batch_sampler: Any,
+    drop_last: bool,
+) -> None:
+    """PyTorch's rules on which of shuffle / sampler / batch_sampler / batch_size go together."""
+    if iterable and (shuffle or sampler is not None or batch_sampler is not None):
+        raise ArgumentError(
+            f"DataLoader with IterableDataset: expected unspecified shuffle, sampler or"
+            f" batch_sampler option, but got shuffle={shuffle}"
+        )
+    if sampler is not None and shuffle:
+        raise ArgumentError("sampler option is mutually exclusive with shuffle")
+    if batch_sampler is not None:
+        if batch_size != 1 or shuffle or sampler is not None or drop_last:
+            raise ArgumentError(
+                "batch_sampler option is mutually exclusive with batch_size, shuffle, sampler, and drop_last"
+            )
+    elif batch_size is None and drop_last:
+        raise ArgumentError(
+            "batch_size=None option disables auto-batching and is mutually exclusive with drop_last"
+        )
 
 
 class _MultiProcessIter:
