@@ -150,12 +150,38 @@ def _flat_index(
     spatial: tuple[int, ...],
 ) -> Any:
     """Flat input-plane index of the argmax tap ``arg`` of each window; ``starts[i]`` is the window start
-    along dim i (broadcastable over the output grid)."""
-    taps = xp.unravel_index(arg, ksize)
-    flat = 0
+    along dim i (broadcastable over the output grid). Tap offsets come from one small table."""
+    offsets = np.zeros(ksize, dtype=np.int64)
     for i in range(len(ksize)):
-        flat = flat * spatial[i] + (starts[i] + taps[i] * steps[i])
-    return flat.astype(np.int64)
+        shape = [1] * len(ksize)
+        shape[i] = ksize[i]
+        offsets = offsets * spatial[i] + (np.arange(ksize[i]) * steps[i]).reshape(shape)
+    base = 0
+    for i in range(len(ksize)):
+        base = base * spatial[i] + starts[i]
+    return xp.asarray(offsets.reshape(-1))[arg] + base
+
+
+_TAP_LOOP_LIMIT = 64  # windows up to this many taps are reduced tap by tap over strided views
+
+
+def _max_over_taps(xp: Any, win: Any, split: int) -> tuple[Any, Any]:
+    """Max and argmax over the trailing window dims of a strided view, a few strided passes per tap: no
+    copy of the windows and no arg-reduction over a tiny axis. Ties go to the first tap; a NaN wins (the
+    last one), as in PyTorch's kernel."""
+    ksize = win.shape[split:]
+    taps = list(itertools.product(*(range(k) for k in ksize)))
+    best = xp.array(win[(Ellipsis,) + taps[0]], copy=True)
+    for tap in taps[1:]:
+        xp.maximum(best, win[(Ellipsis,) + tap], out=best)  # propagates NaN
+    arg = xp.zeros(best.shape, dtype=np.int64)
+    for t in range(len(taps) - 1, 0, -1):  # backwards, so the first maximal tap is written last
+        arg = xp.where(win[(Ellipsis,) + taps[t]] == best, t, arg)
+    nans = xp.isnan(best)
+    if nans.any():
+        for t, tap in enumerate(taps):
+            arg = xp.where(nans & xp.isnan(win[(Ellipsis,) + tap]), t, arg)
+    return best, arg
 
 
 def _max_pool_ref(
@@ -167,11 +193,13 @@ def _max_pool_ref(
         pool_out_size(spatial[i], kernel_size[i], stride[i], padding[i], dilation[i], ceil_mode)
         for i in range(nd)
     )
-    fill = -np.inf
-    win = _window_view(xp, x, fill, kernel_size, stride, padding, dilation, out)
-    win = win.reshape(win.shape[: x.ndim] + (-1,))  # copies once: (lead..., *out, K)
-    arg = xp.argmax(win, axis=-1)
-    values = xp.take_along_axis(win, arg[..., None], axis=-1)[..., 0]
+    win = _window_view(xp, x, -np.inf, kernel_size, stride, padding, dilation, out)
+    if math.prod(kernel_size) <= _TAP_LOOP_LIMIT:
+        values, arg = _max_over_taps(xp, win, x.ndim)
+    else:  # few large windows (global pooling): one copy, then a reduction per window
+        win = win.reshape(win.shape[: x.ndim] + (-1,))
+        arg = xp.argmax(win, axis=-1)
+        values = xp.take_along_axis(win, arg[..., None], axis=-1)[..., 0]
     starts = []
     for i in range(nd):
         shape = [1] * nd
@@ -447,7 +475,12 @@ def _avg_ref(
         pool_out_size(spatial[i], kernel_size[i], stride[i], padding[i], 1, ceil_mode) for i in range(nd)
     )
     win = _window_view(xp, x, 0.0, kernel_size, stride, padding, (1,) * nd, out)
-    total = win.sum(axis=tuple(range(x.ndim, x.ndim + nd)))
+    if math.prod(kernel_size) <= _TAP_LOOP_LIMIT:
+        total = xp.zeros(win.shape[: x.ndim], dtype=x.dtype)
+        for tap in itertools.product(*(range(k) for k in kernel_size)):
+            total += win[(Ellipsis,) + tap]
+    else:
+        total = win.sum(axis=tuple(range(x.ndim, x.ndim + nd)))
     div = _divisor(
         xp, spatial, out, kernel_size, stride, padding, count_include_pad, divisor_override, x.dtype
     )
@@ -482,9 +515,14 @@ def _avg_bwd_ref(
     )
     buf = xp.zeros(lead + full, dtype=g.dtype)
     dots = (slice(None),) * len(lead)
-    for tap in itertools.product(*(range(k) for k in kernel_size)):
-        where = tuple(slice(t, t + (o - 1) * s + 1, s) for t, o, s in zip(tap, out, stride))
-        buf[dots + where] += share
+    if math.prod(kernel_size) <= math.prod(out):  # a strided add per tap
+        for tap in itertools.product(*(range(k) for k in kernel_size)):
+            where = tuple(slice(t, t + (o - 1) * s + 1, s) for t, o, s in zip(tap, out, stride))
+            buf[dots + where] += share
+    else:  # few large windows (global pooling): a broadcast add per window
+        for pos in itertools.product(*(range(o) for o in out)):
+            where = tuple(slice(p * s, p * s + k) for p, s, k in zip(pos, stride, kernel_size))
+            buf[dots + where] += share[dots + tuple(slice(p, p + 1) for p in pos)]
     crop = tuple(slice(p, p + n) for p, n in zip(padding, input_size))
     return xp.ascontiguousarray(buf[dots + crop])
 

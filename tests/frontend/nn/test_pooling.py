@@ -152,3 +152,12 @@ def test_pooling_errors() -> None:
         nn.FractionalMaxPool2d(2)
     with pytest.raises(ShapeError, match="too large"):
         F.fractional_max_pool2d(ember.zeros(1, 1, 4, 4), 3, output_size=3)
+
+
+def test_max_pool_propagates_nan_like_torch() -> None:
+    x = randn(1, 2, 6, 6)
+    x[0, 0, 1, 1] = x[0, 0, 0, 1] = x[0, 1, 4, 5] = np.nan
+    tv, ti = torch.nn.functional.max_pool2d(torch.tensor(x), 3, 2, 1, return_indices=True)
+    ev, ei = F.max_pool2d(ember.tensor(x), 3, 2, 1, return_indices=True)
+    np.testing.assert_array_equal(ev.numpy(), tv.numpy())  # NaNs in the same places
+    np.testing.assert_array_equal(ei.numpy(), ti.numpy())
