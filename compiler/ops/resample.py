@@ -86,8 +86,21 @@ def _apply_dim(xp: Any, x: Any, axis: int, taps: list[tuple[Any, Any]]) -> Any:
     return out
 
 
+_DENSE_LIMIT = 1 << 18  # per-dim resampling matrices up to this many entries go through BLAS
+
+
 def _scatter_dim(xp: Any, g: Any, axis: int, n_in: int, taps: list[tuple[Any, Any]]) -> Any:
-    """Adjoint of ``_apply_dim``: sums gradient entries that read the same source position."""
+    """Adjoint of ``_apply_dim``: sums gradient entries that read the same source position. Moderate
+    sizes multiply by the dense (n_out, n_in) resampling matrix (one GEMM beats segment sums by far);
+    large ones sum segments with ``add.reduceat``."""
+    n_out = g.shape[axis]
+    if n_out * n_in <= _DENSE_LIMIT:
+        mat = np.zeros((n_out, n_in), dtype=g.dtype)
+        rows = np.arange(n_out)
+        for idx, w in taps:
+            np.add.at(mat, (rows, idx), 1.0 if w is None else w)
+        moved = xp.tensordot(g, xp.asarray(mat), axes=([axis], [0]))  # one 2-d GEMM (matmul would not)
+        return xp.ascontiguousarray(xp.moveaxis(moved, -1, axis))
     shape = list(g.shape)
     shape[axis] = n_in
     out = xp.zeros(shape, dtype=g.dtype)
