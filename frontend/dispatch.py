@@ -10,10 +10,12 @@
 
 Eager fast path: steps 1 and 4's type rule depend only on the op, the given attributes, the inputs'
 shapes and dtypes and the Python scalars among the inputs (type rules also run on bare types under
-tracing, so they cannot read data). Their result is therefore memoized on exactly that key; a call on
-small tensors then costs one dict lookup instead of attribute checks, normalization and promotion. Keys
-that cannot be hashed (a list attribute, a slice) take the full path every time. Errors are never cached:
-a failing call raises on every call.
+tracing). Their result is therefore memoized on exactly that key; a call on small tensors then costs one
+dict lookup instead of attribute checks, normalization and promotion. Before an entry is stored, the rules
+are run once more on the inputs' types alone: a call whose rules read data (one_hot's num_classes=-1, a
+bool-mask index) gives a different answer or fails there, and is not memoized. Keys that cannot be
+hashed (a list attribute, a slice) take the full path every time. Errors are never cached: a failing call
+raises on every call.
 """
 
 from __future__ import annotations
@@ -91,9 +93,10 @@ def _run_eager(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any]) -> Any:
     except TypeError:  # an unhashable attribute or input (list, slice): no memo
         key = hit = None
     if hit is None:
-        attrs = _check(op, args, attrs)
+        given = attrs
+        attrs = _check(op, args, given)
         out_type = op.infer(*args, **attrs)
-        if key is not None:
+        if key is not None and _types_suffice(op, args, given, attrs, out_type):
             if len(_TYPES) >= _TYPES_MAX:
                 _TYPES.clear()
             _TYPES[key] = (attrs, out_type)
@@ -112,6 +115,23 @@ def _run_eager(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any]) -> Any:
     if needs_grad and STATE.grad_enabled and op.differentiable:
         _record(op, args, attrs, outs)
     return outs
+
+
+def _types_suffice(op: OpDef, args: tuple[Any, ...], given: dict[str, Any], attrs: dict[str, Any],
+                   out_type: Any) -> bool:
+    """Whether the op's checked attributes and type come out the same from the inputs' types alone.
+
+    This is what makes the memo sound. Nearly every call passes (rules also run under tracing, on types);
+    one whose rules read data (``one_hot`` resolving ``num_classes=-1`` from the largest index, indexing
+    with a bool mask) fails here, and that call is not memoized."""
+    Tensor = _Tensor
+    types = tuple(_new_type(TensorType, (a._data.shape, a._dtype)) if isinstance(a, Tensor) else a
+                  for a in args)
+    try:
+        again = _check(op, types, dict(given))
+        return bool(again == attrs and op.infer(*types, **again) == out_type)
+    except Exception:  # noqa: BLE001  (a rule that cannot run on types alone: no memo, nothing else)
+        return False
 
 
 def _same_device(op: OpDef, dev: Any, other: Any) -> Any:

@@ -119,3 +119,15 @@ def test_composite_ops_decompose_eagerly():
     np.testing.assert_allclose(m.detach().numpy(), [1.0, 4.0])
     m.sum().backward()
     np.testing.assert_allclose(x.grad.numpy(), np.full((2, 3), 1 / 3), rtol=1e-6)
+
+
+def test_data_dependent_rules_are_not_memoized():
+    one_hot = REGISTRY["one_hot"]
+    a = dispatch.apply(one_hot, (ember.tensor([0, 1]),), {})
+    b = dispatch.apply(one_hot, (ember.tensor([0, 3]),), {})  # same shape and dtype, more classes
+    assert tuple(a.shape) == (2, 2) and tuple(b.shape) == (2, 4)
+    x, xt = ember.arange(6.0).reshape(3, 2), torch.arange(6.0).reshape(3, 2)
+    for mask in ([True, False, True], [False, False, True], [True, True, True]):
+        got = x[ember.tensor(mask)]
+        np.testing.assert_array_equal(got.numpy(), xt[torch.tensor(mask)].numpy())
+    assert x[0].shape == (2,) and x[ember.tensor([2, 0])].shape == (2, 2)
