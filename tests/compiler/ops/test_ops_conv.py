@@ -318,3 +318,16 @@ def test_pixel_shuffle_round_trip_and_errors() -> None:
     np.testing.assert_array_equal(ember.pixel_unshuffle(y, 2).numpy(), x.numpy())
     with pytest.raises(ShapeError, match="divisible by 4"):
         ember.pixel_shuffle(t64(1, 6, 2, 2, grad=False), 2)
+
+
+@pytest.mark.parametrize("mode, torch_mode", [("nearest", "nearest"), ("linear", "linear")])
+def test_upsample_backward_large_sizes_use_segment_sums(mode, torch_mode) -> None:
+    """Beyond the dense-matrix limit (n_in * n_out > 2**18) the adjoint sums segments instead."""
+    x = RNG.standard_normal((1, 2, 600))
+    ex, tx = ember.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    ey = apply(REGISTRY["upsample"], (ex,), {"size": (1300,), "mode": mode})
+    ty = TF.interpolate(tx, size=1300, mode=torch_mode)
+    g = RNG.standard_normal(tuple(ty.shape))
+    ey.backward(ember.tensor(g))
+    ty.backward(torch.tensor(g))
+    np.testing.assert_allclose(ex.grad.numpy(), tx.grad.numpy(), rtol=1e-10, atol=1e-12)
