@@ -250,6 +250,27 @@ def _lower_elementwise(group: FusionGroup, ev: _Evaluator, names: _Names) -> lis
     return stmts
 
 
+def _flatten(group: FusionGroup) -> FusionGroup:
+    """A purely elementwise group over one shape (values of that shape or single elements only, no
+    movement ops) runs over the flat element range: one long vectorizable loop instead of a nest whose
+    innermost dim may be shorter than a vector."""
+    shapes = {tuple(t.shape) for t in group.types.values() if t.numel != 1}
+    if len(shapes) != 1 or any(op_lowering_kind(n.op) != "scalar" for n in group.nodes):
+        return group
+    (shape,) = shapes
+    inner, split = 1, len(shape)
+    while split > 0 and inner < 64:  # trailing dims merge into one vector loop of 8+ vectors ...
+        split -= 1
+        inner *= shape[split]
+    outer = _numel(shape[:split])       # ... the leading ones into one loop that can run in parallel
+    new_shape = (outer, inner) if outer > 1 else (inner,)
+    if len(new_shape) >= len(shape):
+        return group
+    types = {k: TensorType(new_shape if t.numel != 1 else (1,) * len(new_shape), t.dtype)
+             for k, t in group.types.items()}
+    return FusionGroup(group.name, group.nodes, types, group.inputs, group.outputs)
+
+
 # --------------------------------------------------------------------------------------------------
 # reduction groups
 
@@ -455,6 +476,8 @@ def lower_group(group: FusionGroup, name: str | None = None) -> LoweredGroup:
         body, scratch = lower_gemm_group(group, _Evaluator(group), names)
         return LoweredGroup(Kernel(kname, tuple(params) + tuple(scratch), tuple(body), {"kind": kind}),
                             scratch)
+    if kind == "elementwise":
+        group = _flatten(group)
     ev = _Evaluator(group)
     body = _lower_reduce(group, ev, names) if kind == "reduce" else _lower_elementwise(group, ev, names)
     return LoweredGroup(Kernel(kname, tuple(params), tuple(body), {"kind": kind}))
