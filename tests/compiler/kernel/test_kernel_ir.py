@@ -145,3 +145,15 @@ def test_composites_expand_into_primitives() -> None:
                     {"x": t, "m": TensorType((3,), float32)}, ["x"], ["m"])
     ops = [n.op for n in expand_composites(g).nodes]
     assert "mean" not in ops and "sum" in ops and ops[-1] == "clone"
+
+
+def test_short_trailing_dims_merge_into_one_vector_loop() -> None:
+    t, one = TensorType((64, 3), float32), TensorType((1, 1), float32)
+    g = FusionGroup("g", [GroupNode("mul", ("x", "y"), ("u",))], {"x": t, "y": one, "u": t},
+                    ["x", "y"], ["u"])
+    k = lower_group(g).kernel
+    assert str(k).splitlines()[1:] == ["  vectorized for i0 in 0..192:", "    u[i0] = x[i0] * y[0]"]
+    assert k.param("x").shape == (64, 3)  # the signature keeps the group's shapes
+    bcast = FusionGroup("b", [GroupNode("add", ("x", "z"), ("u",))],
+                        {"x": t, "z": TensorType((3,), float32), "u": t}, ["x", "z"], ["u"])
+    assert "for i1 in 0..3" in str(lower_group(bcast).kernel)  # a broadcast keeps its nest
