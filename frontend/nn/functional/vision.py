@@ -146,6 +146,7 @@ def pad(input: Tensor, pad: Any, mode: str = "constant", value: float | None = N
     'circular' gather with a constant index per dim.
 
     >>> import ember
+    >>> import ember.nn.functional as F
     >>> F.pad(ember.ones(1, 2), (1, 0), value=5.0).tolist()
     [[5.0, 1.0, 1.0]]
     """
