@@ -491,6 +491,30 @@ add(
 )
 
 
+# ---- float16: forward only, at its own tolerance ----------------------------------------------------
+
+_h = f(3, 4, lo=0.2, hi=2.0).astype(np.float16)
+for _op, _args, _kw in (
+    ("exp", (_h,), {}),
+    ("sqrt", (_h,), {}),
+    ("tanh", (_h,), {}),
+    ("add", (_h, _h[0]), {}),
+    ("mul", (_h, 2.5), {}),
+    ("div", (_h, _h), {}),
+    ("maximum", (_h, _h[::-1].copy()), {}),
+    ("sum", (_h,), {"dim": 1}),
+    ("amax", (_h,), {"dim": 0}),
+    ("sort", (_h,), {"stable": True}),
+    ("cumsum", (_h,), {"dim": 1}),
+    ("where", (bl(3, 4), _h, 0.0), {}),
+    ("lt", (_h, 1.0), {}),
+    ("clamp", (_h, 0.5, 1.5), {}),
+    ("mean", (_h,), {}),
+):
+    add(Case(_op, _args, _kw, grad=False))
+add(Case("add", (_h, f(4)), grad=False), Case("cast", (_h,), call=lambda lib, x: x.float(), grad=False))
+
+
 # ---- runners --------------------------------------------------------------------------------------
 
 
