@@ -82,12 +82,20 @@ def test_trajectory_matches_torch(case: str) -> None:
     prev = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)  # ASGD keeps eta/mu in the default dtype; ember keeps float64
     try:
-        expected, _ = _run("torch", make)
+        expected, topt = _run("torch", make)
     finally:
         torch.set_default_dtype(prev)
-    got, _ = _run("ember", make)
+    got, eopt = _run("ember", make)
     assert not np.allclose(got[0], got[-1])  # the problem really moves
     np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12)
+    # the optimizer state (moments, buffers, averages, step counts) agrees too, key by key
+    for tp, ep in zip(topt.param_groups[0]["params"] + topt.param_groups[1]["params"],
+                      eopt.param_groups[0]["params"] + eopt.param_groups[1]["params"]):
+        tstate, estate = topt.state[tp], eopt.state[ep]
+        assert set(estate) == set(tstate)
+        for key, value in tstate.items():
+            mine, theirs = np.asarray(estate[key], np.float64), np.asarray(value, np.float64)
+            np.testing.assert_allclose(mine, theirs, rtol=1e-10, atol=1e-12, err_msg=key)
 
 
 @pytest.mark.parametrize("line_search", [None, "strong_wolfe"])
