@@ -217,13 +217,15 @@ def _windows(
 def _channel_major(xp: Any, y: Any, groups: int) -> Any:
     """(N, C, *grid) -> (G, C/G, N*P) contiguous."""
     n, c = y.shape[:2]
-    return xp.ascontiguousarray(xp.swapaxes(y.reshape(n, c, -1), 0, 1)).reshape(groups, c // groups, -1)
+    p = math.prod(y.shape[2:])
+    return xp.ascontiguousarray(xp.swapaxes(y.reshape(n, c, p), 0, 1)).reshape(groups, c // groups, n * p)
 
 
 def _batch_major(xp: Any, y: Any, n: int, spatial: tuple[int, ...]) -> Any:
     """(G, C/G, N*P) -> (N, C, *spatial) contiguous."""
     c = y.shape[0] * y.shape[1]
-    return xp.ascontiguousarray(xp.swapaxes(y.reshape(c, n, -1), 0, 1)).reshape((n, c) + tuple(spatial))
+    p = math.prod(spatial)
+    return xp.ascontiguousarray(xp.swapaxes(y.reshape(c, n, p), 0, 1)).reshape((n, c) + tuple(spatial))
 
 
 def _per_group(xp: Any, a: Any, b: Any, transpose_a: bool = False, transpose_b: bool = False) -> Any:

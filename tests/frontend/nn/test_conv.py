@@ -123,3 +123,14 @@ def test_conv_errors() -> None:
         nn.Conv1d(1, 1, 3, padding=4, padding_mode="reflect")(ember.zeros(1, 1, 3))
     with pytest.raises(ShapeError, match="to have 3 channels"):
         nn.ConvTranspose2d(3, 4, 3)(ember.zeros(1, 2, 5, 5))
+
+
+def test_empty_batch() -> None:
+    x = ember.zeros(0, 3, 5, 5, requires_grad=True)
+    conv = nn.Conv2d(3, 4, 3)
+    y = conv(x)
+    assert tuple(y.shape) == (0, 4, 3, 3)
+    y.sum().backward()
+    assert tuple(x.grad.shape) == (0, 3, 5, 5)
+    assert not np.any(conv.weight.grad.numpy())
+    assert tuple(nn.ConvTranspose2d(3, 4, 3)(ember.zeros(0, 3, 5, 5)).shape) == (0, 4, 7, 7)
