@@ -115,6 +115,18 @@ class NLLLoss(_WeightedLoss):
                           reduction=self.reduction)
 
 
+class NLLLoss2d(NLLLoss):
+    """Deprecated alias of NLLLoss (which handles (N, C, H, W) inputs); warns as PyTorch does."""
+
+    def __init__(self, weight: Tensor | None = None, size_average: Any = None, ignore_index: int = -100,
+                 reduce: Any = None, reduction: str = "mean") -> None:
+        import warnings
+
+        warnings.warn("`NLLLoss2d` has been deprecated. Please use `NLLLoss` instead as a drop-in"
+                      " replacement.", FutureWarning, stacklevel=2)
+        super().__init__(weight, size_average, ignore_index, reduce, reduction)
+
+
 class CrossEntropyLoss(_WeightedLoss):
     """log_softmax + NLL over class dim 1, with weights, ignore_index, label smoothing and
     class-probability targets."""
@@ -202,6 +214,6 @@ class TripletMarginLoss(_Loss):
 
 
 __all__ = ["L1Loss", "MSELoss", "SmoothL1Loss", "HuberLoss", "KLDivLoss", "BCELoss", "BCEWithLogitsLoss",
-           "PoissonNLLLoss", "GaussianNLLLoss", "NLLLoss", "CrossEntropyLoss", "MarginRankingLoss",
-           "HingeEmbeddingLoss", "MultiLabelMarginLoss", "SoftMarginLoss", "MultiLabelSoftMarginLoss",
-           "CosineEmbeddingLoss", "MultiMarginLoss", "TripletMarginLoss"]
+           "PoissonNLLLoss", "GaussianNLLLoss", "NLLLoss", "NLLLoss2d", "CrossEntropyLoss",
+           "MarginRankingLoss", "HingeEmbeddingLoss", "MultiLabelMarginLoss", "SoftMarginLoss",
+           "MultiLabelSoftMarginLoss", "CosineEmbeddingLoss", "MultiMarginLoss", "TripletMarginLoss"]

@@ -55,4 +55,14 @@ def clip_grad_value_(parameters: Iterable[Tensor] | Tensor, clip_value: float, f
             g.clamp_(min=-clip_value, max=clip_value)
 
 
-__all__ = ["clip_grad_norm_", "clip_grad_value_"]
+def clip_grad_norm(parameters: Iterable[Tensor] | Tensor, max_norm: float, norm_type: float = 2.0,
+                   error_if_nonfinite: bool = False, foreach: Any = None) -> Tensor:
+    """Deprecated alias of ``clip_grad_norm_`` (the notes' spelling); warns as PyTorch does."""
+    import warnings
+
+    warnings.warn("`torch.nn.utils.clip_grad_norm` is now deprecated in favor of"
+                  " `torch.nn.utils.clip_grad_norm_`.", FutureWarning, stacklevel=2)
+    return clip_grad_norm_(parameters, max_norm, norm_type, error_if_nonfinite, foreach)
+
+
+__all__ = ["clip_grad_norm_", "clip_grad_norm", "clip_grad_value_"]

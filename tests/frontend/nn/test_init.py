@@ -163,6 +163,26 @@ def test_init_errors() -> None:
         init.eye_(ember.empty(2, 2, 2))
 
 
+def test_deprecated_spellings_of_the_notes_warn_and_work() -> None:
+    w = ember.empty(4, 4)
+    for name in ("uniform", "normal", "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal",
+                 "orthogonal", "eye"):
+        with pytest.warns(FutureWarning, match=f"nn.init.{name}` is now deprecated"):
+            getattr(init, name)(w)
+    with pytest.warns(FutureWarning):
+        init.constant(w, 0.5)
+    assert w.tolist()[0] == [0.5] * 4
+    p = nn.Parameter(ember.ones(3))
+    p.grad = ember.tensor([3.0, 4.0, 0.0])
+    with pytest.warns(FutureWarning, match="clip_grad_norm_"):
+        total = nn.utils.clip_grad_norm(p, 1.0)
+    assert total.item() == pytest.approx(5.0)
+    with pytest.warns(FutureWarning, match="NLLLoss2d"):
+        loss = nn.NLLLoss2d()
+    x = ember.tensor(np.log(np.full((2, 3, 2, 2), 1 / 3)))
+    assert loss(x, ember.zeros(2, 2, 2, dtype=ember.int64)).item() == pytest.approx(np.log(3))
+
+
 def test_init_is_reproducible_under_seed() -> None:
     ember.manual_seed(7)
     a = nn.Linear(5, 5).weight.detach().numpy().copy()
