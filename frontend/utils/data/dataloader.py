@@ -6,6 +6,8 @@ index is drawn, in both modes, so a seeded loader visits the same order whether 
 worker ``i`` seeds ember, numpy and ``random`` with ``base_seed + i``. Indices are drawn in the main
 process and batches come back in sampler order, so ``num_workers=2`` yields the same batches as
 ``num_workers=0`` for any dataset whose samples do not depend on worker-local randomness.
+``persistent_workers=True`` keeps the worker processes between epochs; ``pin_memory`` is accepted and
+does nothing (CPU tensors need no pinning here).
 """
 
 from __future__ import annotations
@@ -92,7 +94,16 @@ class DataLoader:
         base_seed = int(as_rng(self.generator).integers(0, 2**62))
         if self.num_workers == 0:
             return self._single_process(base_seed)
-        return _MultiProcessIter(self, base_seed)
+        if not (self.persistent_workers and not self._iterable):
+            return _MultiProcessIter(self, base_seed)
+        # persistent workers keep their processes (and the seeds they started with) across epochs; the base
+        # seed above is still drawn, so the shuffling order matches num_workers=0
+        live = getattr(self, "_persistent", None)
+        if live is None or not live.workers:
+            live = self._persistent = _MultiProcessIter(self, base_seed, persistent=True)
+        else:
+            live.restart()
+        return live
 
     def _single_process(self, base_seed: int) -> Iterator[Any]:
         if self._iterable:
@@ -152,8 +163,8 @@ def _check_sampling(
 class _MultiProcessIter:
     """Workers fed round-robin with index lists; results are put back in order before they are yielded."""
 
-    def __init__(self, loader: DataLoader, base_seed: int) -> None:
-        self.loader = loader
+    def __init__(self, loader: DataLoader, base_seed: int, persistent: bool = False) -> None:
+        self.loader, self.persistent = loader, persistent
         ctx = loader.multiprocessing_context
         if ctx is None:
             ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
@@ -184,6 +195,10 @@ class _MultiProcessIter:
             )
             w.start()
             self.workers.append(w)
+        self._start_epoch()
+
+    def _start_epoch(self) -> None:
+        loader = self.loader
         self.tasks = iter(loader._index_sampler) if not loader._iterable else None
         self.sent = 0
         self.next_out = 0
@@ -191,8 +206,14 @@ class _MultiProcessIter:
         self.buffer: dict[int, Any] = {}
         self.owner: dict[int, int] = {}
         self.exhausted = False
-        for _ in range(n * (loader.prefetch_factor or 2)):
+        for _ in range(loader.num_workers * (loader.prefetch_factor or 2)):
             self._send()
+
+    def restart(self) -> None:
+        """A new epoch on the same workers; results still in flight from an abandoned epoch are dropped."""
+        while self.next_out + len(self.buffer) < self.sent:
+            self._receive()
+        self._start_epoch()
 
     def _send(self) -> None:
         """Hand the next task to the next live worker (round-robin)."""
@@ -224,7 +245,8 @@ class _MultiProcessIter:
     def __next__(self) -> Any:
         while True:
             if self.next_out >= self.sent and self.exhausted:
-                self._shutdown()
+                if not self.persistent:
+                    self._shutdown()
                 raise StopIteration
             if self.next_out in self.buffer:
                 payload, err = self.buffer.pop(self.next_out)

@@ -215,3 +215,24 @@ def test_breaking_out_early_stops_the_workers() -> None:
     for w in workers:
         w.join(timeout=10)
     assert not any(w.is_alive() for w in workers)
+
+
+class _Pid(Dataset):
+    def __len__(self) -> int:
+        return 10
+
+    def __getitem__(self, i):
+        return ember.tensor([i, os.getpid()])
+
+
+def test_persistent_workers_keep_their_processes_and_the_order() -> None:
+    ember.manual_seed(4)
+    single = [b[:, 0].tolist() for epoch in range(2) for b in DataLoader(_Pid(), batch_size=3, shuffle=True)]
+    ember.manual_seed(4)
+    loader = DataLoader(_Pid(), batch_size=3, shuffle=True, num_workers=2, persistent_workers=True)
+    epochs = [list(loader) for _ in range(2)]
+    assert [b[:, 0].tolist() for e in epochs for b in e] == single
+    pids = [{int(p) for b in e for p in b[:, 1].tolist()} for e in epochs]
+    assert pids[0] == pids[1] and len(pids[0]) == 2 and os.getpid() not in pids[0]
+    first = next(iter(loader))  # abandon an epoch midway, then run a full one on the same workers
+    assert len(first) == 3 and len(list(loader)) == 4
