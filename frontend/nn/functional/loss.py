@@ -20,6 +20,12 @@ def _reduction(size_average: Any, reduce: Any, reduction: str) -> str:
     """Map the legacy size_average/reduce flags onto ``reduction``, as PyTorch does."""
     if size_average is None and reduce is None:
         return reduction
+    warnings.warn("size_average and reduce args will be deprecated, please use reduction='"
+                  f"{_legacy(size_average, reduce)}' instead.", UserWarning, stacklevel=3)
+    return _legacy(size_average, reduce)
+
+
+def _legacy(size_average: Any, reduce: Any) -> str:
     size_average = True if size_average is None else size_average
     reduce = True if reduce is None else reduce
     if not reduce:

@@ -183,7 +183,10 @@ def test_functional_twins_match_modules() -> None:
     assert F.nll_loss(F.log_softmax(x, 1), t).item() == pytest.approx(F.cross_entropy(x, t).item(), rel=1e-6)
     y = ember.tensor(randn(N, C))
     assert F.mse_loss(x, y, reduction="sum").item() == nn.MSELoss(reduction="sum")(x, y).item()
-    legacy = F.l1_loss(x, y, size_average=False).item()
+    with pytest.warns(UserWarning, match="size_average and reduce args will be deprecated"):
+        legacy = F.l1_loss(x, y, size_average=False).item()
+    with pytest.warns(UserWarning, match="reduction='none'"):
+        assert nn.MSELoss(reduce=False)(x, y).shape == x.shape
     assert legacy == pytest.approx(F.l1_loss(x, y, reduction="sum").item())
 
 
