@@ -128,3 +128,28 @@ def test_warm_restarts_fractional_epochs_match_torch() -> None:
             seq.append(sched.get_last_lr())
         seqs.append(seq)
     np.testing.assert_allclose(seqs[1], seqs[0], rtol=1e-12)
+
+
+@pytest.mark.parametrize("optimizer,kwargs", [
+    ("SGD", {"max_lr": 0.5, "total_steps": 30}),
+    ("Adam", {"max_lr": [0.01, 0.02], "epochs": 3, "steps_per_epoch": 9, "pct_start": 0.25}),
+    ("SGD", {"max_lr": 0.3, "total_steps": 25, "three_phase": True, "anneal_strategy": "linear"}),
+])
+def test_one_cycle_lr_and_momentum_match_torch(optimizer, kwargs) -> None:
+    seqs = []
+    for lib, mod in (("torch", torch.optim.lr_scheduler), ("ember", esched)):
+        params = (torch if lib == "torch" else ember).zeros(2, requires_grad=True)
+        other = (torch if lib == "torch" else ember).zeros(2, requires_grad=True)
+        optim = torch.optim if lib == "torch" else ember.optim
+        extra = {"momentum": 0.9} if optimizer == "SGD" else {}
+        opt = getattr(optim, optimizer)([{"params": [params]}, {"params": [other]}], lr=0.1, **extra)
+        sched = mod.OneCycleLR(opt, **kwargs)
+        seq = []
+        total = kwargs.get("total_steps") or kwargs["epochs"] * kwargs["steps_per_epoch"]
+        for _ in range(total - 1):
+            opt.step()
+            sched.step()
+            group = opt.param_groups[1]
+            seq.append([group["lr"], group["momentum"] if optimizer == "SGD" else group["betas"][0]])
+        seqs.append(seq)
+    np.testing.assert_allclose(seqs[1], seqs[0], rtol=1e-12)
