@@ -151,6 +151,10 @@ def lower_gemm_group(group: FusionGroup, ev: Any, names: Any) -> tuple[list[Stmt
     from ember.compiler.kernel.lower import op_lowering_kind, sanitize
 
     gis = [i for i, nd in enumerate(group.nodes) if op_lowering_kind(nd.op) == "template"]
+    if len(gis) > 1:
+        found = ", ".join(group.nodes[i].op for i in gis)
+        raise CompileError(f"fusion group {group.name!r} holds several template ops ({found}); a kernel "
+                           "takes one template plus elementwise code")
     if len(gis) == 1 and REGISTRY[group.nodes[gis[0]].op].lowering["template"] == "conv":
         from ember.compiler.kernel.lower_conv import lower_conv_group
 
