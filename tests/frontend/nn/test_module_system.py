@@ -353,3 +353,16 @@ def test_parameter_semantics() -> None:
 
     q = copy.deepcopy(p)
     assert isinstance(q, nn.Parameter) and q is not p and q.tolist() == p.tolist()
+
+
+DOCUMENTED = ["ember.nn", "ember.nn.parameter", "ember.nn.init", "ember.nn.modules.module",
+              "ember.nn.modules.container", "ember.nn.modules.linear"]
+
+
+@pytest.mark.parametrize("name", DOCUMENTED)
+def test_docstring_examples_run(name) -> None:
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(name))
+    assert result.attempted > 0 and result.failed == 0
