@@ -422,7 +422,7 @@ def _lower_reduce(group: FusionGroup, ev: _Evaluator, names: _Names) -> list[Stm
     outer = _nest(kept_shape, names, body)
     if not kept_shape or all(n == 1 for n in kept_shape):
         return outer
-    if dom.dims[-1] != len(dom.full) - 1 and dom.full[-1] >= 8:
+    if dom.dims and dom.dims[-1] != len(dom.full) - 1 and dom.full[-1] >= 8:
         # the innermost dim is kept: run 8 of its positions at once, each lane with its own
         # accumulator, so the reduction loops load contiguous vectors instead of striding
         return _vectorize_innermost(outer, full_numel)

@@ -198,3 +198,24 @@ def test_special_values_follow_ieee() -> None:
         if n == "exp":  # results below 1.2e-38 flush to zero
             w = np.where(np.abs(w) < 1.2e-38, 0.0, w).astype(np.float32)
         np.testing.assert_allclose(g, w, rtol=3e-6, atol=1e-38, equal_nan=True, err_msg=n)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float16])
+def test_other_float_dtypes(dtype: Any) -> None:
+    """float64 computes in double (libm for exp/tanh), float16 in float rounded after every op."""
+    x = np.random.default_rng(1).uniform(-3, 3, (3, 21)).astype(dtype)
+    t = TensorType(x.shape, from_numpy(x.dtype))
+    chain = [GroupNode("exp", ("x",), ("e",)), GroupNode("mul", ("e", "x"), ("m",)),
+             GroupNode("tanh", ("m",), ("t",)), GroupNode("sigmoid", ("t",), ("y",))]
+    g = FusionGroup("chain", chain, {"x": t, "e": t, "m": t, "t": t, "y": t}, ["x"], ["y"])
+    (got,) = compile_groups(f"chain_{np.dtype(dtype).name}", [g], ["x"], ["y"])(x)
+    assert got.dtype == dtype
+    with np.errstate(all="ignore"):
+        # the same per-op rounding as the kernel: each op computed in float32 (or float64), rounded
+        work = np.float64 if dtype == np.float64 else np.float32
+        e = np.exp(x.astype(work)).astype(dtype)
+        m = (e.astype(work) * x.astype(work)).astype(dtype)
+        tt = np.tanh(m.astype(work)).astype(dtype)
+        want = (1 / (1 + np.exp(-tt.astype(work)))).astype(dtype)
+    tol = 1e-12 if dtype == np.float64 else 1e-3
+    np.testing.assert_allclose(got.astype(np.float64), want.astype(np.float64), rtol=tol, atol=tol)
