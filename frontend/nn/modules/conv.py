@@ -33,6 +33,17 @@ def uniform_parameter(
     return Parameter(with_grad.detach())
 
 
+def _module_padding(padding: Any, stride: tuple[int, ...], nd: int) -> Any:
+    """'same'/'valid' as given (PyTorch keeps the string), numbers as a tuple per dim."""
+    if not isinstance(padding, str):
+        return ntuple(padding, nd, "padding")
+    if padding not in ("same", "valid"):
+        raise ArgumentError(f"Invalid padding string '{padding}', should be one of ['valid', 'same']")
+    if padding == "same" and any(s != 1 for s in stride):
+        raise ArgumentError("padding='same' is not supported for strided convolutions")
+    return padding
+
+
 class _ConvNd(Module):
     _nd = 0
     _transposed = False
@@ -68,14 +79,7 @@ class _ConvNd(Module):
         self.kernel_size = ntuple(kernel_size, nd, "kernel_size")
         self.stride = ntuple(stride, nd, "stride")
         self.dilation = ntuple(dilation, nd, "dilation")
-        if isinstance(padding, str):
-            if padding not in ("same", "valid"):
-                raise ArgumentError(f"Invalid padding string '{padding}', should be one of ['valid', 'same']")
-            if padding == "same" and any(s != 1 for s in self.stride):
-                raise ArgumentError("padding='same' is not supported for strided convolutions")
-            self.padding: Any = padding
-        else:
-            self.padding = ntuple(padding, nd, "padding")
+        self.padding = _module_padding(padding, self.stride, nd)
         self.output_padding = ntuple(output_padding, nd, "output_padding")
         self.transposed = self._transposed
         self.padding_mode = padding_mode
