@@ -134,3 +134,12 @@ def test_empty_batch() -> None:
     assert tuple(x.grad.shape) == (0, 3, 5, 5)
     assert not np.any(conv.weight.grad.numpy())
     assert tuple(nn.ConvTranspose2d(3, 4, 3)(ember.zeros(0, 3, 5, 5)).shape) == (0, 4, 7, 7)
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+def test_padding_modes_gradcheck(mode) -> None:
+    from ember.testing import gradcheck
+
+    conv = nn.Conv2d(2, 2, 3, padding=1, padding_mode=mode).double()
+    x = ember.tensor(randn(1, 2, 4, 3), requires_grad=True)
+    assert gradcheck(lambda a: conv(a), (x,))

@@ -230,3 +230,21 @@ def test_recurrent_errors() -> None:
         ernn.pack_padded_sequence(ember.zeros(4, 2, 1), [2, 4])
     with pytest.raises(ShapeError, match="inconsistent input_size"):
         nn.GRUCell(4, 5)(ember.zeros(2, 3))
+
+
+@pytest.mark.parametrize("cls", ["LSTMCell", "GRUCell", "RNNCell"])
+def test_cells_first_and_second_derivatives_by_finite_differences(cls) -> None:
+    from ember.testing import gradcheck, gradgradcheck
+
+    cell = getattr(nn, cls)(2, 3).double()
+    x = ember.tensor(randn(2, 2), requires_grad=True)
+    h = ember.tensor(randn(2, 3), requires_grad=True)
+    if cls == "LSTMCell":
+        c = ember.tensor(randn(2, 3), requires_grad=True)
+        fn = lambda a, b, d: cell(a, (b, d))  # noqa: E731
+        args = (x, h, c)
+    else:
+        fn = lambda a, b: cell(a, b)  # noqa: E731
+        args = (x, h)
+    assert gradcheck(fn, args)
+    assert gradgradcheck(fn, args)
