@@ -23,9 +23,15 @@ def _padding_index(padding_idx: int | None, num: int) -> int | None:
 
 def _renorm_(weight: Tensor, indices: Tensor, max_norm: float, norm_type: float) -> None:
     """Scale the looked-up rows whose ``norm_type``-norm exceeds ``max_norm`` down to it, in place."""
+    from ember.creation import ones
+
     num = weight.shape[0]
+    flat = indices.reshape(-1)
     with no_grad():
-        used = apply(_op("one_hot"), (indices.reshape(-1),), {"num_classes": num}).sum(0) > 0
+        # lookup counts per row by a scatter-add (O(rows + lookups), unlike a one-hot matrix)
+        hits = ones(flat.shape[0], 1, dtype=weight.dtype, device=weight.device)
+        counts = apply(_op("embedding_backward"), (hits, flat), {"num_weights": num, "padding_idx": None})
+        used = counts.reshape(num) > 0
         norms = weight.abs().pow(norm_type).sum(1).pow(1.0 / norm_type)
         scale = (max_norm / (norms + 1e-7)).where((norms > max_norm), 1.0)
         scale = scale.where(used, 1.0)
