@@ -159,6 +159,10 @@ def lower_gemm_group(group: FusionGroup, ev: Any, names: Any) -> tuple[list[Stmt
         from ember.compiler.kernel.lower_conv import lower_conv_group
 
         return lower_conv_group(group, gis[0], ev, names)
+    if len(gis) == 1 and REGISTRY[group.nodes[gis[0]].op].lowering["template"] == "conv_transpose":
+        from ember.compiler.kernel.lower_conv import lower_conv_transpose_group
+
+        return lower_conv_transpose_group(group, gis[0], ev, names)
     if len(gis) == 1 and REGISTRY[group.nodes[gis[0]].op].lowering["template"] == "scan":
         from ember.compiler.kernel.lower_scan import lower_scan_group
 

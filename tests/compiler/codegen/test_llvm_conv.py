@@ -106,3 +106,32 @@ def test_resnet_tail_is_one_gemm_epilogue() -> None:
 def test_pointwise_conv_needs_no_im2col() -> None:
     text = str(lower_group(CASES[1][0]).kernel)
     assert "_cols" not in text and "gemm[16x64x8]" in text
+
+
+TRANSPOSED = [  # (y shape, w shape, stride, padding, output_padding, dilation, groups)
+    ((2, 4, 5, 5), (4, 3, 3, 3), 2, 1, 1, 1, 1),
+    ((1, 6, 7), (6, 2, 4), 1, 0, 0, 1, 3),
+    ((2, 4, 4, 5), (4, 2, 2, 3), (2, 1), (0, 1), (1, 0), (1, 2), 2),
+]
+
+
+def test_conv_transpose_matches_torch() -> None:
+    op = REGISTRY["conv_transpose"]
+    groups, arrays, wants = [], [], []
+    for k, (ys, ws, s, p, op_, d, g) in enumerate(TRANSPOSED):
+        given = {"stride": s, "padding": p, "output_padding": op_, "dilation": d, "groups": g}
+        attrs = op.normalize(op.check_attrs(given), _T(ys), _T(ws))
+        out_t = op.infer(_T(ys), _T(ws), **attrs)
+        n = f"t{k}_"
+        nodes = [GroupNode("conv_transpose", (n + "y", n + "w"), (n + "o",), attrs),
+                 GroupNode("relu", (n + "o",), (n + "r",))]
+        types = {n + "y": _T(ys), n + "w": _T(ws), n + "o": out_t, n + "r": out_t}
+        groups.append(FusionGroup(f"tconv{k}", nodes, types, [n + "y", n + "w"], [n + "r"]))
+        y, w = rng.standard_normal(ys).astype(np.float32), rng.standard_normal(ws).astype(np.float32)
+        arrays += [y, w]
+        fn = {1: F.conv_transpose1d, 2: F.conv_transpose2d}[len(ys) - 2]
+        wants.append(torch.relu(fn(torch.from_numpy(y), torch.from_numpy(w), None, s, p, op_, g, d)).numpy())
+    got = compile_groups("tconvs", groups, [i for g in groups for i in g.inputs],
+                         [g.outputs[0] for g in groups])(*arrays)
+    for k, (a, b) in enumerate(zip(got, wants)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4, err_msg=str(TRANSPOSED[k]))
