@@ -2,7 +2,7 @@
 
 Generated function (C view)::
 
-    int32_t <kernel>(T0 *buf0, T1 *buf1, ..., int32_t num_threads);   /* 0, or 1 if a GEMM failed */
+    int32_t ember.k.<kernel>(T0 *buf0, T1 *buf1, ..., int32_t num_threads);  /* 0, or 1: GEMM failed */
 
 How the loop kinds are generated:
 
@@ -96,7 +96,8 @@ class KernelCodegen:
     def emit_function(self) -> ir.Function:
         k = self.kernel
         args = [X.mem_type(p.dtype).as_pointer() for p in k.params] + [I32]
-        fn = ir.Function(self.module, ir.FunctionType(I32, args), k.name)
+        # prefixed: a kernel named like a libm function ("log", "tanhf") must not shadow it
+        fn = ir.Function(self.module, ir.FunctionType(I32, args), f"ember.k.{k.name}")
         fn.linkage = "internal"
         fn.attributes.add("nounwind")
         for arg, p in zip(fn.args, k.params):
@@ -291,7 +292,7 @@ class KernelCodegen:
         for i, (_, p) in enumerate(params):
             self.b.store(p, self.b.gep(ctx, [I32(0), I32(i)], inbounds=True))
         worker = ir.Function(self.module, ir.FunctionType(ir.VoidType(), [_I8PTR]),
-                             f"{self.kernel.name}.par{self.n_outlined}")
+                             f"ember.k.{self.kernel.name}.par{self.n_outlined}")
         worker.linkage = "internal"
         worker.attributes.add("nounwind")
         saved = (self.fn, self.b, self.ptrs, self.cache, self.status)

@@ -188,3 +188,14 @@ def test_reductions_over_different_dims_cannot_share_a_kernel() -> None:
                     {"x": T(4, 5), "p": T(4, 5), "q": T(4, 5)}, ["x"], ["p", "q"])
     with pytest.raises(CompileError, match="different domains"):
         lower_group(g)
+
+
+def test_kernels_named_like_libm_functions_do_not_shadow_them() -> None:
+    """A float64 log calls libm's ``log``; a kernel (group) named ``log`` must not be picked instead."""
+    from ember.compiler.dtypes import float64
+
+    t = TensorType((5,), float64)
+    g = FusionGroup("log", [N("log", ("x",), "y")], {"x": t, "y": t}, ["x"], ["y"])
+    x = np.linspace(0.5, 3.0, 5)
+    (y,) = compile_groups("shadow", [g], ["x"], ["y"])(x)
+    np.testing.assert_allclose(y, np.log(x), rtol=1e-14)
