@@ -366,3 +366,14 @@ def test_docstring_examples_run(name) -> None:
 
     result = doctest.testmod(importlib.import_module(name))
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_traced_nodes_carry_module_paths_and_forward_hooks() -> None:
+    """Under ember.trace, Module.__call__ enters the tracer's module scope (qualified names) and forward
+    hooks still run, so their ops are recorded in the hooked module's scope."""
+    net = nn.Sequential(nn.Linear(4, 8), nn.Sequential(nn.ReLU(), nn.Linear(8, 2)))
+    net[1][0].register_forward_hook(lambda mod, args, out: out * 2)
+    graph = ember.trace(net, ember.randn(2, 4))
+    scopes = [(node.op.name, node.scope) for node in graph.nodes]
+    assert ("relu", "1.0") in scopes and ("mul", "1.0") in scopes
+    assert {s for _, s in scopes} == {"0", "1.0", "1.1"}
