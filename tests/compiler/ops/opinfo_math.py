@@ -654,3 +654,40 @@ def check_gradcheck(case: Case) -> None:
 def check_gradgradcheck(case: Case) -> None:
     fn, ins = _float64_fn(case)
     assert gradgradcheck(fn, ins, eps=1e-6, atol=1e-5, rtol=1e-3)
+
+
+def check_traced(case: Case) -> None:
+    """Trace the case (tensor arguments become graph inputs, scalars constants) and run the graph with
+    the interpreter: results equal eager mode, and every node's type rule agrees with its reference
+    (the interpreter checks each node's shape and dtype)."""
+    from ember.compiler.ir.interpreter import interpret
+
+    ins, eager = run(case, ember)
+    slots = [k for k, a in enumerate(case.args) if isinstance(a, np.ndarray)]
+
+    def fn(*tensors: Any) -> Any:
+        args = list(ins)
+        for k, t in zip(slots, tensors):
+            args[k] = t
+        if case.call is not None:
+            out = case.call(ember, *args, **_kwargs(ember, case.kwargs))
+        else:
+            out = getattr(ember, case.api or case.op)(*args, **_kwargs(ember, case.kwargs))
+        return tuple(out) if isinstance(out, tuple) else out
+
+    graph = ember.trace(fn, *[ins[k] for k in slots])
+    got = interpret(graph, [case.args[k] for k in slots])
+    got = list(got) if isinstance(got, (tuple, list)) else [got]
+    assert len(got) == len(eager), f"{case}: traced graph has {len(got)} outputs, eager {len(eager)}"
+    for k, (g, e) in enumerate(zip(got, eager)):
+        assert_close(g, e.numpy(), 0.0, 0.0, check_dtype=False, msg=f"{case} traced output {k}")
+        assert np.asarray(g).dtype == e.numpy().dtype, f"{case} traced output {k}: dtype differs"
+
+
+def first_case_per_op(cases: list[Case]) -> list[Case]:
+    """One case per op with tensor arguments: tracing costs ~0.2 s per call, so the traced check samples."""
+    seen: dict[str, Case] = {}
+    for c in cases:
+        if c.op not in seen and any(isinstance(a, np.ndarray) and a.size > 1 for a in c.args):
+            seen[c.op] = c
+    return list(seen.values())

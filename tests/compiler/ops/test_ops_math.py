@@ -17,6 +17,8 @@ from opinfo_math import (
     check_grad_vs_torch,
     check_gradcheck,
     check_gradgradcheck,
+    check_traced,
+    first_case_per_op,
     has_grad,
     ops_of,
 )
@@ -191,3 +193,9 @@ def test_operators_dispatch_like_torch() -> None:
     e2 = ember.tensor(x)
     e2 **= 2
     np.testing.assert_allclose(e2.numpy(), x ** 2)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", first_case_per_op(CASES), ids=str)
+def test_traced_graph_matches_eager(case) -> None:
+    check_traced(case)

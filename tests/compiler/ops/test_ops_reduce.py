@@ -17,6 +17,8 @@ from opinfo_math import (
     check_grad_vs_torch,
     check_gradcheck,
     check_gradgradcheck,
+    check_traced,
+    first_case_per_op,
     has_grad,
     ops_of,
 )
@@ -115,3 +117,9 @@ def test_sum_keeps_torch_dtypes() -> None:
         x = np.ones((2, 2), dtype=dt)
         got, want = ember.tensor(x).sum().dtype, torch.tensor(x).sum().dtype
         assert str(got).split(".")[-1] == str(want).split(".")[-1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", first_case_per_op(CASES), ids=str)
+def test_traced_graph_matches_eager(case) -> None:
+    check_traced(case)

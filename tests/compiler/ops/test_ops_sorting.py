@@ -17,6 +17,8 @@ from opinfo_math import (
     check_grad_vs_torch,
     check_gradcheck,
     check_gradgradcheck,
+    check_traced,
+    first_case_per_op,
     has_grad,
     ops_of,
 )
@@ -96,3 +98,9 @@ def test_gradient_of_repeated_indices_accumulates() -> None:
     xt = torch.tensor([[1.0, 2.0, 3.0]], dtype=torch.float64, requires_grad=True)
     torch.take_along_dim(xt, torch.tensor([[2, 2, 0, 2]]), dim=1).sum().backward()
     np.testing.assert_array_equal(x.grad.numpy(), xt.grad.numpy())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", first_case_per_op(CASES), ids=str)
+def test_traced_graph_matches_eager(case) -> None:
+    check_traced(case)
