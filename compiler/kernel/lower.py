@@ -343,84 +343,93 @@ def _index_in(shape: tuple[int, ...], like: tuple[int, ...], idx: Index) -> Inde
     return unflatten(flat_index(idx, like), shape)
 
 
+class _ReduceBody:
+    """The statements inside the outer (kept-dim) loops of a reduction group, at position ``kept``."""
+
+    def __init__(self, group: FusionGroup, ev: _Evaluator, names: _Names, dom: _ReduceDomain,
+                 kept: Index) -> None:
+        self.group, self.ev, self.names, self.dom, self.kept = group, ev, names, dom, kept
+        self.red_shape = tuple(dom.full[d] for d in dom.dims)
+        self.stmts: list[Stmt] = []
+
+    def build(self) -> list[Stmt]:
+        for node in self.group.nodes:
+            self.ev.node(node, self.on_reduce)
+        self.stores()
+        return self.stmts
+
+    def on_reduce(self, node: GroupNode) -> Value:
+        combine = REGISTRY[node.op].lowering["reduce"]
+        if combine in _ARG_OPS:
+            return self.arg_reduce(node, combine)
+        op = _REDUCE_OPS.get(combine)
+        if op is None:
+            raise CompileError(f"cannot lower op '{node.op}': unknown reduction {combine!r}")
+        t = self.group.type_of(node.output)
+        acc = sanitize(node.output) + "_acc"
+        src = self.ev.values[node.inputs[0]]
+        self.stmts.append(Declare(acc, t.dtype, reduce_identity(op, t.dtype)))
+
+        def red_body(red_idx: Index) -> list[Stmt]:
+            return [Reduce(acc, op, cast(src.at(self.dom.merge(self.kept, red_idx)), t.dtype))]
+
+        innermost = bool(self.dom.dims) and self.dom.dims[-1] == len(self.dom.full) - 1
+        self.stmts.extend(schedule(_nest(self.red_shape, self.names, red_body, "r"), 0,
+                                   vectorize_reductions=innermost))
+        return Acc(tuple(t.shape), t.dtype, acc)
+
+    def arg_reduce(self, node: GroupNode, kind: str) -> Value:
+        """argmax/argmin: a value and an index local; strict comparison keeps the first extreme,
+        NaN counts as the largest and smallest (as PyTorch's)."""
+        t = self.group.type_of(node.output)
+        src = self.ev.values[node.inputs[0]]
+        val, idx = sanitize(node.output) + "_val", sanitize(node.output) + "_idx"
+        start = reduce_identity("max" if kind == "argmax" else "min", src.dtype)
+        self.stmts += [Declare(val, src.dtype, start), Declare(idx, t.dtype, const(0, t.dtype))]
+
+        def red_body(red_idx: Index) -> list[Stmt]:
+            v = src.at(self.dom.merge(self.kept, red_idx))
+            cur = Local(val, src.dtype)
+            better = Binary("gt" if kind == "argmax" else "lt", v, cur, bool_)
+            if src.dtype.category == FLOATING:
+                cur_ok = Unary("not", Unary("isnan", cur, bool_), bool_)
+                better = Binary("or", better, Binary("and", Unary("isnan", v, bool_), cur_ok, bool_), bool_)
+            pos = cast(flat_index(red_idx, self.red_shape), t.dtype)
+            return [Assign(idx, Select(better, pos, Local(idx, t.dtype), t.dtype)),
+                    Assign(val, Select(better, v, cur, src.dtype))]
+
+        self.stmts.extend(schedule(_nest(self.red_shape, self.names, red_body, "r"), 0,
+                                   vectorize_reductions=False))
+        return Acc(tuple(t.shape), t.dtype, idx)
+
+    def stores(self) -> None:
+        """Reduced-shape outputs at the kept position; full-shape outputs in one more inner loop."""
+        group, dom, full_numel = self.group, self.dom, _numel(self.dom.full)
+        all_reduced = _numel(dom.kept) == full_numel
+        reduced = [o for o in group.outputs
+                   if all_reduced or _numel(tuple(group.type_of(o).shape)) != full_numel]
+        full = [o for o in group.outputs if o not in reduced]
+        flat = flat_index(self.kept, dom.kept)
+        for o in reduced:
+            value = self.ev.values[o].at(_index_in(tuple(group.type_of(o).shape), dom.kept, self.kept))
+            self.stmts.append(Store(sanitize(o), flat, cast(value, group.type_of(o).dtype)))
+        if not full:
+            return
+
+        def full_body(red_idx: Index) -> list[Stmt]:
+            idx = dom.merge(self.kept, red_idx)
+            return [Store(sanitize(o), flat_index(idx, dom.full),
+                          cast(self.ev.values[o].at(_index_in(tuple(group.type_of(o).shape), dom.full, idx)),
+                               group.type_of(o).dtype)) for o in full]
+
+        self.stmts.extend(schedule(_nest(self.red_shape, self.names, full_body, "j"), 0))
+
+
 def _lower_reduce(group: FusionGroup, ev: _Evaluator, names: _Names) -> list[Stmt]:
     dom = _domain(group)
-    kept_shape, red_shape = dom.kept, tuple(dom.full[d] for d in dom.dims)
     full_numel = _numel(dom.full)
-
-    def body(kept_idx: Index) -> list[Stmt]:
-        stmts: list[Stmt] = []
-
-        def on_reduce(node: GroupNode) -> Value:
-            if REGISTRY[node.op].lowering["reduce"] in _ARG_OPS:
-                return _arg_reduce(node)
-            op = _REDUCE_OPS.get(REGISTRY[node.op].lowering["reduce"])
-            if op is None:
-                raise CompileError(f"cannot lower op '{node.op}': unknown reduction "
-                                   f"{REGISTRY[node.op].lowering['reduce']!r}")
-            t = group.type_of(node.output)
-            acc = sanitize(node.output) + "_acc"
-            src = ev.values[node.inputs[0]]
-            stmts.append(Declare(acc, t.dtype, reduce_identity(op, t.dtype)))
-
-            def red_body(red_idx: Index) -> list[Stmt]:
-                return [Reduce(acc, op, cast(src.at(dom.merge(kept_idx, red_idx)), t.dtype))]
-
-            inner = _nest(red_shape, names, red_body, "r")
-            stmts.extend(schedule(inner, 0, vectorize_reductions=bool(dom.dims)
-                                  and dom.dims[-1] == len(dom.full) - 1))
-            return Acc(tuple(t.shape), t.dtype, acc)
-
-        def _arg_reduce(node: GroupNode) -> Value:
-            """argmax/argmin: a value and an index local; strict comparison keeps the first extreme,
-            NaN counts as the largest and smallest (as PyTorch's)."""
-            t = group.type_of(node.output)
-            src = ev.values[node.inputs[0]]
-            kind = REGISTRY[node.op].lowering["reduce"]
-            val, idx = sanitize(node.output) + "_val", sanitize(node.output) + "_idx"
-            start = reduce_identity("max" if kind == "argmax" else "min", src.dtype)
-            stmts.append(Declare(val, src.dtype, start))
-            stmts.append(Declare(idx, t.dtype, const(0, t.dtype)))
-
-            def red_body(red_idx: Index) -> list[Stmt]:
-                v = src.at(dom.merge(kept_idx, red_idx))
-                cur = Local(val, src.dtype)
-                better = Binary("gt" if kind == "argmax" else "lt", v, cur, bool_)
-                if src.dtype.category == FLOATING:
-                    cur_ok = Unary("not", Unary("isnan", cur, bool_), bool_)
-                    nan_first = Binary("and", Unary("isnan", v, bool_), cur_ok, bool_)
-                    better = Binary("or", better, nan_first, bool_)
-                pos = cast(flat_index(red_idx, red_shape), t.dtype)
-                return [Assign(idx, Select(better, pos, Local(idx, t.dtype), t.dtype)),
-                        Assign(val, Select(better, v, cur, src.dtype))]
-
-            stmts.extend(schedule(_nest(red_shape, names, red_body, "r"), 0, vectorize_reductions=False))
-            return Acc(tuple(t.shape), t.dtype, idx)
-
-        for node in group.nodes:
-            ev.node(node, on_reduce)
-        all_reduced = _numel(kept_shape) == full_numel
-        reduced_outs = [o for o in group.outputs
-                        if all_reduced or _numel(tuple(group.type_of(o).shape)) != full_numel]
-        full_outs = [o for o in group.outputs if o not in reduced_outs]
-        flat = flat_index(kept_idx, kept_shape)
-        for o in reduced_outs:
-            shape = tuple(group.type_of(o).shape)
-            value = ev.values[o].at(_index_in(shape, kept_shape, kept_idx))
-            stmts.append(Store(sanitize(o), flat, cast(value, group.type_of(o).dtype)))
-        if full_outs:
-            def full_body(red_idx: Index) -> list[Stmt]:
-                idx = dom.merge(kept_idx, red_idx)
-                out_flat = flat_index(idx, dom.full)
-                return [Store(sanitize(o), out_flat,
-                              cast(ev.values[o].at(_index_in(tuple(group.type_of(o).shape), dom.full, idx)),
-                                   group.type_of(o).dtype)) for o in full_outs]
-
-            stmts.extend(schedule(_nest(red_shape, names, full_body, "j"), 0))
-        return stmts
-
-    outer = _nest(kept_shape, names, body)
-    if not kept_shape or all(n == 1 for n in kept_shape):
+    outer = _nest(dom.kept, names, lambda kept: _ReduceBody(group, ev, names, dom, kept).build())
+    if not dom.kept or all(n == 1 for n in dom.kept):
         return outer
     if dom.dims and dom.dims[-1] != len(dom.full) - 1 and dom.full[-1] >= 8:
         # the innermost dim is kept: run 8 of its positions at once, each lane with its own
