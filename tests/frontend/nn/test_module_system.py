@@ -377,3 +377,15 @@ def test_traced_nodes_carry_module_paths_and_forward_hooks() -> None:
     scopes = [(node.op.name, node.scope) for node in graph.nodes]
     assert ("relu", "1.0") in scopes and ("mul", "1.0") in scopes
     assert {s for _, s in scopes} == {"0", "1.0", "1.1"}
+
+
+def test_optimizer_keeps_working_after_conversion() -> None:
+    """Conversion rewrites parameters in place, so an optimizer built before .double() still updates the
+    module's weights."""
+    net = nn.Linear(3, 2)
+    opt = ember.optim.SGD(net.parameters(), lr=0.5)
+    net.double()
+    before = net.weight.detach().numpy().copy()
+    net(ember.ones(4, 3, dtype=ember.float64)).sum().backward()
+    opt.step()
+    np.testing.assert_allclose(net.weight.detach().numpy(), before - 0.5 * 4.0, rtol=1e-12)
