@@ -9,6 +9,7 @@ kernels in order, so running a model is one native call.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from ember.compiler.kernel.group import FusionGroup
 from ember.compiler.kernel.ir import Buffer, Kernel
@@ -49,6 +50,7 @@ class Program:
     params: list[Buffer]
     arena_bytes: int
     memory_plan: dict[str, tuple[int, int]] = field(default_factory=dict)  # value -> (offset, nbytes)
+    memory: Any = None  # the MemoryPlan (compiler/passes/memory_plan.py): lifetimes, naive sum, bound
 
     def __str__(self) -> str:
         lines = [f"program {self.name}: arena {self.arena_bytes} bytes"]
@@ -58,22 +60,10 @@ class Program:
         return "\n".join(lines)
 
 
-class _Arena:
-    def __init__(self) -> None:
-        self.size = 0
-        self.plan: dict[str, tuple[int, int]] = {}
-
-    def place(self, name: str, nbytes: int) -> Slot:
-        if name not in self.plan:
-            offset = -(-self.size // ARENA_ALIGN) * ARENA_ALIGN
-            self.plan[name] = (offset, nbytes)
-            self.size = offset + max(nbytes, 1)
-        return Slot("arena", self.plan[name][0])
-
-
 def build_program(name: str, groups: list[FusionGroup], inputs: list[str], outputs: list[str],
                   params: list[str] | None = None) -> Program:
-    """Lower every group and bind each buffer to a slot (intermediates get arena offsets, no reuse).
+    """Lower every group and bind each buffer to a slot (intermediates get arena offsets from
+    ``plan_memory``, which reuses memory across lifetimes and in place).
 
     ``inputs``/``outputs``/``params`` name graph values; their types come from the groups.
     """
@@ -87,8 +77,10 @@ def build_program(name: str, groups: list[FusionGroup], inputs: list[str], outpu
             if v not in types:
                 raise CompileError(f"program {name!r}: {kind} {v!r} is not used by any fusion group")
             slots.setdefault(v, Slot(kind, i))
-    arena = _Arena()
-    kernels, calls = [], []
+    from ember.compiler.passes.memory_plan import Access, inplace_candidates, plan_memory
+
+    kernels, pending, accesses = [], [], []
+    sizes: dict[str, int] = {}
     used: set[str] = set()
     for g in groups:
         kname = sanitize(g.name)
@@ -98,17 +90,24 @@ def build_program(name: str, groups: list[FusionGroup], inputs: list[str], outpu
         lowered = lower_group(g, kname)
         kernels.append(lowered.kernel)
         by_buffer = {sanitize(v): v for v in [*g.inputs, *g.outputs]}
-        args = []
+        args: list[Slot | str] = []
         for p in lowered.kernel.params:
-            if p.name in by_buffer:
-                v = by_buffer[p.name]
-                slot = slots.get(v)
-                if slot is None:
-                    slot = slots[v] = arena.place(v, types[v].numel * types[v].dtype.itemsize)
-            else:  # scratch space of this kernel
-                slot = arena.place(f"{kname}.{p.name}", p.nbytes)
-            args.append(slot)
-        calls.append(Call(kname, tuple(args)))
+            v = by_buffer.get(p.name)
+            if v is not None and v in slots:
+                args.append(slots[v])
+                continue
+            key = v if v is not None else f"{kname}.{p.name}"  # else: scratch space of this kernel
+            sizes[key] = types[v].numel * types[v].dtype.itemsize if v is not None else p.nbytes
+            args.append(key)
+        arena_values = {a for a in args if isinstance(a, str)}
+        accesses.append(Access(tuple(v for v in g.inputs if v in arena_values),
+                               tuple(v for v in g.outputs if v in arena_values),
+                               tuple(a for a in arena_values if a not in g.inputs and a not in g.outputs),
+                               inplace_candidates(g, arena_values)))
+        pending.append((kname, args))
+    memory = plan_memory(accesses, sizes)
+    calls = [Call(kname, tuple(a if isinstance(a, Slot) else Slot("arena", memory.offsets[a]) for a in args))
+             for kname, args in pending]
     return Program(name, kernels, calls,
                    [buffer_for(v, types[v]) for v in inputs], [buffer_for(v, types[v]) for v in outputs],
-                   [buffer_for(v, types[v]) for v in params], arena.size, arena.plan)
+                   [buffer_for(v, types[v]) for v in params], memory.arena_bytes, memory.as_dict(), memory)
