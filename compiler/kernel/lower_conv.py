@@ -21,12 +21,21 @@ from typing import Any
 from ember.compiler.dtypes import bool_
 from ember.compiler.kernel.builder import iadd, imul
 from ember.compiler.kernel.group import FusionGroup
-from ember.compiler.kernel.ir import Binary, Buffer, Const, Expr, Gemm, Load, Loop, Select, Stmt, Store
+from ember.compiler.kernel.ir import Binary, Buffer, Const, Expr, Gemm, Loop, Select, Stmt, Store
 from ember.compiler.kernel.lower_gemm import lower_rest, match_epilogue, materialize, result_buffer
 from ember.compiler.kernel.values import ZERO, Index, Value, View, contiguous_strides, flat_index
 from ember.runtime.errors import CompileError
 
 __all__ = ["lower_conv_group"]
+
+
+def bounded(at: Expr, size: int) -> tuple[Expr, Expr]:
+    """``(clamped, inside)`` for a window coordinate: the coordinate clamped into ``[0, size)`` (safe
+    to load) and whether it was inside (padding otherwise)."""
+    inside = Binary("and", Binary("ge", at, ZERO, bool_), Binary("lt", at, Const(size, ZERO.dtype), bool_),
+                    bool_)
+    clamped = Binary("max", Binary("min", at, Const(size - 1, ZERO.dtype), ZERO.dtype), ZERO, ZERO.dtype)
+    return clamped, inside
 
 
 def _channel_role(v: Value, out_shape: tuple[int, ...]) -> str | None:
@@ -65,11 +74,8 @@ def _im2col(x: View, n: Expr, c0: Expr, cg: int, ksize: tuple[int, ...], out: tu
         for i in range(nd):
             at = iadd(iadd(imul(pos[i], stride[i]), imul(taps[i], dil[i])), -pad[2 * i])
             if pad[2 * i] or pad[2 * i + 1]:
-                ok = Binary("and", Binary("ge", at, ZERO, bool_),
-                            Binary("lt", at, Const(spatial[i], ZERO.dtype), bool_), bool_)
+                at, ok = bounded(at, spatial[i])
                 valid = ok if valid is None else Binary("and", valid, ok, bool_)
-                at = Binary("max", Binary("min", at, Const(spatial[i] - 1, ZERO.dtype), ZERO.dtype), ZERO,
-                            ZERO.dtype)
             where.append(at)
         value = x.at(tuple(where))
         if valid is not None:
@@ -184,104 +190,3 @@ def lower_conv_group(group: FusionGroup, gi: int, ev: Any, names: Any) -> tuple[
     stmts.append(Loop(n.name, batch, (*per_image, Loop(g.name, groups, tuple(inner)))))
     stmts += lower_rest(group, ev, names, cur, c_name, j)
     return stmts, scratch
-
-
-def lower_conv_transpose_group(group: FusionGroup, gi: int, ev: Any,
-                               names: Any) -> tuple[list[Stmt], list[Buffer]]:
-    """``conv_transpose`` (the adjoint of conv in its input) as GEMM + col2im, per image and group:
-
-        cols[Cog*k, P_in] = W_g^T[Cog*k, Cig] @ y[n, g][Cig, P_in]
-
-    then every column is added back to the output positions its taps cover (``o = i*s - p + t*d``,
-    taps outside the output add 0 to a clamped position, serially, so no update is lost). ``W^T`` is
-    copied once per call (weights are small next to activations). Elementwise nodes after it (bias,
-    activation) run over the result in the same kernel.
-    """
-    from ember.compiler.kernel.lower import _nest, sanitize, schedule
-
-    node = group.nodes[gi]
-    for nd_ in group.nodes[:gi]:
-        ev.node(nd_)
-    y, w = (ev.operand(v) for v in node.inputs)
-    if not isinstance(y, Value) or not isinstance(w, Value) or y.dtype.name != "float32" \
-            or w.dtype.name != "float32":
-        raise CompileError(f"cannot lower op '{node.op}': the convolution template supports float32 tensors")
-    scratch: list[Buffer] = []
-    stmts: list[Stmt] = []
-    if not isinstance(y, View) or y.strides != contiguous_strides(y.shape):
-        y, copy = materialize(y, f"{sanitize(node.output)}_in", names, scratch)
-        stmts += copy
-    attrs, groups = node.attrs, node.attrs["groups"]
-    out_shape = tuple(group.type_of(node.output).shape)
-    nd = len(out_shape) - 2
-    cin, cog, ksize = w.shape[0], w.shape[1], tuple(w.shape[2:])
-    cig = cin // groups
-    kk = 1
-    for s_ in ksize:
-        kk *= s_
-    in_sp, out_sp = tuple(y.shape[2:]), out_shape[2:]
-    p_in = p_out = 1
-    for s_ in in_sp:
-        p_in *= s_
-    for s_ in out_sp:
-        p_out *= s_
-    # W^T per group: wt[g, (co, t), ci] = w[g*cig + ci, co, t]
-    wt_shape = (groups, cog * kk, cig)
-    wt = Buffer(f"{sanitize(node.output)}_wt", w.dtype, wt_shape, contiguous_strides(wt_shape))
-    scratch.append(wt)
-
-    def transpose(idx: Index) -> list[Stmt]:
-        g_, ct, ci = idx
-        src = (iadd(imul(g_, cig), ci), *_split(ct, (cog, *ksize)))
-        return [Store(wt.name, flat_index(idx, wt_shape), w.at(src))]
-
-    stmts += schedule(_nest(wt_shape, names, transpose, "w"), 0)
-    c_name = result_buffer(group, node.output, scratch)
-    cols = Buffer(f"{sanitize(node.output)}_cols", y.dtype, (cog * kk, p_in), (p_in, 1))
-    scratch.append(cols)
-    n, g = names.var("n"), names.var("g")
-    gemm = Gemm(cog * kk, p_in, cig, wt.name, imul(g, cog * kk * cig), cig, y.buffer,
-                iadd(y.offset, iadd(imul(n, y.strides[0]), imul(g, cig * p_in))), p_in, cols.name,
-                Const(0, ZERO.dtype), p_in, False, _plain_epilogue())
-    out_base = iadd(imul(n, out_shape[1] * p_out), imul(g, cog * p_out))
-
-    def zero(idx: Index) -> list[Stmt]:
-        return [Store(c_name, iadd(out_base, flat_index(idx, (cog, *out_sp))), Const(0.0, y.dtype))]
-
-    def col2im(idx: Index) -> list[Stmt]:
-        co, taps, pos = idx[0], idx[1:1 + nd], idx[1 + nd:]
-        where: list[Expr] = [co]
-        valid: Expr | None = None
-        for i in range(nd):
-            at = iadd(iadd(imul(pos[i], attrs["stride"][i]), imul(taps[i], attrs["dilation"][i])),
-                      -attrs["padding"][2 * i])
-            inside = Binary("lt", at, Const(out_sp[i], ZERO.dtype), bool_)
-            ok = Binary("and", Binary("ge", at, ZERO, bool_), inside, bool_)
-            valid = ok if valid is None else Binary("and", valid, ok, bool_)
-            where.append(Binary("max", Binary("min", at, Const(out_sp[i] - 1, ZERO.dtype), ZERO.dtype), ZERO,
-                                ZERO.dtype))
-        target = iadd(out_base, flat_index(tuple(where), (cog, *out_sp)))
-        col = flat_index((flat_index((co, *taps), (cog, *ksize)), flat_index(pos, in_sp)), (cog * kk, p_in))
-        add: Expr = Load(cols.name, col, y.dtype)
-        if valid is not None:
-            add = Select(valid, add, Const(0.0, y.dtype), y.dtype)
-        return [Store(c_name, target, Binary("add", Load(c_name, target, y.dtype), add, y.dtype))]
-
-    per_group = [*schedule(_nest((cog, *out_sp), names, zero, "z"), 0), gemm,
-                 # serial on purpose: two lanes of one vector could add into the same element
-                 *_nest((cog, *ksize, *in_sp), names, col2im, "c")]
-    stmts.append(Loop(n.name, out_shape[0], (Loop(g.name, groups, tuple(per_group)),)))
-    stmts += lower_rest(group, ev, names, node.output, c_name, gi + 1)
-    return stmts, scratch
-
-
-def _split(flat: Expr, shape: tuple[int, ...]) -> tuple[Expr, ...]:
-    from ember.compiler.kernel.values import unflatten
-
-    return unflatten(flat, shape)
-
-
-def _plain_epilogue() -> Any:
-    from ember.compiler.codegen.llvm.gemm import Epilogue
-
-    return Epilogue()

@@ -160,7 +160,7 @@ def lower_gemm_group(group: FusionGroup, ev: Any, names: Any) -> tuple[list[Stmt
 
         return lower_conv_group(group, gis[0], ev, names)
     if len(gis) == 1 and REGISTRY[group.nodes[gis[0]].op].lowering["template"] == "conv_transpose":
-        from ember.compiler.kernel.lower_conv import lower_conv_transpose_group
+        from ember.compiler.kernel.lower_conv_transpose import lower_conv_transpose_group
 
         return lower_conv_transpose_group(group, gis[0], ev, names)
     if len(gis) == 1 and REGISTRY[group.nodes[gis[0]].op].lowering["template"] == "scan":
@@ -171,6 +171,14 @@ def lower_gemm_group(group: FusionGroup, ev: Any, names: Any) -> tuple[list[Stmt
         from ember.compiler.kernel.lower_pool import lower_pool_group
 
         return lower_pool_group(group, gis[0], ev, names)
+    if len(gis) == 1 and REGISTRY[group.nodes[gis[0]].op].lowering["template"] == "conv_weight_grad":
+        from ember.compiler.kernel.lower_conv_grad import lower_conv_weight_grad_group
+
+        return lower_conv_weight_grad_group(group, gis[0], ev, names)
+    if len(gis) == 1 and REGISTRY[group.nodes[gis[0]].op].lowering["template"] == "scatter":
+        from ember.compiler.kernel.lower_scatter import lower_scatter_group
+
+        return lower_scatter_group(group, gis[0], ev, names)
     if len(gis) != 1 or REGISTRY[group.nodes[gis[0]].op].lowering["template"] != "gemm":
         bad = group.nodes[gis[0]] if gis else group.nodes[0]
         template = REGISTRY[bad.op].lowering.get("template")

@@ -31,6 +31,7 @@ from ember.compiler.kernel.ir import (
     Store,
     Unary,
 )
+from ember.compiler.kernel.lower_conv import bounded
 from ember.compiler.kernel.lower_gemm import lower_rest, materialize, result_buffer
 from ember.compiler.kernel.values import ZERO, Index, Value, View, flat_index
 from ember.runtime.errors import CompileError
@@ -82,10 +83,10 @@ def _window_body(x: View, kind: str, attrs: dict[str, Any], nd: int, acc: str, n
         plane: Expr = ZERO
         for i in range(nd):
             at = iadd(iadd(imul(pos[i], attrs["stride"][i]), imul(t[i], dil[i])), -attrs["padding"][i])
-            ok = Binary("and", Binary("ge", at, ZERO, bool_), Binary("lt", at, _i(spatial[i]), bool_), bool_)
+            clamped, ok = bounded(at, spatial[i])
             valid = ok if valid is None else Binary("and", valid, ok, bool_)
             plane = iadd(imul(plane, spatial[i]), at)
-            where.append(_imax(_imin(at, _i(spatial[i] - 1)), ZERO))
+            where.append(clamped)
         assert valid is not None
         value = Select(valid, x.at(tuple(where)), neutral, x.dtype)
         if arg is None:
