@@ -20,11 +20,33 @@ from ember.runtime.errors import CompileError
 __all__ = ["lower_scan_group"]
 
 
+def _scan_step(group: FusionGroup, gi: int, ev: Any, op: str, acc: str, idx: Index) -> list[Stmt]:
+    """At one position along the scan: fold the element into the running local, store every output."""
+    from ember.compiler.kernel.lower import _index_in, sanitize
+
+    node = group.nodes[gi]
+    t = group.type_of(node.output)
+    shape = tuple(t.shape)
+
+    def on_scan(n: GroupNode) -> Value:
+        raise CompileError(f"fusion group {group.name!r}: only one scan per group")
+
+    for nd in group.nodes[:gi]:
+        ev.node(nd)
+    out: list[Stmt] = [Reduce(acc, op, cast(ev.values[node.inputs[0]].at(idx), t.dtype))]
+    ev.values[node.output] = Acc(shape, t.dtype, acc)
+    for nd in group.nodes[gi + 1:]:
+        ev.node(nd, on_scan)
+    for o in group.outputs:
+        value = ev.values[o].at(_index_in(tuple(group.type_of(o).shape), shape, idx))
+        out.append(Store(sanitize(o), flat_index(idx, shape), cast(value, group.type_of(o).dtype)))
+    return out
+
+
 def lower_scan_group(group: FusionGroup, gi: int, ev: Any, names: Any) -> tuple[list[Stmt], list[Buffer]]:
     """Statements of a scan group's kernel (no scratch buffers)."""
     from ember.compiler.kernel.lower import (
         PARALLEL_MIN_ELEMENTS,
-        _index_in,
         _nest,
         _vectorize_innermost,
         reduce_identity,
@@ -54,23 +76,7 @@ def lower_scan_group(group: FusionGroup, gi: int, ev: Any, names: Any) -> tuple[
         stmts: list[Stmt] = [Declare(acc, t.dtype, reduce_identity(op, t.dtype))]
 
         def along(i_idx: Index) -> list[Stmt]:
-            idx = merge(kept_idx, i_idx[0]) if shape else ()
-
-            def on_scan(n: GroupNode) -> Value:
-                raise CompileError(f"fusion group {group.name!r}: only one scan per group")
-
-            for nd in group.nodes[:gi]:
-                ev.node(nd)
-            src = ev.values[node.inputs[0]]
-            out: list[Stmt] = [Reduce(acc, op, cast(src.at(idx), t.dtype))]
-            ev.values[node.output] = Acc(shape, t.dtype, acc)
-            for nd in group.nodes[gi + 1:]:
-                ev.node(nd, on_scan)
-            for o in group.outputs:
-                oshape = tuple(group.type_of(o).shape)
-                value = ev.values[o].at(_index_in(oshape, shape, idx))
-                out.append(Store(sanitize(o), flat_index(idx, shape), cast(value, group.type_of(o).dtype)))
-            return out
+            return _scan_step(group, gi, ev, op, acc, merge(kept_idx, i_idx[0]) if shape else ())
 
         return [*stmts, *_nest((size,), names, along, "s")]
 
