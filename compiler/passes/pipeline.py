@@ -1,0 +1,49 @@
+"""The default inference pipeline, run through the ``PassManager``.
+
+Order and why:
+
+1. ``canonicalize``: one spelling for identities and movement chains, so the patterns below match;
+2. ``fold_batch_norm``: eval-mode batch norms into the conv / linear before them;
+3. ``canonicalize`` again: the fold's bias reshapes meet the layer's own (reshape chains collapse);
+4. ``fold_constants``: everything computable from constants is computed now;
+5. ``eliminate_common_subexpressions`` then ``eliminate_dead_code``;
+6. ``choose_layout`` last, on the final graph (a recorded decision, see ``layout.py``).
+
+``INFERENCE_PIPELINE`` keeps parameters as graph inputs, so ``ember.compile`` still reads live weights
+(a folded batch norm's ``W * s`` is a small kernel per call). ``FROZEN_PIPELINE`` first turns bound
+parameters into constants, so that weight preparation folds away at compile time (ahead-of-time export
+and benchmarks; the compiled code no longer sees later changes to the weights).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ember.compiler.ir.graph import Graph
+from ember.compiler.passes.canonicalize import canonicalize
+from ember.compiler.passes.cse import eliminate_common_subexpressions
+from ember.compiler.passes.dce import eliminate_dead_code
+from ember.compiler.passes.fold_batch_norm import fold_batch_norm
+from ember.compiler.passes.fold_constants import fold_constants, freeze_parameters
+from ember.compiler.passes.layout import choose_layout
+from ember.compiler.passes.manager import PassManager, PassReport
+
+INFERENCE_PIPELINE: list[Any] = [
+    canonicalize,
+    fold_batch_norm,
+    ("canonicalize_after_folding", canonicalize),
+    fold_constants,
+    eliminate_common_subexpressions,
+    eliminate_dead_code,
+    choose_layout,
+]
+
+FROZEN_PIPELINE: list[Any] = [freeze_parameters, *INFERENCE_PIPELINE]
+
+
+def optimize(graph: Graph, freeze: bool = False) -> tuple[Graph, PassReport]:
+    """Run the inference pipeline (frozen: parameters become constants first) on ``graph``."""
+    return PassManager(FROZEN_PIPELINE if freeze else INFERENCE_PIPELINE).run(graph)
+
+
+__all__ = ["FROZEN_PIPELINE", "INFERENCE_PIPELINE", "optimize"]
