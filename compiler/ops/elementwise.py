@@ -42,7 +42,6 @@ from ember.compiler.ops.rules import (
     compare,
     elementwise,
     is_tensor,
-    reject_bool,
     require_float,
     shape_of,
 )
@@ -69,10 +68,26 @@ def _np_fn(name: str, warns: bool = True) -> Callable[..., Any]:
     floating-point warnings (comparisons, logic, abs, floor, ...), which skips the ~5 us of errstate."""
 
     def ref(xp: Any, *arrays: Any) -> Any:
-        return getattr(xp, name)(*arrays)
+        return getattr(xp, name)(*_torch_scalars(arrays))
 
     ref.__module__ = __name__
     return quiet(ref) if warns else ref
+
+
+def _bool_to_float(v: Any) -> Any:
+    """numpy computes floating-point ufuncs of bools in float16; PyTorch in float32."""
+    return v.astype(np.float32) if getattr(v, "dtype", None) == np.bool_ else v
+
+
+def _torch_scalars(args: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Python ints meeting integer arrays wrap around like PyTorch's (uint8 - 2), where numpy would
+    refuse an out-of-range Python int; so they enter as int64 and the dispatcher casts the result back.
+    Bool arrays in floating-point ufuncs would compute in float16 in numpy: they enter as float32."""
+    if not any(type(a) is int for a in args) and not any(getattr(a, "dtype", None) == np.bool_ for a in args):
+        return args
+    if any(getattr(a, "dtype", np.dtype(np.int8)).kind == "f" or type(a) is float for a in args):
+        return tuple(a.astype(np.float32) if getattr(a, "dtype", None) == np.bool_ else a for a in args)
+    return tuple(np.int64(a) if type(a) is int else a for a in args)
 
 
 def _zeros_like(b: Any, g: Any, x: Any) -> Any:
@@ -141,7 +156,7 @@ add = define_op(
 
 def _sub(b: Any, x: Any, y: Any) -> Any:
     """x - y is x + (-y): one primitive fewer for passes and kernels to know."""
-    bools = [v for v in (x, y) if is_tensor(v) and v.dtype is bool_]
+    bools = [v for v in (x, y) if (is_tensor(v) and v.dtype is bool_) or isinstance(v, bool)]
     if len(bools) == 2:
         raise DTypeError(
             "sub: Subtraction, the `-` operator, with two bool tensors is not supported. Use the `^` or"
@@ -185,7 +200,10 @@ def _check_int_divisor(op: str, b: Any) -> None:
 
 @quiet
 def _div_ref(xp: Any, a: Any, b: Any, rounding_mode: str | None) -> Any:
+    a, b = _torch_scalars((a, b))
     if rounding_mode is None:
+        if all(getattr(v, "dtype", np.dtype(np.int8)).kind != "f" for v in (a, b)):  # numpy: bool/bool -> f16
+            a = a.astype(np.float32) if hasattr(a, "astype") else a
         return xp.true_divide(a, b)
     ints = all(np.asarray(v).dtype.kind in "iub" for v in (a, b))
     if ints:
@@ -260,7 +278,8 @@ def _atan2_vjp(b: Any, g: Any, out: Any, y: Any, x: Any) -> list[Any]:
 
 atan2 = define_op(
     "atan2", pattern=B, inputs=("input", "other"), infer=_binary_infer("atan2", to_float=True),
-    reference=_np_fn("arctan2"), vjp=_atan2_vjp,
+    reference=quiet(lambda xp, a, b: xp.arctan2(*[_bool_to_float(v) for v in (a, b)])),
+    vjp=_atan2_vjp,
     lowering={"scalar": lambda e, a, b: e.atan2(a, b)}, inplace=True,
 )
 
@@ -279,8 +298,10 @@ def _modulo(name: str, np_name: str, rounding: str) -> Any:
         return [_grad_to(b, g, x), gy]
 
     def infer(a: Any, b: Any) -> TensorType:
-        reject_bool(name, a, b)
-        return elementwise(name, a, b)
+        out = elementwise(name, a, b)
+        if out.dtype is bool_:
+            raise DTypeError(f"{name}: \"{name}_cpu\" not implemented for 'Bool'")
+        return out
 
     return define_op(
         name, pattern=B, inputs=("input", "other"), infer=infer, reference=ref, vjp=vjp,
