@@ -19,8 +19,8 @@ import logging
 from typing import Any
 
 import numpy as np
-
 from ember._state import STATE
+from ember.autograd.function import Function
 from ember.runtime import settings
 from ember.runtime.errors import ArgumentError, CompileError
 from ember.tensor import Tensor
@@ -36,8 +36,8 @@ def _signature(args: tuple[Any, ...], training: bool) -> tuple[Any, ...]:
         elif isinstance(a, (int, float, bool, str, type(None))):
             key.append(("S", type(a).__name__, a))
         else:
-            raise ArgumentError(f"ember.compile: unsupported argument of type {type(a).__name__}; pass tensors "
-                                "or Python scalars")
+            raise ArgumentError(f"ember.compile: unsupported argument of type {type(a).__name__}; pass "
+                                "tensors or Python scalars")
     return tuple(key)
 
 
@@ -57,8 +57,8 @@ class _Compiled:
     def run(self, arrays: list[np.ndarray]) -> tuple[np.ndarray, ...]:
         exe = self.result.executable
         if exe is None:  # target "interpret"
-            from ember.compiler.ir.interpreter import interpret
             from ember.compiler.ir.graph import flatten_tree
+            from ember.compiler.ir.interpreter import interpret
 
             params = {n: t._data for n, t in self.live.items()}
             out = interpret(self.result.graph, arrays, params)
@@ -82,6 +82,93 @@ class _Compiled:
         self.bound = {n: t._data for n, t in live.items()}
 
 
+class _Training:
+    """One compiled training signature: the autodiff split, where each graph input comes from, and the
+    forward (with its saved values as extra outputs) and backward executables."""
+
+    def __init__(self, ad: Any, sources: list[Any], fwd: _Compiled, bwd: Any) -> None:
+        from ember.compiler.ir.graph import Value, flatten_tree
+
+        self.ad = ad
+        self.sources = sources
+        self.fwd = fwd
+        self.bwd = bwd
+        self.bwd_runner: Any = None
+        leaves = flatten_tree(ad.forward.outputs[0])
+        self.num_outputs = sum(isinstance(v, Value) for v in leaves)
+        slot, k = {}, 0  # flat leaf position -> index among the output values
+        for pos, v in enumerate(leaves):
+            if isinstance(v, Value):
+                slot[pos] = k
+                k += 1
+        self.grad_slots = [slot[pos] for pos in ad.grad_outputs]
+
+    def tensor_of(self, v: Any, tensors: list[Tensor]) -> Tensor:
+        kind, key = self.sources[self.ad.forward.inputs.index(v)]
+        if kind == "arg":
+            return tensors[key]
+        if key not in self.fwd.paths:
+            raise CompileError(f"ember.compile: cannot find the live tensor of parameter {key!r}")
+        return self.fwd.live[key]
+
+    def run_backward(self, arrays: list[np.ndarray]) -> tuple[np.ndarray, ...]:
+        if self.bwd.executable is None:  # target "interpret"
+            from ember.compiler.ir.graph import flatten_tree
+            from ember.compiler.ir.interpreter import interpret
+
+            return tuple(np.asarray(x) for x in flatten_tree(interpret(self.bwd.graph, arrays)))
+        if self.bwd_runner is None:
+            from ember.runtime.cpu import CpuExecutable
+
+            self.bwd_runner = CpuExecutable(self.bwd.executable)
+        return self.bwd_runner(*arrays)
+
+
+class _StepCall:
+    """The non-tensor argument of ``_CompiledStep.apply``: the entry and this call's input tensors."""
+
+    def __init__(self, entry: _Training, tensors: list[Tensor]) -> None:
+        self.entry = entry
+        self.tensors = tensors
+
+
+class _CompiledStep(Function):
+    """The autograd node of one compiled forward call: its backward runs the compiled backward graph.
+
+    Inputs are the tensors gradients flow to (parameters and user inputs requiring grad), so the eager
+    engine accumulates ``.grad`` on leaves and carries gradients on into uncompiled producers. Saved
+    activations and the forward inputs the backward reads are kept with ``save_for_backward``: released
+    after a backward without ``retain_graph``, and version-checked (an optimizer step between forward
+    and backward raises as in eager mode).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, call: _StepCall, *wrt: Tensor) -> tuple[Tensor, ...]:
+        from ember.creation import from_numpy
+
+        entry = call.entry
+        arrays = [np.ascontiguousarray(t._data) for t in call.tensors]
+        flat = entry.fwd.run(arrays)
+        outs = tuple(from_numpy(a) for a in flat[:entry.num_outputs])
+        saved = [from_numpy(a) for a in flat[entry.num_outputs:]]
+        reads = [entry.tensor_of(entry.ad.forward.inputs[i], call.tensors) for i in entry.ad.reads_inputs]
+        ctx.entry = entry
+        ctx.num_reads = len(reads)
+        ctx.save_for_backward(*reads, *saved)
+        return outs
+
+    @staticmethod
+    def backward(ctx: Any, *grads: Tensor) -> tuple[Any, ...]:
+        from ember.creation import from_numpy
+
+        entry = ctx.entry
+        held = ctx.saved_tensors
+        arrays = [np.ascontiguousarray(t._data) for t in held]
+        arrays += [np.ascontiguousarray(grads[k]._data) for k in entry.grad_slots]
+        results = entry.run_backward(arrays)
+        return (None, *(from_numpy(np.array(r, copy=True)) for r in results))
+
+
 class CompiledModule:
     """A model or function whose forward pass runs as generated code. Call it like the original."""
 
@@ -95,7 +182,7 @@ class CompiledModule:
         self.target = target
         self.check = check
         self._cache: dict[tuple[Any, ...], _Compiled] = {}
-        self._warned_training = False
+        self._train_cache: dict[tuple[Any, ...], _Training] = {}
 
     @property
     def _training(self) -> bool:
@@ -136,14 +223,7 @@ class CompiledModule:
 
     def __call__(self, *args: Any) -> Any:
         if self._needs_grad(args):
-            if not self._warned_training:
-                import warnings
-
-                warnings.warn("ember.compile: gradients through compiled code are not implemented yet; this "
-                              "call runs eagerly (use ember.no_grad() or model.eval() for compiled inference)",
-                              stacklevel=2)
-                self._warned_training = True
-            return self.model(*args)
+            return self._train_call(args)
         entry = self.compiled_for(*args)
         arrays = [np.ascontiguousarray(a._data) for a in args if isinstance(a, Tensor)]
         outs = iter(entry.run(arrays))
@@ -153,6 +233,65 @@ class CompiledModule:
         result = map_tree(entry.result.graph.outputs, lambda v: from_numpy(next(outs)) if isinstance(v, Value)
                           else v)
         return result
+
+    # ---- training ---------------------------------------------------------------------------------
+
+    def training_for(self, *args: Any) -> _Training:
+        """The compiled forward/backward pair for these arguments (which of them require grad is part of
+        the signature), compiling it if it is new."""
+        flags = tuple(bool(isinstance(a, Tensor) and a.requires_grad) for a in args)
+        key = (*_signature(args, self._training), ("grad", flags))
+        entry = self._train_cache.get(key)
+        if entry is None:
+            entry = self._compile_training(args)
+            self._train_cache[key] = entry
+        return entry
+
+    def _compile_training(self, args: tuple[Any, ...]) -> _Training:
+        from ember.compiler.autodiff import differentiate
+        from ember.compiler.compile import compile_graph
+        from ember.tracing import trace
+
+        graph = trace(self.model, *args)
+        tensors = [a for a in args if isinstance(a, Tensor)]
+        named = dict(self.model.named_parameters()) if hasattr(self.model, "named_parameters") else {}
+        sources: list[Any] = []   # per graph input: ("arg", i) or ("param", name)
+        user = 0
+        for v in graph.inputs:
+            if v.kind == "input":
+                sources.append(("arg", user))
+                user += 1
+            else:
+                sources.append(("param", v.name))
+        wrt = []
+        for v, src in zip(graph.inputs, sources):
+            t = tensors[src[1]] if src[0] == "arg" else named.get(src[1])
+            if t is not None and t.requires_grad and t.dtype.is_floating_point:
+                wrt.append(v)
+        ad = differentiate(graph, wrt)
+        fwd = _Compiled(compile_graph(ad.forward, self.target), self._param_paths(ad.forward))
+        bwd = compile_graph(ad.backward, self.target)
+        return _Training(ad, sources, fwd, bwd)
+
+    def _param_paths(self, graph: Any) -> dict[str, tuple[Any, str]]:
+        paths: dict[str, tuple[Any, str]] = {}
+        if hasattr(self.model, "named_modules"):
+            modules = dict(self.model.named_modules())
+            for v in graph.inputs:
+                owner, _, attr = v.name.rpartition(".")
+                if v.kind != "input" and owner in modules and isinstance(getattr(modules[owner], attr, None),
+                                                                          Tensor):
+                    paths[v.name] = (modules[owner], attr)
+        return paths
+
+    def _train_call(self, args: tuple[Any, ...]) -> Any:
+        from ember.compiler.ir.graph import Value, map_tree
+
+        entry = self.training_for(*args)
+        tensors = [a for a in args if isinstance(a, Tensor)]
+        wrt_tensors = [entry.tensor_of(v, tensors) for v in entry.ad.wrt]
+        outs = iter(_CompiledStep.apply(_StepCall(entry, tensors), *wrt_tensors))
+        return map_tree(entry.ad.forward.outputs[0], lambda v: next(outs) if isinstance(v, Value) else v)
 
     # ---- inspection -----------------------------------------------------------------------------
 
@@ -166,7 +305,8 @@ class CompiledModule:
         return dict(exe.sources) if exe is not None else {}
 
     def __repr__(self) -> str:
-        return f"CompiledModule({type(self.model).__name__}, target={self.target!r}, {len(self._cache)} signatures)"
+        return (f"CompiledModule({type(self.model).__name__}, target={self.target!r}, "
+                f"{len(self._cache) + len(self._train_cache)} signatures)")
 
 
 def compile(model: Any, target: str = "llvm", *, check: str | None = None, **_options: Any) -> CompiledModule:
@@ -178,7 +318,37 @@ def compile(model: Any, target: str = "llvm", *, check: str | None = None, **_op
     return CompiledModule(model, target, check)
 
 
-def export(model: Any, example_inputs: Any, path: str) -> str:
-    """Ahead-of-time export is not implemented yet: it raises instead of writing a partial file."""
-    raise CompileError("ember.export is not implemented yet (ahead-of-time packages are planned work); "
-                       "nothing was written")
+def export(model: Any, example_inputs: Any, path: str, *, name: str | None = None) -> str:
+    """Compile ``model`` for ``example_inputs`` and write one self-contained shared library to ``path``
+    (kernels, entry function, weights, metadata, a small C ABI) plus a C header beside it (``.h``).
+
+    The package is fixed to the example inputs' shapes and dtypes and to the model's weights and mode
+    now (call ``model.eval()`` first for inference). Run it with ``ember.runtime.load(path)`` (numpy and
+    ctypes only) or link it from C (examples/deploy_c). Returns ``path``. Needs a C compiler (``$CC``
+    or ``cc``) to link. The same model and inputs give the same bytes.
+
+    >>> import ember, ember.nn as nn, tempfile, os
+    >>> model = nn.Sequential(nn.Linear(4, 3), nn.ReLU()).eval()
+    >>> path = ember.export(model, (ember.randn(2, 4),), os.path.join(tempfile.mkdtemp(), "mlp.so"))
+    >>> ember.runtime.load(path)(ember.ones(2, 4).numpy()).shape
+    (2, 3)
+    """
+    import os
+
+    from ember.autograd import no_grad
+    from ember.compiler.aot import export_graph
+    from ember.creation import from_numpy
+    from ember.tracing import trace
+
+    if not callable(model):
+        raise ArgumentError(f"ember.export expects a module or a function, got {type(model).__name__}")
+    args = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
+    args = tuple(from_numpy(np.ascontiguousarray(a)) if isinstance(a, np.ndarray) else a for a in args)
+    if not any(isinstance(a, Tensor) for a in args):
+        raise ArgumentError("ember.export: example_inputs must hold at least one tensor (a tensor or a tuple "
+                            "of tensors); their shapes and dtypes become the package's signature")
+    _signature(args, False)  # the same argument check as ember.compile
+    with no_grad():
+        graph = trace(model, *args)
+    export_graph(graph, path, name=name)
+    return os.fspath(path)

@@ -5,6 +5,7 @@ neither the compiler nor the frontend, nor llvmlite, so a deployed model needs o
 The error types and the settings module live here for the same reason: every layer can import them.
 """
 
+from ember.runtime.aot import load  # validates an exported package (ember.export), then runs it
 from ember.runtime.errors import (
     CompileError,
     DeviceError,
@@ -27,4 +28,5 @@ __all__ = [
     "ParseError",
     "ShapeError",
     "TraceError",
+    "load",
 ]
