@@ -178,6 +178,12 @@ for _name in ("new_zeros", "new_ones", "new_empty", "new_full", "new_tensor"):
 
 
 @function
+def is_storage(obj: Any) -> bool:
+    """Always False: ember tensors own their arrays directly; there are no separate storage objects."""
+    return False
+
+
+@function
 def numel(input: Any) -> int:
     """Number of elements of ``input``."""
     return input.numel()

@@ -235,6 +235,7 @@ def test_numel_and_is_tensor() -> None:
     x = ember.zeros(2, 3, 4)
     assert x.numel() == x.nelement() == 24 and ember.numel(x) == 24
     assert ember.is_tensor(x) and not ember.is_tensor(np.zeros(1))
+    assert not ember.is_storage(x) and not torch.is_storage(torch.zeros(1))
 
 
 def test_new_methods_keep_dtype_and_device() -> None:
