@@ -35,8 +35,8 @@ def _prod(shape: tuple[int, ...]) -> int:
 def lower_conv_weight_grad_group(group: FusionGroup, gi: int, ev: Any,
                                  names: Any) -> tuple[list[Stmt], list[Buffer]]:
     """Statements and scratch buffers of a ``conv_weight_grad`` group (see the module docstring)."""
-    from ember.compiler.kernel.lower import _nest, sanitize, schedule
     from ember.compiler.codegen.llvm.gemm import Epilogue
+    from ember.compiler.kernel.lower import _nest, sanitize, schedule
 
     node = group.nodes[gi]
     for nd_ in group.nodes[:gi]:
@@ -71,13 +71,14 @@ def lower_conv_weight_grad_group(group: FusionGroup, gi: int, ev: Any,
 
     def add(idx: Index) -> list[Stmt]:
         at = iadd(imul(g, cog * kdim), flat_index(idx, (cog, kdim)))
-        return [Store(c_name, at, Binary("add", Load(c_name, at, x.dtype),
-                                         Load(prod_buf.name, flat_index(idx, (cog, kdim)), x.dtype), x.dtype))]
+        part = Load(prod_buf.name, flat_index(idx, (cog, kdim)), x.dtype)
+        return [Store(c_name, at, Binary("add", Load(c_name, at, x.dtype), part, x.dtype))]
 
     stmts += schedule(_nest(w_shape, names, clear, "z"), _prod(w_shape))
     inner: list[Stmt] = list(_im2col(x, n, imul(g, cg), cg, ksize, out, attrs, cols.name, names))
-    inner.append(Gemm(cog, kdim, p, y.buffer, iadd(y.offset, iadd(imul(n, y.strides[0]), imul(g, cog * p))), p,
-                      cols.name, Const(0, ZERO.dtype), p, prod_buf.name, Const(0, ZERO.dtype), kdim, True,
+    dy_off = iadd(y.offset, iadd(imul(n, y.strides[0]), imul(g, cog * p)))
+    zero = Const(0, ZERO.dtype)
+    inner.append(Gemm(cog, kdim, p, y.buffer, dy_off, p, cols.name, zero, p, prod_buf.name, zero, kdim, True,
                       Epilogue()))
     inner += schedule(_nest((cog, kdim), names, add, "a"), 0)
     stmts.append(Loop(n.name, y.shape[0], (Loop(g.name, groups, tuple(inner)),)))
