@@ -456,6 +456,42 @@ def _vectorize_innermost(stmts: list[Stmt], work: int) -> list[Stmt]:
 
 
 # --------------------------------------------------------------------------------------------------
+# template groups: one table from the ops' ``lowering["template"]`` names to their lowerings
+
+TEMPLATE_LOWERINGS: dict[str, str] = {
+    "gemm": "lower_gemm:lower_matmul_group",
+    "conv": "lower_conv:lower_conv_group",
+    "conv_transpose": "lower_conv_transpose:lower_conv_transpose_group",
+    "conv_weight_grad": "lower_conv_grad:lower_conv_weight_grad_group",
+    "pool": "lower_pool:lower_pool_group",
+    "scan": "lower_scan:lower_scan_group",
+    "scatter": "lower_scatter:lower_scatter_group",
+}
+
+
+def lower_template_group(group: FusionGroup, ev: _Evaluator,
+                         names: _Names) -> tuple[list[Stmt], list[Buffer]]:
+    """A group around one template op: its lowering (from ``TEMPLATE_LOWERINGS``) emits the template
+    and the elementwise code around it."""
+    import importlib
+
+    gis = [i for i, nd in enumerate(group.nodes) if op_lowering_kind(nd.op) == "template"]
+    if len(gis) != 1:
+        found = ", ".join(group.nodes[i].op for i in gis)
+        raise CompileError(f"fusion group {group.name!r} holds several template ops ({found}); a kernel "
+                           "takes one template plus elementwise code")
+    node = group.nodes[gis[0]]
+    template = REGISTRY[node.op].lowering["template"]
+    target = TEMPLATE_LOWERINGS.get(template)
+    if target is None:
+        raise CompileError(f"op '{node.op}' has no kernel for the LLVM back end: its template "
+                           f"{template!r} is not implemented")
+    module, fn = target.split(":")
+    lower = getattr(importlib.import_module(f"ember.compiler.kernel.{module}"), fn)
+    return lower(group, gis[0], ev, names)
+
+
+# --------------------------------------------------------------------------------------------------
 # entry point
 
 
@@ -480,9 +516,7 @@ def lower_group(group: FusionGroup, name: str | None = None) -> LoweredGroup:
             seen.add(v)
             params.append(buffer_for(v, group.type_of(v)))
     if kind == "gemm":
-        from ember.compiler.kernel.lower_gemm import lower_gemm_group
-
-        body, scratch = lower_gemm_group(group, _Evaluator(group), names)
+        body, scratch = lower_template_group(group, _Evaluator(group), names)
         return LoweredGroup(Kernel(kname, tuple(params) + tuple(scratch), tuple(body), {"kind": kind}),
                             scratch)
     if kind == "elementwise":

@@ -19,10 +19,9 @@ from ember.compiler.kernel.builder import iadd, imul
 from ember.compiler.kernel.group import FusionGroup, GroupNode
 from ember.compiler.kernel.ir import Buffer, Const, Expr, Gemm, Stmt, Store
 from ember.compiler.kernel.values import ZERO, Index, Value, View, contiguous_strides, flat_index
-from ember.compiler.ops.registry import REGISTRY
 from ember.runtime.errors import CompileError
 
-__all__ = ["lower_gemm_group"]
+__all__ = ["lower_gemm_group", "lower_matmul_group"]
 
 _ACTIVATIONS = {"relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh"}
 _STAGES = {"scale": 0, "bias": 1, "residual": 2, "activation": 3}
@@ -147,44 +146,16 @@ def _operand_layout(v: View, is_b: bool) -> tuple[bool, int] | None:
 
 
 def lower_gemm_group(group: FusionGroup, ev: Any, names: Any) -> tuple[list[Stmt], list[Buffer]]:
-    """Statements of a GEMM group's kernel, and the scratch buffers they use."""
-    from ember.compiler.kernel.lower import op_lowering_kind, sanitize
+    """Any template group (kept for callers of the earlier name): see ``lower.lower_template_group``."""
+    from ember.compiler.kernel.lower import lower_template_group
 
-    gis = [i for i, nd in enumerate(group.nodes) if op_lowering_kind(nd.op) == "template"]
-    if len(gis) > 1:
-        found = ", ".join(group.nodes[i].op for i in gis)
-        raise CompileError(f"fusion group {group.name!r} holds several template ops ({found}); a kernel "
-                           "takes one template plus elementwise code")
-    if len(gis) == 1 and REGISTRY[group.nodes[gis[0]].op].lowering["template"] == "conv":
-        from ember.compiler.kernel.lower_conv import lower_conv_group
+    return lower_template_group(group, ev, names)
 
-        return lower_conv_group(group, gis[0], ev, names)
-    if len(gis) == 1 and REGISTRY[group.nodes[gis[0]].op].lowering["template"] == "conv_transpose":
-        from ember.compiler.kernel.lower_conv_transpose import lower_conv_transpose_group
 
-        return lower_conv_transpose_group(group, gis[0], ev, names)
-    if len(gis) == 1 and REGISTRY[group.nodes[gis[0]].op].lowering["template"] == "scan":
-        from ember.compiler.kernel.lower_scan import lower_scan_group
+def lower_matmul_group(group: FusionGroup, gi: int, ev: Any, names: Any) -> tuple[list[Stmt], list[Buffer]]:
+    """Statements of a matmul group's kernel (node ``gi`` is the matmul), and its scratch buffers."""
+    from ember.compiler.kernel.lower import sanitize
 
-        return lower_scan_group(group, gis[0], ev, names)
-    if len(gis) == 1 and REGISTRY[group.nodes[gis[0]].op].lowering["template"] == "pool":
-        from ember.compiler.kernel.lower_pool import lower_pool_group
-
-        return lower_pool_group(group, gis[0], ev, names)
-    if len(gis) == 1 and REGISTRY[group.nodes[gis[0]].op].lowering["template"] == "conv_weight_grad":
-        from ember.compiler.kernel.lower_conv_grad import lower_conv_weight_grad_group
-
-        return lower_conv_weight_grad_group(group, gis[0], ev, names)
-    if len(gis) == 1 and REGISTRY[group.nodes[gis[0]].op].lowering["template"] == "scatter":
-        from ember.compiler.kernel.lower_scatter import lower_scatter_group
-
-        return lower_scatter_group(group, gis[0], ev, names)
-    if len(gis) != 1 or REGISTRY[group.nodes[gis[0]].op].lowering["template"] != "gemm":
-        bad = group.nodes[gis[0]] if gis else group.nodes[0]
-        template = REGISTRY[bad.op].lowering.get("template")
-        raise CompileError(f"op '{bad.op}' has no kernel for the LLVM back end: its template "
-                           f"{template!r} is not implemented (a group may hold one GEMM)")
-    gi = gis[0]
     node = group.nodes[gi]
     for nd in group.nodes[:gi]:
         ev.node(nd)
