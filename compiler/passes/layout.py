@@ -33,7 +33,7 @@ def choose_layout(graph: Graph) -> tuple[Graph, bool, dict[str, Any]]:
         template = node.op.lowering.get("template", "")
         if node.op.pattern == Pattern.OUT_FUSABLE and template.startswith("conv"):
             out = node.outputs[0]
-            reasons.append(f"{node.op.name} {out.dtype}{list(out.shape)}: {_WHY}")
+            reasons.append(f"{node.op.name} {out.dtype.name}{list(out.shape)}: {_WHY}")
     return graph, False, {"convolutions": len(reasons), "conversions_inserted": 0, "reasons": reasons}
 
 
