@@ -75,6 +75,31 @@ def _inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    """Export a model (in eval mode, for random inputs of the given sizes) as a package and header."""
+    import os
+
+    import ember
+
+    model = _load_model(args.model)
+    if hasattr(model, "eval"):
+        model.eval()
+    if not args.input:
+        print("ember export: give the size of each input with --input, e.g. --input 1x3x224x224",
+              file=sys.stderr)
+        return 2
+    ember.manual_seed(0)
+    inputs = tuple(ember.randn(*size) for size in args.input)
+    try:
+        path = ember.export(model, inputs, args.output, name=args.name)
+    except ember.EmberError as e:
+        print(f"ember export: {e}", file=sys.stderr)
+        return 2
+    header = os.path.splitext(path)[0] + ".h"
+    print(f"exported {path} ({os.path.getsize(path)} bytes) and its C header {header}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ember", description="ember: a deep-learning framework with a compiler")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -89,6 +114,14 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--format", choices=("text", "dot", "svg", "table"), default="text")
     inspect.add_argument("--output", "-o", default=None, help="write to this file instead of stdout")
     inspect.set_defaults(func=_inspect)
+    export = sub.add_parser("export", help="compile a model ahead of time into one shared library + C header")
+    export.add_argument("model", help="file.py:factory (a function returning the model) or a zoo model name")
+    export.add_argument("--input", action="append", type=_parse_size, metavar="1x3x32x32",
+                        help="size of one float32 input (repeat for several inputs)")
+    export.add_argument("--output", "-o", required=True, help="path of the package to write (e.g. model.so)")
+    export.add_argument("--name", default=None,
+                        help="model name recorded in the package (default: the model's class name)")
+    export.set_defaults(func=_export)
     return parser
 
 

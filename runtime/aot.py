@@ -163,8 +163,8 @@ def _read_trailer(data: Any, path: str) -> Trailer:
     return Trailer(version, body, meta, weights, rest)
 
 
-def _verify(data: Any, path: str) -> dict[str, Any]:
-    """Every check that can be made by reading ``data``; returns the parsed metadata."""
+def _verify(data: Any, path: str) -> tuple[dict[str, Any], Trailer]:
+    """Every check that can be made by reading ``data``; returns the parsed metadata and the trailer."""
     machine = elf_machine(data, path)
     if machine != host_machine():
         raise _fail(path, f"wrong architecture: the library was built for {machine}, this process runs on "
@@ -185,7 +185,9 @@ def _verify(data: Any, path: str) -> dict[str, Any]:
     off, size = sections[META_SECTION]
     meta = _parse_metadata(bytes(data[off:off + size]), path)
     _check_metadata(meta, sections[WEIGHTS_SECTION][1], path)
-    return meta
+    if meta.get("weights_sha256") != trailer.weights_sha256.hex():
+        raise _fail(path, "corrupted: the metadata and the trailer record different weights checksums")
+    return meta, trailer
 
 
 def _parse_metadata(raw: bytes, path: str) -> dict[str, Any]:
@@ -259,7 +261,7 @@ def inspect_package(path: str | os.PathLike[str]) -> dict[str, Any]:
     dtypes, ember version, arena size, checksums). Raises ``PackageError`` if anything is wrong."""
     path = os.fspath(path)
     with _mapped(path) as data:
-        return _verify(data, path)
+        return _verify(data, path)[0]
 
 
 # ---- running a validated package ---------------------------------------------------------------
@@ -269,7 +271,7 @@ class Package:
     """A loaded package: ``outputs = package(*inputs)`` on numpy arrays. A model with one output returns
     one array, otherwise a tuple in the order of ``outputs``."""
 
-    def __init__(self, path: str, meta: dict[str, Any]) -> None:
+    def __init__(self, path: str, meta: dict[str, Any], library: str | None = None) -> None:
         self.path = path
         self.metadata = meta
         self.name: str = meta.get("name", "model")
@@ -278,7 +280,7 @@ class Package:
         self.arena_bytes = int(meta.get("arena_bytes", 0))
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as for the JIT (ember.compiler...jit)
         try:
-            self._lib = ctypes.CDLL(os.path.abspath(path))
+            self._lib = ctypes.CDLL(library or os.path.abspath(path))
         except OSError as e:
             raise _fail(path, f"the dynamic loader refused it: {e}") from None
         self._check_abi(meta)
@@ -296,8 +298,8 @@ class Package:
         if lib.ember_abi_version() != ABI_VERSION:
             raise _fail(self.path, f"C ABI version {lib.ember_abi_version()}, expected {ABI_VERSION}")
         if json.loads(lib.ember_metadata()) != meta:
-            raise _fail(self.path, "this process already loaded a different library from this path (the "
-                                   "dynamic loader reuses it): load a re-exported package under a new name")
+            raise _fail(self.path, "the library the dynamic loader returned is not the one validated (was it "
+                                   "replaced while loading, or opened here by other means than load?)")
 
     @contextmanager
     def _arena(self) -> Iterator[np.ndarray]:
@@ -333,10 +335,42 @@ class Package:
         return f"<ember package {self.name}({sig}) -> {', '.join(map(str, self.outputs))} from {self.path}>"
 
 
+_loaded: dict[str, bytes] = {}   # library path dlopen-ed by this process -> digest of its contents
+_loaded_lock = threading.Lock()
+
+
+def _private_copy(data: Any, path: str) -> str:
+    """Write the validated bytes to a fresh file: the dynamic loader would hand back the library it
+    already loaded from ``path`` (it matches by name) even though the file has been re-exported since."""
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="ember-package-")
+    copy = os.path.join(folder, os.path.basename(path))
+    with open(copy, "wb") as f:
+        f.write(data)
+    return copy
+
+
 def load(path: str | os.PathLike[str]) -> Package:
     """Validate the ember package at ``path`` (by reading it, before any of its code can run), load it,
     and return a callable over numpy arrays. Raises ``PackageError`` for a truncated, corrupted,
-    foreign, wrong-architecture or wrong-version file."""
+    foreign, wrong-architecture or wrong-version file.
+
+    Loading a package that was re-exported to a path this process already loaded from works: the
+    new contents are loaded from a private copy, since the dynamic loader would reuse the old library.
+    """
     path = os.fspath(path)
-    meta = inspect_package(path)
-    return Package(path, meta)
+    library = os.path.abspath(path)
+    copy = None
+    with _mapped(path) as data:
+        meta, trailer = _verify(data, path)
+        digest = trailer.meta_sha256 + trailer.weights_sha256 + trailer.rest_sha256
+        with _loaded_lock:
+            if _loaded.setdefault(library, digest) != digest:
+                copy = _private_copy(data, path)
+    try:
+        return Package(path, meta, copy or library)
+    finally:
+        if copy is not None:  # the mapping outlives the file; nothing is left behind in /tmp
+            os.remove(copy)
+            os.rmdir(os.path.dirname(copy))
