@@ -9,6 +9,8 @@ because they share that arena.
 from __future__ import annotations
 
 import ctypes
+import functools
+import os
 import threading
 from typing import Any
 
@@ -45,8 +47,23 @@ def _check(spec: TensorSpec, value: Any, what: str, name: str) -> np.ndarray:
     return np.ascontiguousarray(value)
 
 
+@functools.lru_cache(maxsize=1)
+def _cpu_count() -> int:
+    return os.cpu_count() or 1  # slow to ask (tens of microseconds), and it does not change
+
+
+def _threads() -> int:
+    """``settings.num_threads()`` without asking the OS for the core count on every call."""
+    n = settings.get("NUM_THREADS")
+    return n if n > 0 else _cpu_count()
+
+
 class CpuExecutable:
-    """A callable over numpy arrays: ``outputs = exe(*inputs)`` (a tuple, one array per output)."""
+    """A callable over numpy arrays: ``outputs = exe(*inputs)`` (a tuple, one array per output).
+
+    The pointer arrays the entry function reads are allocated once and refilled under the lock, so a
+    call costs a few microseconds of Python around the one native call.
+    """
 
     def __init__(self, exe: Executable) -> None:
         self.exe = exe
@@ -64,6 +81,10 @@ class CpuExecutable:
             params.append(_check(spec, exe.constants[spec.name], "parameter", exe.name))
         self._params = params  # kept referenced: the native code reads them at every call
         self._param_ptrs = _pointer_array(params)
+        self._in_ptrs = (ctypes.c_void_p * max(len(exe.inputs), 1))()
+        self._out_ptrs = (ctypes.c_void_p * max(len(exe.outputs), 1))()
+        self._addresses = (ctypes.addressof(self._in_ptrs), ctypes.addressof(self._out_ptrs),
+                           ctypes.addressof(self._param_ptrs), self._arena.ctypes.data)
         self._lock = threading.Lock()
 
     def __call__(self, *inputs: Any, out: list[np.ndarray] | None = None) -> tuple[np.ndarray, ...]:
@@ -76,11 +97,13 @@ class CpuExecutable:
             outs = [np.empty(s.shape, dtype=s.dtype) for s in exe.outputs]
         else:
             outs = [_check(s, o, "output", exe.name) for s, o in zip(exe.outputs, out)]
-        in_ptrs, out_ptrs = _pointer_array(args), _pointer_array(outs)  # alive until the call returns
+        threads = _threads()
         with self._lock:
-            status = self._fn(ctypes.addressof(in_ptrs), ctypes.addressof(out_ptrs),
-                              ctypes.addressof(self._param_ptrs), self._arena.ctypes.data,
-                              settings.num_threads())
+            for i, a in enumerate(args):
+                self._in_ptrs[i] = a.ctypes.data
+            for i, o in enumerate(outs):
+                self._out_ptrs[i] = o.ctypes.data
+            status = self._fn(*self._addresses, threads)
         if status:
             raise MemoryError(f"{exe.name}: a kernel could not allocate its working memory")
         return tuple(outs)
