@@ -123,3 +123,37 @@ def test_sum_keeps_torch_dtypes() -> None:
 @pytest.mark.parametrize("case", first_case_per_op(CASES), ids=str)
 def test_traced_graph_matches_eager(case) -> None:
     check_traced(case)
+
+
+# ---- property test: any dims, keepdim, shapes (incl. size-1 and 0-d) against torch ------------------
+
+from hypothesis import assume, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@st.composite
+def _reduction(draw):
+    shape = tuple(draw(st.lists(st.integers(1, 3), min_size=0, max_size=3)))
+    nd = len(shape)
+    dims = draw(st.lists(st.integers(-nd, nd - 1), unique_by=lambda d: d % nd, max_size=nd)) if nd else []
+    op = draw(st.sampled_from(["sum", "mean", "amax", "amin", "prod", "var", "std", "logsumexp", "norm",
+                               "all", "any"]))
+    return shape, tuple(dims), draw(st.booleans()), op
+
+
+@settings(max_examples=80, deadline=None)
+@given(spec=_reduction())
+def test_reductions_over_any_dims_match_torch(spec) -> None:
+    shape, dims, keepdim, op = spec
+    x = np.random.default_rng(len(shape) + len(dims)).uniform(0.5, 2.0, size=shape)
+    if not dims and op == "logsumexp":  # its dim is required
+        dims = tuple(range(len(shape))) or (0,)
+    reduced = int(np.prod([shape[d] for d in dims])) if dims and shape else int(np.prod(shape))
+    assume(op not in ("var", "std") or reduced > 1)  # torch warns about degrees of freedom <= 0
+    kwargs = {"dim": dims, "keepdim": keepdim} if dims else {}
+    assume(op not in ("prod", "all", "any") or len(dims) <= 1)  # torch takes one dim there
+    torch_kwargs = {"dim": dims[0], "keepdim": keepdim} if op in ("prod", "all", "any") and dims else kwargs
+    want = getattr(torch, op)(torch.tensor(x), **torch_kwargs)
+    got = getattr(ember, op)(ember.tensor(x), **kwargs)
+    assert tuple(got.shape) == tuple(want.shape), f"{op}{shape} dims={dims} keepdim={keepdim}"
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-9, equal_nan=True)
