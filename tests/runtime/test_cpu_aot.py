@@ -21,14 +21,21 @@ def test_shared_library_executable_matches_numpy(tmp_path) -> None:  # noqa: ANN
     g = FusionGroup("aot", [GroupNode("sigmoid", ("x",), ("s",)),
                             GroupNode("sum", ("s",), ("y",), {"dim": (1,), "keepdim": False, "dtype": None})],
                     {"x": t, "s": t, "y": TensorType((64,), float32)}, ["x"], ["y"])
-    program = build_program("aot_model", [g], ["x"], ["y"])
+    # a GEMM too: the library must link the template's libgomp fork and aligned_alloc
+    mm = FusionGroup("mm", [GroupNode("matmul", ("x", "w"), ("z",)), GroupNode("relu", ("z",), ("r",))],
+                     {"x": t, "w": TensorType((300, 40), float32), "z": TensorType((64, 40), float32),
+                      "r": TensorType((64, 40), float32)}, ["x", "w"], ["r"])
+    program = build_program("aot_model", [g, mm], ["x", "w"], ["y", "r"])
     obj = tmp_path / "model.o"
     obj.write_bytes(emit_object(program))
     lib = tmp_path / "libmodel.so"
     subprocess.run(["cc", "-shared", "-o", str(lib), str(obj), "-lgomp", "-lm"], check=True)
-    exe = Executable("aot_model", (TensorSpec("x", (64, 300), "float32"),),
-                     (TensorSpec("y", (64,), "float32"),), entry_symbol=entry_symbol(program),
-                     library_path=str(lib))
-    x = np.random.default_rng(0).standard_normal((64, 300)).astype(np.float32)
-    (y,) = CpuExecutable(exe)(x)
+    inputs = (TensorSpec("x", (64, 300), "float32"), TensorSpec("w", (300, 40), "float32"))
+    outputs = (TensorSpec("y", (64,), "float32"), TensorSpec("r", (64, 40), "float32"))
+    exe = Executable("aot_model", inputs, outputs, entry_symbol=entry_symbol(program), library_path=str(lib))
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 300)).astype(np.float32)
+    w = rng.standard_normal((300, 40)).astype(np.float32)
+    y, r = CpuExecutable(exe)(x, w)
     np.testing.assert_allclose(y, (1 / (1 + np.exp(-x.astype(np.float64)))).sum(1), rtol=1e-5)
+    np.testing.assert_allclose(r, np.maximum(x.astype(np.float64) @ w, 0), rtol=1e-4, atol=1e-4)
