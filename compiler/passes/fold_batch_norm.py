@@ -108,8 +108,9 @@ class _Folder:
             self.refusals.append("batch_norm not folded: its input is not a conv, conv_transpose or linear")
             return None
         if bias is None and not self._single(x):
-            self.refusals.append(f"batch_norm not folded into {p.op.name}: {p.op.name} output has "
-                                 f"{len(self.users.get(x, []))} users")
+            what = ("is a graph output" if id(x) in self.outputs
+                    else f"has {len(self.users.get(x, []))} users")
+            self.refusals.append(f"batch_norm not folded into {p.op.name}: {p.op.name} output {what}")
             return None
         w = p.inputs[1]
         if not is_static(w, self.memo):
