@@ -489,7 +489,7 @@ def _repeat(b: Any, x: Any, repeats: tuple[int, ...]) -> Any:
 
 repeat = define_composite("repeat", decompose=_repeat, attrs={"repeats": INTS}, function=False)
 
-# ---- flip and roll: copies in PyTorch, so their references copy too ----------------------------------
+# ---- flip and roll: copies in PyTorch ----------------------------------
 
 
 def _dims_normalize(op: str):
@@ -500,17 +500,15 @@ def _dims_normalize(op: str):
     return normalize
 
 
-flip = define_op(
-    "flip",
-    pattern=I,
-    attrs={"dims": INTS},
-    normalize=_dims_normalize("flip"),
-    infer=lambda x, dims: TensorType(shape_of(x), x.dtype),
-    reference=lambda xp, x, dims: xp.flip(x, dims).copy(),
-    vjp=lambda b, g, out, x, dims: [b.flip(g, dims=dims)],
-    saves=(),
-    lowering={"index": "flip"},
-)
+def _flip(b: Any, x: Any, dims: tuple[int, ...]) -> Any:
+    # a negative-step slice is a view; PyTorch's flip is a copy, hence the clone
+    index = tuple(
+        ("slice", None, None, -1) if i in dims else ("slice", None, None, None) for i in range(len(x.shape))
+    )
+    return b.clone(b.getitem(x, index=index))
+
+
+flip = define_composite("flip", decompose=_flip, attrs={"dims": INTS}, normalize=_dims_normalize("flip"))
 
 
 def _roll_normalize(attrs: dict[str, Any], x: Any) -> dict[str, Any]:

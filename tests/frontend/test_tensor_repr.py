@@ -123,7 +123,6 @@ SAME_NAME = {
     "div": lambda x: x / 2,
     "neg": lambda x: -x,
     "sum": lambda x: x.sum(),
-    "flip": lambda x: x.flip(0),
     "permute": lambda x: x.permute(1, 0),
     "roll": lambda x: x.roll(1),
     "expand": lambda x: x[:1].expand(3, 2),
@@ -132,6 +131,7 @@ SAME_NAME = {
 }
 # composites report the primitive that produced them (ember's op names live in autograd/node.py)
 OTHER_NAME = {
+    "flip": lambda x: x.flip(0),
     "view": lambda x: x.view(4),
     "select": lambda x: x[0],
     "slice": lambda x: x[1:],
