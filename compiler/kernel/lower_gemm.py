@@ -18,7 +18,15 @@ from typing import Any
 from ember.compiler.kernel.builder import iadd, imul
 from ember.compiler.kernel.group import FusionGroup, GroupNode
 from ember.compiler.kernel.ir import Buffer, Const, Expr, Gemm, Stmt, Store
-from ember.compiler.kernel.values import ZERO, Index, Value, View, contiguous_strides, flat_index
+from ember.compiler.kernel.values import (
+    ZERO,
+    Index,
+    Value,
+    View,
+    _reshape_strides,
+    contiguous_strides,
+    flat_index,
+)
 from ember.runtime.errors import CompileError
 
 __all__ = ["lower_gemm_group", "lower_matmul_group"]
@@ -178,6 +186,15 @@ def lower_matmul_group(group: FusionGroup, gi: int, ev: Any, names: Any) -> tupl
     out_t = group.type_of(node.output)
     m, k, n = av.shape[-2], av.shape[-1], bv.shape[-1]
     batch = tuple(out_t.shape[:-2]) if len(av.shape) > 2 or len(bv.shape) > 2 else ()
+    if batch and len(bv.shape) == 2 and len(av.shape) > 2:
+        # [*batch, M, K] @ [K, N] with A's rows evenly strided is one [batch*M, K] @ [K, N] product,
+        # which keeps the fused epilogue (a Linear on a sequence)
+        rows = m
+        for s_ in batch:
+            rows *= s_
+        strides = _reshape_strides(av.shape, av.strides, (rows, k))
+        if strides is not None:
+            av, m, batch = View(av.buffer, (rows, k), av.dtype, strides, av.offset), rows, ()
     epi, cur, j = match_epilogue(group, gi, ev.values, lambda v: _vector_role(v, m, n), bool(batch))
     c_name = result_buffer(group, cur, scratch)
     stmts += _gemm_loops(av, bv, c_name, m, n, k, batch, epi, names)

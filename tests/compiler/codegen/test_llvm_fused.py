@@ -115,6 +115,12 @@ case("batched_matmul_transposed_a",
      {"a": T(2, 3, 17, 9), "at": T(2, 3, 9, 17), "b": T(3, 17, 5), "y": T(2, 3, 9, 5)},
      {"a": ba.transpose(0, 1, 3, 2).copy(), "b": bb}, {"y": ba @ bb})
 
+sa, sw, sb = R(3, 5, 16), R(12, 16), R(12)
+case("sequence_linear_gelu", [N("permute", ("w",), "wt", dims=(1, 0)), N("matmul", ("a", "wt"), "y"),
+                              N("add", ("y", "b"), "yb"), N("tanh", ("yb",), "o")],
+     {"a": T(3, 5, 16), "w": T(12, 16), "wt": T(16, 12), "y": T(3, 5, 12), "b": T(12), "yb": T(3, 5, 12),
+      "o": T(3, 5, 12)}, {"a": sa, "w": sw, "b": sb}, {"o": np.tanh(sa @ sw.T + sb)})
+
 mv, vv = R(7, 13), R(13)
 case("matvec", [N("matmul", ("m", "v"), "y"), N("sigmoid", ("y",), "o")],
      {"m": T(7, 13), "v": T(13), "y": T(7), "o": T(7)}, {"m": mv, "v": vv},
@@ -199,3 +205,8 @@ def test_kernels_named_like_libm_functions_do_not_shadow_them() -> None:
     x = np.linspace(0.5, 3.0, 5)
     (y,) = compile_groups("shadow", [g], ["x"], ["y"])(x)
     np.testing.assert_allclose(y, np.log(x), rtol=1e-14)
+
+
+def test_linear_over_a_sequence_is_one_gemm_with_its_epilogue() -> None:
+    text = str(lower_group(CASES["sequence_linear_gelu"][0]).kernel)
+    assert "gemm[15x12x16]" in text and "epilogue=col_bias_tanh" in text and "for " not in text
