@@ -244,6 +244,15 @@ std = define_composite("std", decompose=lambda b, x, **a: b.sqrt(_var(b, x, **a)
                        normalize=_dims_normalizer("std"), attrs=dict(_VAR_ATTRS))
 
 
+def _root(b: Any, s: Any, p: float) -> Any:
+    """s ** (1/p) whose gradient is 0 where s == 0 (as PyTorch's norm), not inf * 0 = nan: the root is
+    taken of s with zeros replaced by ones, and the zeros are selected back afterwards."""
+    zero = b.eq(s, 0)
+    safe = b.where(zero, 1.0, s)
+    root = b.sqrt(safe) if p == 2.0 else b.pow(safe, 1.0 / p)
+    return b.where(zero, 0.0, root)
+
+
 def _norm(b: Any, x: Any, p: Any, dim: tuple[int, ...], keepdim: bool, dtype: Any) -> Any:
     """Vector p-norms over ``dim``; 'fro' is the 2-norm of the flattened dims."""
     if dtype is not None:
@@ -252,7 +261,7 @@ def _norm(b: Any, x: Any, p: Any, dim: tuple[int, ...], keepdim: bool, dtype: An
         raise DTypeError(f"linalg.vector_norm: Expected a floating point or complex tensor as input."
                          f" Got {x.dtype.name.capitalize()}")
     if p == "fro" or p == 2:
-        return b.sqrt(b.sum(b.mul(x, x), dim=dim, keepdim=keepdim))
+        return _root(b, b.sum(b.mul(x, x), dim=dim, keepdim=keepdim), 2.0)
     if isinstance(p, str) or not isinstance(p, (int, float)):
         raise ArgumentError(f"norm: unsupported p={p!r} (use 'fro' or a number, incl. inf and -inf)")
     ax = b.abs(x)
@@ -264,7 +273,7 @@ def _norm(b: Any, x: Any, p: Any, dim: tuple[int, ...], keepdim: bool, dtype: An
         return b.sum(b.cast(b.ne(x, 0), dtype=x.dtype), dim=dim, keepdim=keepdim)
     if p == 1:
         return b.sum(ax, dim=dim, keepdim=keepdim)
-    return b.pow(b.sum(b.pow(ax, float(p)), dim=dim, keepdim=keepdim), 1.0 / p)
+    return _root(b, b.sum(b.pow(ax, float(p)), dim=dim, keepdim=keepdim), float(p))
 
 
 norm = define_composite(

@@ -387,6 +387,8 @@ for _p in ("fro", 1, 2, 3, 0.5, math.inf, -math.inf, 0):
 add(
     Case("norm", (f(),)),
     Case("norm", (d(3, 4),), {"dim": (0, 1)}, gradgrad=True),
+    Case("norm", (np.array([[0.0, 0.0], [3.0, -4.0]]),), {"dim": 1}, fd=False),  # zero rows: gradient 0
+    Case("norm", (np.array([[0.0, 0.0], [3.0, -4.0]]),), {"p": 3, "dim": 1}, fd=False),
     Case("dist", (f(3, 4), f(4))),
     Case("dist", (d(3), d(3)), {"p": 1}),
     Case("dist", (d(2, 3), d(3)), {"p": math.inf}),
