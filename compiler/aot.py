@@ -124,7 +124,8 @@ def _host_cpu() -> tuple[str, list[str]]:
 
 
 def _weights(exe: Any) -> tuple[bytes, list[dict[str, Any]]]:
-    """The parameters in the entry function's order, each 64-byte aligned, as one little-endian blob."""
+    """The parameters in the entry function's order, each 64-byte aligned, as one little-endian blob
+    padded to a whole number (at least one) of 64-byte lines."""
     blob = bytearray()
     table = []
     for spec in exe.params:
@@ -137,6 +138,7 @@ def _weights(exe: Any) -> tuple[bytes, list[dict[str, Any]]]:
         table.append({"name": spec.name, "shape": list(spec.shape), "dtype": spec.dtype,
                       "offset": len(blob), "nbytes": len(data)})
         blob += data
+    blob += bytes(-len(blob) % _ALIGN or (0 if blob else _ALIGN))  # an empty section would be dropped
     return bytes(blob), table
 
 
