@@ -240,7 +240,9 @@ class CompiledModule:
         """The compiled forward/backward pair for these arguments (which of them require grad is part of
         the signature), compiling it if it is new."""
         flags = tuple(bool(isinstance(a, Tensor) and a.requires_grad) for a in args)
-        key = (*_signature(args, self._training), ("grad", flags))
+        params = self.model.parameters() if hasattr(self.model, "parameters") else []
+        frozen = tuple(not p.requires_grad for p in params)
+        key = (*_signature(args, self._training), ("grad", flags, frozen))
         entry = self._train_cache.get(key)
         if entry is None:
             entry = self._compile_training(args)
