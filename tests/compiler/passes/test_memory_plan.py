@@ -43,7 +43,8 @@ def test_inplace_refused_when_the_input_lives_on_or_sizes_differ() -> None:
     acc = [Access(writes=("x",)), Access(reads=("x",), writes=("y",), inplace=(("y", "x"),)),
            Access(reads=("x", "y"))]
     assert plan_memory(acc, {"x": KB, "y": KB}).inplace == []  # x is read after y is written
-    acc2 = [Access(writes=("x",)), Access(reads=("x",), writes=("y",), inplace=(("y", "x"),)), Access(reads=("y",))]
+    acc2 = [Access(writes=("x",)), Access(reads=("x",), writes=("y",), inplace=(("y", "x"),)),
+            Access(reads=("y",))]
     assert plan_memory(acc2, {"x": KB, "y": 2 * KB}).inplace == []
 
 
