@@ -10,8 +10,7 @@ so nothing outside the input is touched). A 1x1 convolution with stride 1 and no
 ``cols``: the image itself is the [Cg, P] right operand. The output is NC* contiguous, so the GEMM's
 rows are output channels: a per-channel bias (shape [Co, 1, ...]) is the epilogue's ``row_bias``, a
 folded batch norm's per-channel scale its ``row_scale``, an [N, Co, *out] tensor its ``residual``, then
-relu/sigmoid/tanh. Depthwise convolutions run through the same path with one GEMM per channel (correct,
-not yet fast: a direct vectorized loop is the planned replacement).
+relu/sigmoid/tanh. Depthwise convolutions take a direct loop instead (``lower_depthwise.py``).
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ from ember.compiler.dtypes import bool_
 from ember.compiler.kernel.builder import iadd, imul
 from ember.compiler.kernel.group import FusionGroup
 from ember.compiler.kernel.ir import Binary, Buffer, Const, Expr, Gemm, Loop, Select, Stmt, Store
+from ember.compiler.kernel.lower_depthwise import is_depthwise, lower_depthwise_group
 from ember.compiler.kernel.lower_gemm import lower_rest, match_epilogue, materialize, result_buffer
 from ember.compiler.kernel.values import ZERO, Index, Value, View, contiguous_strides, flat_index
 from ember.runtime.errors import CompileError
@@ -154,6 +154,8 @@ def lower_conv_group(group: FusionGroup, gi: int, ev: Any, names: Any) -> tuple[
     out_t = group.type_of(node.output)
     out_shape = tuple(out_t.shape)
     groups = attrs["groups"]
+    if is_depthwise(x, w, groups):
+        return lower_depthwise_group(group, gi, ev, names, x, w, stmts, scratch)
     batch, co, ksize, out = out_shape[0], out_shape[1], tuple(w.shape[2:]), out_shape[2:]
     cg, cog = w.shape[1], co // groups
     kdim = cg

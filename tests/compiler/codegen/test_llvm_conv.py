@@ -27,6 +27,8 @@ SPECS: list[tuple[Any, ...]] = [
     ((2, 8, 8, 8), (16, 8, 1, 1), 1, 0, 1, 1, "bias"),             # 1x1: the image is the B operand
     ((1, 6, 10, 9), (6, 1, 3, 3), 2, 1, 1, 6, "bias_relu"),        # depthwise, stride 2
     ((2, 4, 7, 7), (6, 2, 3, 2), (2, 1), (1, 0), (1, 2), 2, "none"),
+    ((2, 3, 12, 19), (6, 1, 3, 3), 1, 2, 2, 3, "bn_residual_relu"),  # depthwise x2, dilated, fused tail
+    ((1, 4, 9, 10), (4, 1, 3, 3), 1, 0, 1, 4, "none"),              # depthwise without padding
     ((2, 3, 20), (5, 3, 4), 1, 2, 1, 1, "bias"),                   # conv1d, even kernel
     ((1, 2, 5, 6, 4), (3, 2, 2, 3, 2), 1, 1, 1, 1, "none"),        # conv3d
     ((2, 5, 6, 6), (5, 5, 3, 3), 1, 1, 1, 1, "bn_residual_relu"),  # a ResNet basic-block tail
@@ -135,3 +137,10 @@ def test_conv_transpose_matches_torch() -> None:
                          [g.outputs[0] for g in groups])(*arrays)
     for k, (a, b) in enumerate(zip(got, wants)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4, err_msg=str(TRANSPOSED[k]))
+
+
+def test_depthwise_conv_is_a_direct_loop_with_the_tail_fused() -> None:
+    k = next(i for i, spec in enumerate(SPECS) if spec[6] == "bn_residual_relu" and spec[5] == 3)
+    text = str(lower_group(CASES[k][0]).kernel)
+    assert "gemm[" not in text and "vectorized for" in text
+    assert "_tmpl" not in text  # bias, residual and relu are stored from the accumulator directly
