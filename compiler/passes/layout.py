@@ -27,14 +27,23 @@ from ember.compiler.ops.registry import Pattern
 _WHY = "NC* kept (llvm conv lowering is im2col+GEMM over NC*; no NCHWc/NHWC kernel)"
 
 
-def choose_layout(graph: Graph) -> tuple[Graph, bool, dict[str, Any]]:
-    reasons = []
+def layout_decisions(graph: Graph) -> list[str]:
+    """One line per convolution: the layout chosen for it and why."""
+    out = []
     for node in graph.nodes:
         template = node.op.lowering.get("template", "")
         if node.op.pattern == Pattern.OUT_FUSABLE and template.startswith("conv"):
-            out = node.outputs[0]
-            reasons.append(f"{node.op.name} {out.dtype.name}{list(out.shape)}: {_WHY}")
-    return graph, False, {"convolutions": len(reasons), "conversions_inserted": 0, "reasons": reasons}
+            v = node.outputs[0]
+            out.append(f"{node.op.name} {v.dtype.name}{list(v.shape)}: {_WHY}")
+    return out
 
 
-__all__ = ["choose_layout"]
+def choose_layout(graph: Graph) -> tuple[Graph, bool, dict[str, Any]]:
+    decisions = layout_decisions(graph)
+    stats: dict[str, Any] = {"convolutions": len(decisions), "conversions_inserted": 0}
+    if decisions:
+        stats["decision"] = _WHY
+    return graph, False, stats
+
+
+__all__ = ["choose_layout", "layout_decisions"]

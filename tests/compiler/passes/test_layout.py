@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ember.compiler.ir import parse, verify
 from ember.compiler.passes import choose_layout
+from ember.compiler.passes.layout import layout_decisions
 
 
 def test_layout_keeps_nchw_and_says_why() -> None:
@@ -19,5 +20,6 @@ def test_layout_keeps_nchw_and_says_why() -> None:
     out, changed, stats = choose_layout(g)
     assert out is g and not changed
     assert stats["convolutions"] == 1 and stats["conversions_inserted"] == 0
-    assert stats["reasons"][0].startswith("conv float32[1, 4, 8, 8]: NC* kept")
-    assert "no NCHWc/NHWC kernel" in stats["reasons"][0]
+    assert stats["decision"].startswith("NC* kept") and "no NCHWc/NHWC kernel" in stats["decision"]
+    (line,) = layout_decisions(g)
+    assert line == "conv float32[1, 4, 8, 8]: " + stats["decision"]
