@@ -41,6 +41,11 @@ def _signature(args: tuple[Any, ...], training: bool) -> tuple[Any, ...]:
     return tuple(key)
 
 
+def _contiguous(a: np.ndarray) -> np.ndarray:
+    """C-contiguous without copying when it already is (np.ascontiguousarray turns 0-d into 1-d)."""
+    return a if a.flags.c_contiguous else np.ascontiguousarray(a).reshape(a.shape)
+
+
 class _Compiled:
     """One compiled signature: the compile result, its runner, and the live tensors behind its params."""
 
@@ -77,7 +82,7 @@ class _Compiled:
         for name, t in live.items():
             key = sanitize(name)
             if key in constants:
-                constants[key] = np.ascontiguousarray(t._data)
+                constants[key] = _contiguous(t._data)
         self.runner = CpuExecutable(dataclasses.replace(exe, constants=constants))
         self.bound = {n: t._data for n, t in live.items()}
 
@@ -94,7 +99,9 @@ class _Training:
         self.fwd = fwd
         self.bwd = bwd
         self.bwd_runner: Any = None
-        leaves = flatten_tree(ad.forward.outputs[0])
+        outputs, updates = ad.forward.outputs[0]
+        self.updates = [n for n, v in updates.items() if isinstance(v, Value)]
+        leaves = flatten_tree(outputs)
         self.num_outputs = sum(isinstance(v, Value) for v in leaves)
         slot, k = {}, 0  # flat leaf position -> index among the output values
         for pos, v in enumerate(leaves):
@@ -102,6 +109,14 @@ class _Training:
                 slot[pos] = k
                 k += 1
         self.grad_slots = [slot[pos] for pos in ad.grad_outputs]
+        self.num_outputs += len(self.updates)  # update values follow the model's outputs
+
+    def write_back(self, arrays: list[Tensor], buffers: dict[str, Tensor]) -> None:
+        """Running statistics computed by the graph go into the live buffers (in place, as eager does)."""
+        for name, new in zip(self.updates, arrays):
+            t = buffers[name]
+            t._data[...] = new._data
+            t._version[0] += 1
 
     def tensor_of(self, v: Any, tensors: list[Tensor]) -> Tensor:
         kind, key = self.sources[self.ad.forward.inputs.index(v)]
@@ -147,7 +162,7 @@ class _CompiledStep(Function):
         from ember.creation import from_numpy
 
         entry = call.entry
-        arrays = [np.ascontiguousarray(t._data) for t in call.tensors]
+        arrays = [_contiguous(t._data) for t in call.tensors]
         flat = entry.fwd.run(arrays)
         outs = tuple(from_numpy(a) for a in flat[:entry.num_outputs])
         saved = [from_numpy(a) for a in flat[entry.num_outputs:]]
@@ -163,8 +178,8 @@ class _CompiledStep(Function):
 
         entry = ctx.entry
         held = ctx.saved_tensors
-        arrays = [np.ascontiguousarray(t._data) for t in held]
-        arrays += [np.ascontiguousarray(grads[k]._data) for k in entry.grad_slots]
+        arrays = [_contiguous(t._data) for t in held]
+        arrays += [_contiguous(grads[k]._data) for k in entry.grad_slots]
         results = entry.run_backward(arrays)
         return (None, *(from_numpy(np.array(r, copy=True)) for r in results))
 
@@ -225,7 +240,7 @@ class CompiledModule:
         if self._needs_grad(args):
             return self._train_call(args)
         entry = self.compiled_for(*args)
-        arrays = [np.ascontiguousarray(a._data) for a in args if isinstance(a, Tensor)]
+        arrays = [_contiguous(a._data) for a in args if isinstance(a, Tensor)]
         outs = iter(entry.run(arrays))
         from ember.compiler.ir.graph import Value, map_tree
         from ember.creation import from_numpy
@@ -252,9 +267,10 @@ class CompiledModule:
     def _compile_training(self, args: tuple[Any, ...]) -> _Training:
         from ember.compiler.autodiff import differentiate
         from ember.compiler.compile import compile_graph
+        from ember.compiler.ir.graph import flatten_tree
         from ember.tracing import trace
 
-        graph = trace(self.model, *args)
+        graph = trace(self.model, *args, buffer_updates=True)  # outputs: (model outputs, buffer updates)
         tensors = [a for a in args if isinstance(a, Tensor)]
         named = dict(self.model.named_parameters()) if hasattr(self.model, "named_parameters") else {}
         sources: list[Any] = []   # per graph input: ("arg", i) or ("param", name)
@@ -270,7 +286,7 @@ class CompiledModule:
             t = tensors[src[1]] if src[0] == "arg" else named.get(src[1])
             if t is not None and t.requires_grad and t.dtype.is_floating_point:
                 wrt.append(v)
-        ad = differentiate(graph, wrt)
+        ad = differentiate(graph, wrt, grad_leaves=len(flatten_tree(graph.outputs[0])))
         fwd = _Compiled(compile_graph(ad.forward, self.target), self._param_paths(ad.forward))
         bwd = compile_graph(ad.backward, self.target)
         return _Training(ad, sources, fwd, bwd)
@@ -293,7 +309,12 @@ class CompiledModule:
         tensors = [a for a in args if isinstance(a, Tensor)]
         wrt_tensors = [entry.tensor_of(v, tensors) for v in entry.ad.wrt]
         outs = iter(_CompiledStep.apply(_StepCall(entry, tensors), *wrt_tensors))
-        return map_tree(entry.ad.forward.outputs[0], lambda v: next(outs) if isinstance(v, Value) else v)
+        result = map_tree(entry.ad.forward.outputs[0][0], lambda v: next(outs) if isinstance(v, Value) else v)
+        entry.write_back(list(outs), self.fwd_buffers(entry))
+        return result
+
+    def fwd_buffers(self, entry: _Training) -> dict[str, Tensor]:
+        return {n: entry.fwd.live[n] for n in entry.updates}
 
     # ---- inspection -----------------------------------------------------------------------------
 

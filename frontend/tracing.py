@@ -214,8 +214,10 @@ def _traced(value: Value, tracer: Tracer, box: list[int] | None = None,
 class Tracer:
     """Records ops into a GraphBuilder while installed as ``STATE.tracer``."""
 
-    def __init__(self, root: Any, name: str) -> None:
+    def __init__(self, root: Any, name: str, buffer_updates: bool = False) -> None:
         self.builder = GraphBuilder(name)
+        self.buffer_updates = buffer_updates  # in-place writes to buffers become outputs (training)
+        self.updates: dict[str, Value] = {}
         self.scopes: list[str] = [""]
         self.module_names: dict[int, str] = {}
         self.state_names: dict[int, tuple[str, str, Any]] = {}  # id(array) -> (name, kind, tensor)
@@ -370,6 +372,10 @@ class Tracer:
         """``param.data = traced`` would leave the model holding a stand-in: put the array back, refuse."""
         broken = []
         for array, name, kind, t in self.state_arrays:
+            if kind == "buffer" and self.buffer_updates and isinstance(t._data, _TraceData):
+                self.updates[name] = t._data.value
+                t.__class__, t._data = Tensor, array
+                continue
             if t._data is not array:
                 t._data = array
                 broken.append(f"{kind} {name!r}")
@@ -387,6 +393,8 @@ class Tracer:
                                   " graph never changes its inputs", fix)
             return
         state = self.state_names.get(id(data))
+        if state is not None and state[1] == "buffer" and self.buffer_updates:
+            return
         if state is not None:
             raise trace_error(f"in-place {op.name}_ on {state[1]} {state[0]!r} while tracing: a compiled"
                               " graph never changes its parameters or buffers",
@@ -453,8 +461,12 @@ def _output_leaf(tracer: Tracer, leaf: Any) -> Any:
                       " tuples, lists and dicts of them)", "return tensors only")
 
 
-def trace(module_or_fn: Callable[..., Any], *example_inputs: Any) -> Graph:
+def trace(module_or_fn: Callable[..., Any], *example_inputs: Any, buffer_updates: bool = False) -> Graph:
     """Trace a module or function on example inputs into a ``Graph``.
+
+    ``buffer_updates=True`` (compiled training) records in-place updates of buffers (batch norm's running
+    statistics in train mode) instead of refusing them: the graph then returns ``(outputs, {buffer name:
+    new value})`` and the caller writes the new values back after each run.
 
     >>> import ember
     >>> g = ember.trace(lambda x: (x * 2).relu(), ember.ones(2, 3))
@@ -465,7 +477,7 @@ def trace(module_or_fn: Callable[..., Any], *example_inputs: Any) -> Graph:
         raise TypeError(f"trace() expects a module or a function, got {type(module_or_fn).__name__}")
     is_module = hasattr(module_or_fn, "named_modules")
     name = type(module_or_fn).__name__ if is_module else getattr(module_or_fn, "__name__", "graph")
-    tracer = Tracer(module_or_fn, "graph" if name == "<lambda>" else name)
+    tracer = Tracer(module_or_fn, "graph" if name == "<lambda>" else name, buffer_updates)
     rng_before = _rng_state()
     prev_tracer, prev_grad = STATE.tracer, STATE.grad_enabled
     STATE.tracer, STATE.grad_enabled = tracer, False
@@ -479,6 +491,8 @@ def trace(module_or_fn: Callable[..., Any], *example_inputs: Any) -> Graph:
         tracer.restore_state()
     if _rng_state() != rng_before:
         raise _random_draw_error(module_or_fn)
+    if buffer_updates:
+        outputs = (outputs, dict(tracer.updates))
     return tracer.builder.finish(outputs)
 
 

@@ -85,15 +85,17 @@ def _rule_args(node: Node) -> tuple[Any, list[Any]]:
     return out, ins
 
 
-def joint_backward(graph: Graph, wrt: list[Value]) -> tuple[GraphEmitter, dict[int, Value], list[Value],
-                                                             list[Any]]:
+def joint_backward(graph: Graph, wrt: list[Value], grad_leaves: int | None = None
+                   ) -> tuple[GraphEmitter, dict[int, Value], list[Value], list[Any]]:
     """Backward nodes reading forward values directly. Returns the emitter holding them, the gradient
-    input value per differentiable output position, and the gradient of each ``wrt`` value (or None)."""
+    input value per differentiable output position, and the gradient of each ``wrt`` value (or None).
+    Only the first ``grad_leaves`` output leaves take a gradient (all when None): the rest are side
+    outputs such as running-statistic updates."""
     b = GraphEmitter(f"{graph.name}_backward")
     live = _requires_grad(graph, wrt)
     grads: dict[int, Any] = {}
     grad_inputs: dict[int, Value] = {}
-    for pos, v in enumerate(graph.flat_outputs):
+    for pos, v in enumerate(graph.flat_outputs[:grad_leaves]):
         if _is_float(v) and id(v) in live:
             gv = Value(v.type, "input", f"grad_out{pos}")
             grad_inputs[pos] = gv
@@ -115,13 +117,14 @@ def joint_backward(graph: Graph, wrt: list[Value]) -> tuple[GraphEmitter, dict[i
     return b, grad_inputs, wrt, [grads.get(id(v)) for v in wrt]
 
 
-def differentiate(graph: Graph, wrt: list[Value], rule: RecomputeRule | None = None) -> AutodiffResult:
+def differentiate(graph: Graph, wrt: list[Value], rule: RecomputeRule | None = None,
+                  grad_leaves: int | None = None) -> AutodiffResult:
     """Split ``graph`` into a forward graph that saves what the backward needs and a backward graph that
-    returns the gradients of ``wrt`` (graph inputs)."""
+    returns the gradients of ``wrt`` (graph inputs). ``grad_leaves``: see ``joint_backward``."""
     for v in wrt:
         if v not in graph.inputs:
             raise AutogradError(f"autodiff: {v!r} is not an input of graph @{graph.name}")
-    b, grad_inputs, _, wrt_grads = joint_backward(graph, wrt)
+    b, grad_inputs, _, wrt_grads = joint_backward(graph, wrt, grad_leaves)
     return partition(graph, b, grad_inputs, wrt, wrt_grads, rule or default_rule)
 
 
