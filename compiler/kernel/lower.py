@@ -464,6 +464,7 @@ TEMPLATE_LOWERINGS: dict[str, str] = {
     "conv_transpose": "lower_conv_transpose:lower_conv_transpose_group",
     "conv_weight_grad": "lower_conv_grad:lower_conv_weight_grad_group",
     "pool": "lower_pool:lower_pool_group",
+    "pool_backward": "lower_pool_backward:lower_pool_backward_group",
     "scan": "lower_scan:lower_scan_group",
     "scatter": "lower_scatter:lower_scatter_group",
 }
