@@ -121,9 +121,13 @@ def compile_graph(graph: Graph, target: str = "llvm", name: str | None = None) -
     constants = {sanitize(k): _param_data(graph, k) for k in param_names}
     exe = compile_program(program, constants, {sanitize(v): v for v in [*in_names, *out_names]})
     seconds = time.perf_counter() - start
-    if settings.get("DEBUG") >= 1:
+    debug = settings.get("DEBUG")
+    if debug >= 1:
         print(f"ember.compile: {graph.name}: {len(groups)} kernels from {len(graph.nodes)} nodes in "
               f"{seconds:.2f} s")
+    if debug >= 4:
+        for kernel_name, source in exe.sources.items():
+            print(f"---- {kernel_name} ----\n{source}")
     return CompileResult(graph, plan, report, exe, in_names, out_names, param_names, seconds, notes)
 
 

@@ -13,7 +13,7 @@ Settings are read when used, never at import time, so tests and users can change
 | EMBER_DEBUG     | int  | 1 kernel count and compile time; 2 per-kernel timing; 3 IR after each pass; 4 generated code |
 | EMBER_DUMP_IR   | str  | folder: one numbered IR file per pass                               |
 | EMBER_CHECKS    | bool | verify the graph after every pass                                   |
-| EMBER_CACHE_DIR | str  | on-disk kernel cache (default ~/.cache/ember); "" disables it        |
+| EMBER_CACHE_DIR | str  | reserved for the on-disk kernel cache (not implemented yet)         |
 | EMBER_NUM_THREADS | int | threads used by generated code (default: all cores)                |
 """
 
