@@ -184,7 +184,10 @@ def _verify(data: Any, path: str) -> tuple[dict[str, Any], Trailer]:
                               f"recorded {want.hex()[:16]}...)")
     off, size = sections[META_SECTION]
     meta = _parse_metadata(bytes(data[off:off + size]), path)
-    _check_metadata(meta, sections[WEIGHTS_SECTION][1], path)
+    try:
+        _check_metadata(meta, sections[WEIGHTS_SECTION][1], path)
+    except (AttributeError, KeyError, TypeError, ValueError) as e:  # well-formed JSON of the wrong shape
+        raise _fail(path, f"corrupted: unexpected metadata layout ({e!r})") from None
     if meta.get("weights_sha256") != trailer.weights_sha256.hex():
         raise _fail(path, "corrupted: the metadata and the trailer record different weights checksums")
     return meta, trailer
