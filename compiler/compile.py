@@ -146,4 +146,4 @@ def _param_data(graph: Graph, name: str) -> np.ndarray:
     if data is None:
         raise CompileError(f"no data for parameter or constant '{name}' of graph '{graph.name}'")
     arr = getattr(data, "_data", data)
-    return np.ascontiguousarray(arr)
+    return np.ascontiguousarray(arr).reshape(np.shape(arr))  # (ascontiguousarray makes 0-d 1-d)

@@ -141,8 +141,8 @@ def _merge_inplace(accesses: Sequence[Access], lifetimes: dict[str, Lifetime]
     claimed: set[str] = set()
     for k, acc in enumerate(accesses):
         for out, src in acc.inplace:
-            if out not in lifetimes or src not in lifetimes or src in claimed:
-                continue
+            if out not in lifetimes or src not in lifetimes or src in claimed or owner[out] != out:
+                continue  # (an output already merged with another dying input keeps that buffer)
             buf = owner[src]
             same_size = merged[buf].nbytes == lifetimes[out].nbytes
             # the input dies here, the output is born here, and nothing else holds the buffer later
