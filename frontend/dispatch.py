@@ -86,7 +86,7 @@ def _run_eager(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any]) -> Any:
             sig.append(type(a))
             sig.append(a)
     if attrs:
-        sig.append(tuple(attrs.items()))  # makes the key length even: no clash with an extra input
+        sig.append(_attrs_key(attrs))  # makes the key length even: no clash with an extra input
     try:
         key: Any = tuple(sig)
         hit = _TYPES.get(key)
@@ -115,6 +115,16 @@ def _run_eager(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any]) -> Any:
     if needs_grad and STATE.grad_enabled and op.differentiable:
         _record(op, args, attrs, outs)
     return outs
+
+
+def _attrs_key(attrs: dict[str, Any]) -> tuple[Any, ...]:
+    """The given attributes with their types (and their items' types), since ``1 == 1.0 == True``: a
+    memo hit must not let ``dim=1.0`` or ``dim=True`` through after ``dim=1`` passed the checks."""
+    key: list[Any] = []
+    for k, v in attrs.items():
+        t = type(v)
+        key.append((k, t, tuple(map(type, v)) if t is tuple else None, v))
+    return tuple(key)
 
 
 def _types_suffice(op: OpDef, args: tuple[Any, ...], given: dict[str, Any], attrs: dict[str, Any],

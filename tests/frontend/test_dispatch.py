@@ -131,3 +131,12 @@ def test_data_dependent_rules_are_not_memoized():
         got = x[ember.tensor(mask)]
         np.testing.assert_array_equal(got.numpy(), xt[torch.tensor(mask)].numpy())
     assert x[0].shape == (2,) and x[ember.tensor([2, 0])].shape == (2, 2)
+
+
+def test_attribute_types_are_part_of_the_key():
+    x = ember.ones(2, 3)
+    assert tuple(x.sum(dim=1).shape) == (2,)
+    assert tuple(x.sum(dim=(0, 1)).shape) == ()
+    for bad in (1.0, True, (0, 1.0)):  # equal to a memoized value, but not an int
+        with pytest.raises(ArgumentError):
+            x.sum(dim=bad)
