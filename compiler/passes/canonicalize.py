@@ -83,7 +83,8 @@ def _reshape(rw: Rewriter, node: Node, ins: tuple[Any, ...]) -> Any:
         return x
     p = x.producer if isinstance(x, Value) else None
     if p is not None and p.op is node.op:
-        return rw.b.reshape(p.inputs[0], shape=tuple(node.outputs[0].shape))
+        src = p.inputs[0]
+        return src if _same_type(src, node) else rw.b.reshape(src, shape=tuple(node.outputs[0].shape))
     return None
 
 

@@ -84,3 +84,18 @@ def test_composed_permutes_and_clean_graph() -> None:
     assert_equivalent(g, out)
     again, changed2, stats2 = canonicalize(out)
     assert not changed2 and again is out and stats2 == {"rewritten": 0}
+
+
+def test_reshape_round_trip_disappears() -> None:
+    g = verify(parse("""graph @f(
+    %x: float32[2,3] input
+) {
+  %0 = reshape(%x) {shape=(6,)} : float32[6]
+  %1 = reshape(%0) {shape=(2, 3)} : float32[2,3]
+  %2 = exp(%1) : float32[2,3]
+  return %2
+}
+"""))
+    out, changed, stats = canonicalize(g)
+    assert changed and [n.op.name for n in out.nodes] == ["exp"] and out.nodes[0].inputs[0] is g.inputs[0]
+    assert_equivalent(g, out)
