@@ -45,7 +45,7 @@ from ember.runtime.aot import (
 from ember.runtime.errors import ArgumentError, CompileError
 from ember.runtime.executable import TensorSpec
 
-__all__ = ["ExportResult", "export_graph", "find_c_compiler"]
+__all__ = ["ExportResult", "export_compiled", "export_graph", "find_c_compiler"]
 
 _ALIGN = 64  # each parameter starts on a cache line, as the arena's buffers do
 
@@ -305,20 +305,37 @@ def _object_code(result: CompileResult) -> bytes:
     return JitModule(ir, name=result.executable.name, optimize=False).emit_object()
 
 
-def export_graph(graph: Graph, path: str | os.PathLike[str], name: str | None = None) -> ExportResult:
-    """Compile ``graph`` and write it as a package to ``path`` and a C header beside it (``.h``)."""
+def _check_target(path: str | os.PathLike[str], outputs: Any) -> str:
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise ArgumentError(f"ember.export: the folder {folder} does not exist")
-    leaves = flatten_tree(graph.outputs)
+    leaves = flatten_tree(outputs)
     if not leaves or not all(isinstance(v, Value) for v in leaves):
         raise CompileError("ember.export: the model must return a tensor or a tuple/list/dict of tensors; "
-                           f"got outputs {graph.outputs!r}")
+                           f"got outputs {outputs!r}")
+    return path
+
+
+def export_graph(graph: Graph, path: str | os.PathLike[str], name: str | None = None) -> ExportResult:
+    """Compile ``graph`` and write it as a package to ``path`` and a C header beside it (``.h``)."""
+    _check_target(path, graph.outputs)
+    find_c_compiler()  # before the compilation, which takes a while
+    return export_compiled(compile_graph(graph, "llvm", name=name), path, name)
+
+
+def export_compiled(result: CompileResult, path: str | os.PathLike[str],
+                    name: str | None = None) -> ExportResult:
+    """Write an existing compilation as a package (no second compilation: the object code comes from
+    the LLVM IR the compilation kept). The weights are ``result.executable.constants``."""
+    path = _check_target(path, result.graph.outputs)
     cc = find_c_compiler()
-    result = compile_graph(graph, "llvm", name=name)
+    if result.executable is None:
+        raise CompileError("ember.export: this compilation has no native code (target 'interpret'); compile "
+                           "with target 'llvm' to export")
     weights, table = _weights(result.executable)
-    meta = _metadata(result, name or graph.name or "model", isinstance(graph.outputs, Value), table, weights)
+    single = isinstance(result.graph.outputs, Value)
+    meta = _metadata(result, name or result.graph.name or "model", single, table, weights)
     meta_json = json.dumps(meta, sort_keys=True, separators=(",", ":")).encode()
     with tempfile.TemporaryDirectory(prefix="ember-export-") as work:
         for file, data in (("model.o", _object_code(result)), ("weights.bin", weights),

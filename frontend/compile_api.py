@@ -346,9 +346,11 @@ def export(model: Any, example_inputs: Any, path: str, *, name: str | None = Non
     (kernels, entry function, weights, metadata, a small C ABI) plus a C header beside it (``.h``).
 
     The package is fixed to the example inputs' shapes and dtypes and to the model's weights and mode
-    now (call ``model.eval()`` first for inference). Run it with ``ember.runtime.load(path)`` (numpy and
-    ctypes only) or link it from C (examples/deploy_c). Returns ``path``. Needs a C compiler (``$CC``
-    or ``cc``) to link. The same model and inputs give the same bytes.
+    now (call ``model.eval()`` first for inference). ``model`` may also be what ``ember.compile``
+    returned: its compilation for these inputs is reused (with the current weights), not repeated.
+    Run the package with ``ember.runtime.load(path)`` (numpy and ctypes only) or link it from C
+    (examples/deploy_c). Returns ``path``. Needs a C compiler (``$CC`` or ``cc``) to link. The same
+    model and inputs give the same bytes.
 
     >>> import ember, ember.nn as nn, tempfile, os
     >>> model = nn.Sequential(nn.Linear(4, 3), nn.ReLU()).eval()
@@ -359,7 +361,7 @@ def export(model: Any, example_inputs: Any, path: str, *, name: str | None = Non
     import os
 
     from ember.autograd import no_grad
-    from ember.compiler.aot import export_graph
+    from ember.compiler.aot import export_compiled, export_graph
     from ember.creation import from_numpy
     from ember.tracing import trace
 
@@ -372,6 +374,14 @@ def export(model: Any, example_inputs: Any, path: str, *, name: str | None = Non
                             "of tensors); their shapes and dtypes become the package's signature")
     _signature(args, False)  # the same argument check as ember.compile
     with no_grad():
-        graph = trace(model, *args)
-    export_graph(graph, path, name=name)
+        if isinstance(model, CompiledModule):
+            entry = model.compiled_for(*args)
+            if entry.result.executable is None:
+                raise CompileError("ember.export: this model was compiled with target 'interpret', which "
+                                   "makes no native code; use ember.compile(model) (target 'llvm')")
+            entry._bind(entry.live)  # the executable with the weights as they are now
+            result = dataclasses.replace(entry.result, executable=entry.runner.exe)
+            export_compiled(result, path, name=name)
+        else:
+            export_graph(trace(model, *args), path, name=name)
     return os.fspath(path)

@@ -51,6 +51,25 @@ def test_same_model_and_inputs_give_the_same_bytes(tmp_path: Path) -> None:
     assert a[text_a[0]:text_a[0] + text_a[1]] == c[text_c[0]:text_c[0] + text_c[1]]
 
 
+def test_exporting_a_compiled_model_reuses_it_with_the_current_weights(tmp_path: Path) -> None:
+    model = _scale_model(6)
+    x = ember.randn(3, 5)
+    fast = ember.compile(model)
+    with ember.no_grad():
+        fast(x)
+        model.w.mul_(-1.0)  # "training" after compiling: the package must hold these weights
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    ember.export(fast, (x,), str(tmp_path / "a" / "m.so"))
+    ember.export(model, (x,), str(tmp_path / "b" / "m.so"))
+    assert (tmp_path / "a" / "m.so").read_bytes() == (tmp_path / "b" / "m.so").read_bytes()
+    with ember.no_grad():
+        np.testing.assert_allclose(load(tmp_path / "a" / "m.so")(x.numpy()), model(x).numpy(), rtol=1e-5,
+                                   atol=1e-6)
+    with pytest.raises(CompileError, match="target 'interpret'"):
+        ember.export(ember.compile(model, target="interpret"), (x,), str(tmp_path / "i.so"))
+
+
 @pytest.fixture(scope="module")
 def scale_package(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Scale]:
     model = _scale_model(4)
