@@ -72,12 +72,14 @@ int32_t ember_num_outputs(void);
 const ember_tensor_info *ember_input_info(int32_t i);   /* NULL when i is out of range */
 const ember_tensor_info *ember_output_info(int32_t i);
 int64_t ember_arena_bytes(void);                  /* scratch memory one call needs */
+int32_t ember_cpu_supported(void);                /* 0: this CPU lacks instructions the code uses */
 int32_t ember_num_params(void);
 void *const *ember_params(void);                  /* the embedded weights, in the entry's order */
 
 /* Run the model: inputs[i] / outputs[i] point to C-contiguous buffers of ember_*_info(i)->nbytes.
    num_threads <= 0 means omp_get_max_threads(). Returns 0 on success, 1 when a kernel could not
-   allocate working memory, 2 when the arena could not be allocated. ember_run allocates and frees its
+   allocate working memory, 2 when the arena could not be allocated, 3 when this CPU lacks
+   instructions the code was compiled for (see ember_cpu_supported). ember_run allocates and frees its
    own arena, so concurrent calls from several threads are safe; ember_run_with_arena uses the
    caller's (64-byte aligned, ember_arena_bytes() long; one arena per concurrent call). */
 int32_t ember_run(void *const *inputs, void *const *outputs, int32_t num_threads);
@@ -184,6 +186,20 @@ def _info_table(kind: str, tensors: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+# CPU features the generated code may use that GCC's and Clang's __builtin_cpu_supports both know.
+_BUILTIN_CPU_FEATURES = ("sse3", "ssse3", "sse4.1", "sse4.2", "popcnt", "avx", "avx2", "fma", "bmi", "bmi2",
+                         "avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl")
+
+
+def _cpu_check(meta: dict[str, Any]) -> str:
+    """A C expression that is true when this CPU has the instruction sets the code was compiled for, so
+    a C caller gets an error status instead of an illegal-instruction crash on an older CPU."""
+    if meta["machine"] != "x86_64":
+        return "1"
+    needed = [f for f in _BUILTIN_CPU_FEATURES if f in meta["cpu_features"]]
+    return " && ".join(f'__builtin_cpu_supports("{f}")' for f in needed) or "1"
+
+
 def _abi_source(meta: dict[str, Any]) -> str:
     """The C half of the package: the embedded sections and the ABI functions around the entry."""
     entry, n_in, n_out = meta["entry"], len(meta["inputs"]), len(meta["outputs"])
@@ -226,7 +242,12 @@ int64_t ember_arena_bytes(void) {{ return {meta['arena_bytes']}; }}
 int32_t ember_num_params(void) {{ return {len(meta['params'])}; }}
 void *const *ember_params(void) {{ return params; }}
 
+int32_t ember_cpu_supported(void) {{
+    return {_cpu_check(meta)};
+}}
+
 int32_t ember_run_with_arena(void *const *inputs, void *const *outputs, void *arena, int32_t num_threads) {{
+    if (!ember_cpu_supported()) return 3;
     if (num_threads <= 0) num_threads = omp_get_max_threads();
     return {entry}((void **)inputs, (void **)outputs, (void **)params, arena, num_threads);
 }}

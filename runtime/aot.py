@@ -150,13 +150,16 @@ def _read_trailer(data: Any, path: str) -> Trailer:
     if len(data) < 64 + TRAILER.size:
         raise _fail(path, "no ember package trailer: the file is truncated or was not written by "
                           "ember.export")
-    magic, version, _, body, meta, weights, rest, end = TRAILER.unpack_from(data, len(data) - TRAILER.size)
+    fields = TRAILER.unpack_from(data, len(data) - TRAILER.size)
+    magic, version, flags, body, meta, weights, rest, end = fields
     if magic != MAGIC or end != END_MAGIC:
         raise _fail(path, "no ember package trailer at the end of the file: the file is truncated or was not "
                           "written by ember.export")
     if version != FORMAT_VERSION:
         raise _fail(path, f"package format version {version}; this runtime reads version {FORMAT_VERSION}: "
                           "export the model again with this version of ember")
+    if flags != 0:
+        raise _fail(path, f"corrupted: unknown trailer flags {flags:#x}")
     if body != len(data) - TRAILER.size:
         raise _fail(path, f"truncated or extended: the trailer records {body} bytes of library, the file "
                           f"holds {len(data) - TRAILER.size}")
@@ -297,12 +300,16 @@ class Package:
     def _check_abi(self, meta: dict[str, Any]) -> None:
         lib = self._lib
         lib.ember_abi_version.restype = ctypes.c_uint32
-        lib.ember_metadata.restype = ctypes.c_char_p
         if lib.ember_abi_version() != ABI_VERSION:
             raise _fail(self.path, f"C ABI version {lib.ember_abi_version()}, expected {ABI_VERSION}")
+        lib.ember_metadata.restype = ctypes.c_char_p
         if json.loads(lib.ember_metadata()) != meta:
             raise _fail(self.path, "the library the dynamic loader returned is not the one validated (was it "
                                    "replaced while loading, or opened here by other means than load?)")
+        lib.ember_cpu_supported.restype = ctypes.c_int32
+        if not lib.ember_cpu_supported():
+            raise _fail(self.path, "this CPU lacks instructions the package was compiled for: export the "
+                                   "model again on this machine")
 
     @contextmanager
     def _arena(self) -> Iterator[np.ndarray]:
@@ -327,6 +334,8 @@ class Package:
         with self._arena() as arena:
             status = self._run(ctypes.addressof(in_ptrs), ctypes.addressof(out_ptrs), arena.ctypes.data,
                                threads)
+        if status == 3:
+            raise PackageError(f"{self.name}: this CPU lacks instructions the package was compiled for")
         if status:
             raise MemoryError(f"{self.name}: a kernel could not allocate its working memory")
         if self.metadata.get("single_output", False):

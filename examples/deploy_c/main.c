@@ -72,7 +72,8 @@ int main(int argc, char **argv) {
     for (int32_t i = 0; i < n_out && !status; i++)
         if (!(outputs[i] = malloc((size_t)ember_output_info(i)->nbytes + 1))) status = 3;
     if (!status && (status = ember_run(inputs, outputs, 0)) != 0)
-        fprintf(stderr, "run_model: ember_run failed with status %d (out of memory)\n", status);
+        fprintf(stderr, "run_model: ember_run failed with status %d (%s)\n", status,
+                status == 3 ? "this CPU lacks instructions the model was compiled for" : "out of memory");
     for (int32_t i = 0; i < n_out && !status; i++) print_output(ember_output_info(i), outputs[i]);
     for (int32_t i = 0; i < n_in; i++) free(inputs[i]);
     for (int32_t i = 0; i < n_out; i++) free(outputs[i]);
