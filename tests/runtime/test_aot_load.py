@@ -25,7 +25,9 @@ from ember.runtime.aot import (
     inspect_package,
     package_digests,
 )
-from ember.runtime.errors import ArgumentError, DTypeError, ShapeError
+from ember.runtime.errors import ArgumentError, DTypeError, PackageError, ShapeError
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 
 class Tiny(nn.Module):
@@ -130,6 +132,25 @@ def test_reexport_to_a_loaded_path_loads_the_new_contents(tmp_path: Path) -> Non
     np.testing.assert_allclose(load(path)(x), _reference(model, x), rtol=1e-5)
     np.testing.assert_allclose(first(x), before, rtol=1e-5)  # the first package keeps its own weights
     assert sorted(p.name for p in tmp_path.iterdir()) == ["again.h", "again.so"]  # no temporary files left
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(where=st.floats(0.0, 1.0, exclude_max=True), bit=st.integers(0, 7), cut=st.booleans())
+def test_any_flipped_bit_or_cut_is_refused_by_reading_alone(package: tuple[Path, Tiny], tmp_path: Path,
+                                                            where: float, bit: int, cut: bool) -> None:
+    """Every byte of a package is covered by a check (ELF header, trailer fields, three checksums):
+    one flipped bit anywhere, or a cut anywhere, is a PackageError from inspect_package, which never
+    opens the library, and never any other exception."""
+    data = bytearray(package[0].read_bytes())
+    pos = int(where * len(data))
+    if cut:
+        del data[pos:]
+    else:
+        data[pos] ^= 1 << bit
+    damaged = tmp_path / "damaged.so"
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(PackageError):
+        inspect_package(damaged)
 
 
 # ---- damaged and foreign files, checked in a subprocess ------------------------------------------
