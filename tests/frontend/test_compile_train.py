@@ -203,3 +203,88 @@ def test_lstm_classifier_training_graph_equals_eager_and_torch() -> None:
     ember.manual_seed(3)
     _compare(_LstmClassifier(), _TorchLstmClassifier(), ember.randn(3, 5, 4), ember.randint(0, 3, (3,)),
              target="interpret")
+
+
+class _ConvBnNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(8)
+        self.fc = nn.Linear(8 * 6 * 6, 4)
+
+    def forward(self, x: Any) -> Any:
+        return self.fc(ember.flatten(self.bn(self.conv(x)).relu(), 1))
+
+
+class _TorchConvBnNet(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 3, padding=1, bias=False)
+        self.bn = torch.nn.BatchNorm2d(8)
+        self.fc = torch.nn.Linear(8 * 6 * 6, 4)
+
+    def forward(self, x: Any) -> Any:
+        return self.fc(torch.flatten(self.bn(self.conv(x)).relu(), 1))
+
+
+def test_train_mode_batch_norm_uses_batch_statistics_and_writes_running_stats_back() -> None:
+    ember.manual_seed(6)
+    model = _ConvBnNet().train()
+    eager = copy.deepcopy(model)
+    ref = _torch_like(model, _TorchConvBnNet().train())
+    cm = ember.compile(model)
+    for step in range(2):  # the second call reads the running stats the first wrote
+        x, y = ember.randn(5, 3, 6, 6), ember.randint(0, 4, (5,))
+        for m in (model, eager):
+            m.zero_grad()
+        ref.zero_grad()
+        nn.functional.cross_entropy(cm(x), y).backward()
+        nn.functional.cross_entropy(eager(x), y).backward()
+        torch.nn.functional.cross_entropy(ref(torch.from_numpy(x.numpy())),
+                                          torch.from_numpy(y.numpy())).backward()
+        theirs = {n: p.grad.numpy() for n, p in ref.named_parameters()}
+        for n, g in _grads(model).items():
+            np.testing.assert_allclose(g, _grads(eager)[n], rtol=1e-4, atol=1e-6, err_msg=f"{n} step {step}")
+            np.testing.assert_allclose(g, theirs[n], rtol=1e-4, atol=1e-6, err_msg=f"{n} step {step}")
+        t_state = ref.state_dict()
+        e_state = eager.state_dict()
+        for n, b in model.named_buffers():
+            np.testing.assert_allclose(b.numpy(), e_state[n].numpy(), rtol=1e-5, atol=1e-7)
+            np.testing.assert_allclose(b.numpy(), t_state[n].numpy(), rtol=1e-5, atol=1e-7, err_msg=n)
+    assert int(model.bn.num_batches_tracked.item()) == 2
+
+
+def _close_to_scale(got: np.ndarray, want: np.ndarray, name: str) -> None:
+    """rtol 1e-4, with an absolute floor of 1e-4 of the tensor's largest gradient: float32 sums in a
+    different order leave entries that are nearly zero with no meaningful relative precision."""
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * float(np.abs(want).max()), err_msg=name)
+
+
+@pytest.mark.slow
+def test_resnet18_train_mode_compiled_gradients_equal_eager_and_torch() -> None:
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from ember.vision.models import resnet18
+    from torch_twins import TWINS  # the torch ResNet-18 with the zoo's parameter names
+
+    ember.manual_seed(7)
+    model = resnet18(num_classes=10).train()
+    eager = copy.deepcopy(model)
+    ref = _torch_like(model, TWINS["resnet18"](num_classes=10).train())
+    x, y = ember.randn(8, 3, 32, 32), ember.randint(0, 10, (8,))
+    loss = nn.functional.cross_entropy(ember.compile(model)(x), y)
+    loss.backward()
+    nn.functional.cross_entropy(eager(x), y).backward()
+    t_loss = torch.nn.functional.cross_entropy(ref(torch.from_numpy(x.numpy())), torch.from_numpy(y.numpy()))
+    t_loss.backward()
+    theirs = {n: p.grad.numpy() for n, p in ref.named_parameters()}
+    mine, want = _grads(model), _grads(eager)
+    assert set(mine) == set(theirs)
+    for n in mine:
+        _close_to_scale(mine[n], want[n], n)
+        _close_to_scale(mine[n], theirs[n], n)
+    t_state = ref.state_dict()
+    for n, b in model.named_buffers():
+        np.testing.assert_allclose(b.numpy(), t_state[n].numpy(), rtol=1e-4, atol=1e-5, err_msg=n)
