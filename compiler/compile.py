@@ -50,6 +50,8 @@ class CompileResult:
     param_names: list[str]             # graph inputs of kind parameter/buffer, then constants
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    groups: list[FusionGroup] = field(default_factory=list)  # the kernels, in call order (for reports)
+    memory: Any = None                 # passes/memory_plan.py MemoryPlan of the arena (for reports)
 
     @property
     def kernel_count(self) -> int:
@@ -128,7 +130,8 @@ def compile_graph(graph: Graph, target: str = "llvm", name: str | None = None) -
     if debug >= 4:
         for kernel_name, source in exe.sources.items():
             print(f"---- {kernel_name} ----\n{source}")
-    return CompileResult(graph, plan, report, exe, in_names, out_names, param_names, seconds, notes)
+    return CompileResult(graph, plan, report, exe, in_names, out_names, param_names, seconds, notes, groups,
+                         program.memory)
 
 
 def _keep_unused_inputs(groups: list[FusionGroup], users: list[Value]) -> None:
