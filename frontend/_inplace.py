@@ -28,8 +28,9 @@ def inplace_apply(self: Any, op: OpDef, rest: tuple[Any, ...], attrs: dict[str, 
     if base is not None:
         _check_view_base(self, base, op)
     first = self
-    if recording and (op.saved_input(0) or op.saves_out):
-        first = self.clone()  # the rule reads the old value, which the write below destroys
+    if recording and (op.composite or op.saved_input(0) or op.saves_out):
+        # the rule reads the old value, which the write below destroys (a composite's inner ops may too)
+        first = self.clone()
     result = apply(op, (first, *rest), attrs)
     if tuple(result.shape) != tuple(self.shape):
         raise ShapeError(

@@ -74,9 +74,11 @@ def _np_fn(name: str, warns: bool = True) -> Callable[..., Any]:
     return quiet(ref) if warns else ref
 
 
-def _bool_to_float(v: Any) -> Any:
-    """numpy computes floating-point ufuncs of bools in float16; PyTorch in float32."""
-    return v.astype(np.float32) if getattr(v, "dtype", None) == np.bool_ else v
+def _as_float(v: Any) -> Any:
+    """Integer and bool arrays enter floating-point ufuncs as float32, as in PyTorch (numpy would pick
+    float16 for bool/int8/uint8 and float64 for int64)."""
+    dt = getattr(v, "dtype", None)
+    return v.astype(np.float32) if dt is not None and dt.kind in "biu" else v
 
 
 def _torch_scalars(args: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -202,8 +204,8 @@ def _check_int_divisor(op: str, b: Any) -> None:
 def _div_ref(xp: Any, a: Any, b: Any, rounding_mode: str | None) -> Any:
     a, b = _torch_scalars((a, b))
     if rounding_mode is None:
-        if all(getattr(v, "dtype", np.dtype(np.int8)).kind != "f" for v in (a, b)):  # numpy: bool/bool -> f16
-            a = a.astype(np.float32) if hasattr(a, "astype") else a
+        if all(getattr(v, "dtype", np.dtype(np.int8)).kind != "f" for v in (a, b)):
+            a, b = _as_float(a), _as_float(b)
         return xp.true_divide(a, b)
     ints = all(np.asarray(v).dtype.kind in "iub" for v in (a, b))
     if ints:
@@ -278,7 +280,7 @@ def _atan2_vjp(b: Any, g: Any, out: Any, y: Any, x: Any) -> list[Any]:
 
 atan2 = define_op(
     "atan2", pattern=B, inputs=("input", "other"), infer=_binary_infer("atan2", to_float=True),
-    reference=quiet(lambda xp, a, b: xp.arctan2(*[_bool_to_float(v) for v in (a, b)])),
+    reference=quiet(lambda xp, a, b: xp.arctan2(*[_as_float(v) for v in (a, b)])),
     vjp=_atan2_vjp,
     lowering={"scalar": lambda e, a, b: e.atan2(a, b)}, inplace=True,
 )
