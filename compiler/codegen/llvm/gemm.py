@@ -639,7 +639,9 @@ def gemm_ctypes_argtypes() -> list[Any]:
     return [conv[str(t)] for _, t in _ENTRY_ARGS]
 
 
-def _build_entry(module: ir.Module, name: str, cfg: GemmConfig, worker: ir.Function) -> ir.Function:
+def _build_entry(module: ir.Module, name: str, cfg: GemmConfig, worker: ir.Function,
+                 small_m: Epilogue | None = None) -> ir.Function:
+    """The exported function; with ``small_m`` (trans_b variants) small M runs ``gemv.py``'s path."""
     fn, b = _new_function(module, name, _I32, list(_ENTRY_ARGS), internal=False)
     args = dict(zip((n for n, _ in _ENTRY_ARGS), fn.args))
     ctx = b.alloca(_CTX_TYPE, name="ctx")
@@ -648,6 +650,10 @@ def _build_entry(module: ir.Module, name: str, cfg: GemmConfig, worker: ir.Funct
     M, N, K = args["M"], args["N"], args["K"]
     with b.if_then(b.or_(b.icmp_signed("<=", M, _i64(0)), b.icmp_signed("<=", N, _i64(0)))):
         b.ret(_I32(0))
+    if small_m is not None:
+        from ember.compiler.codegen.llvm.gemv import emit_small_m_dispatch
+
+        emit_small_m_dispatch(b, name, small_m, ctx, args["num_threads"])
     tiles = b.mul(_ceil_div(b, M, MR), _ceil_div(b, N, NR))
     work = b.mul(b.mul(M, N), _imax(b, K, _i64(1)))
     nt = _imin(b, _imax(b, b.sext(args["num_threads"], _I64), _i64(1)), tiles)
@@ -679,7 +685,7 @@ def emit_gemm(module: ir.Module, name: str, epilogue: Epilogue | None = None, tr
                        _build_pack_b(module, f"{name}.pack_b", trans_b),
                        _build_microkernel(module, f"{name}.ukernel", epi))
     worker = _build_worker(module, f"{name}.worker", cfg, rect)
-    return _build_entry(module, name, cfg, worker)
+    return _build_entry(module, name, cfg, worker, epi if trans_b else None)
 
 
 # ---------------------------------------------------------------------------------------------------

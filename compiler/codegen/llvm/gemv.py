@@ -1,0 +1,166 @@
+"""The small-M path of the generated GEMM: matrix-vector style code for ``C = epilogue(A @ B^T)``.
+
+Why a second algorithm: the BLIS loop nest in ``gemm.py`` packs a KC x NC block of B on every call and
+computes 6-row tiles. With M = 1 (a Linear layer at batch 1) B is used once per element, so packing
+doubles the memory traffic and five of the six tile rows are wasted: 3-6x slower than a dot-product
+loop. Here nothing is packed. When B is transposed (``[N, K]``, a Linear weight: the case that matters)
+each output is a dot product of two contiguous rows, so the code vectorizes along K: a tile of 8 output
+columns keeps 8 independent ``<8 x float>`` accumulators (enough in flight to cover the FMA latency),
+reduces them with a shuffle tree into one vector of 8 sums, applies the same fused epilogue as the GEMM
+and stores 8 results at once. The tile's 8 rows of B (8*K floats) stay in L1 while the M rows of A run
+over them, so B is read from memory once for all rows. Tiles of columns are split between libgomp
+threads when the problem is large enough to repay the fork.
+
+The path is selected inside the GEMM entry function (``emit_small_m_dispatch``) by ``M <= SMALL_M`` and
+``trans_b``; at a compiled kernel's call site M is a constant, so LLVM folds the test away, and every
+user of the template (matmul, the batch-1 Linear, ``gemm_callable``) gets it with no other change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import llvmlite.ir as ir
+from ember.compiler.codegen.llvm import gemm as G
+from ember.compiler.codegen.llvm.irutil import ceil_div, declare, fop, i64, imin, loop, new_function, splat
+
+__all__ = ["SMALL_M", "PARALLEL_WORK", "emit_small_m_dispatch"]
+
+SMALL_M = 4  # rows of A up to which the dot-product path beats the packed 6x16 tiles (M = 6 fills one)
+PARALLEL_WORK = 1 << 17  # M*N*K multiply-adds from which splitting the columns between threads pays
+TILE = 8  # output columns per tile: one accumulator each, and one 8-lane vector of results
+
+_F32, _I32, _I64 = ir.FloatType(), ir.IntType(32), ir.IntType(64)
+_V8 = ir.VectorType(_F32, 8)
+_I8PTR = ir.IntType(8).as_pointer()
+
+
+def _mask(*lanes: int) -> ir.Constant:
+    return ir.Constant(ir.VectorType(_I32, 8), list(lanes))
+
+
+def _pair_sum(b: ir.IRBuilder, x: ir.Value, y: ir.Value, lo: ir.Constant, hi: ir.Constant) -> ir.Value:
+    return fop(b, "fadd", b.shuffle_vector(x, y, lo), b.shuffle_vector(x, y, hi))
+
+
+def reduce8(b: ir.IRBuilder, vecs: list[ir.Value]) -> ir.Value:
+    """Eight vectors -> one vector whose lane i is the sum of the lanes of ``vecs[i]`` (7 shuffle pairs,
+    the hadd tree: adjacent lanes, then pairs of pairs, then the two 128-bit halves)."""
+    even, odd = _mask(0, 8, 2, 10, 4, 12, 6, 14), _mask(1, 9, 3, 11, 5, 13, 7, 15)
+    level1 = [_pair_sum(b, vecs[i], vecs[i + 1], even, odd) for i in range(0, 8, 2)]
+    lo2, hi2 = _mask(0, 1, 8, 9, 4, 5, 12, 13), _mask(2, 3, 10, 11, 6, 7, 14, 15)
+    level2 = [_pair_sum(b, level1[i], level1[i + 1], lo2, hi2) for i in (0, 2)]
+    low, high = _mask(0, 1, 2, 3, 8, 9, 10, 11), _mask(4, 5, 6, 7, 12, 13, 14, 15)
+    return _pair_sum(b, level2[0], level2[1], low, high)
+
+
+def _phi_loop(b: ir.IRBuilder, start: ir.Value, stop: ir.Value, step: int, inits: list[ir.Value],
+              body: Callable[[ir.Value, list[ir.Value]], list[ir.Value]], name: str) -> list[ir.Value]:
+    """A counted loop carrying ``inits`` in registers (phi nodes); returns the values after the loop."""
+    pre = b.block
+    head, blk, done = (b.append_basic_block(f"{name}.{s}") for s in ("head", "body", "done"))
+    b.branch(head)
+    b.position_at_end(head)
+    iv = b.phi(_I64, name)
+    iv.add_incoming(start, pre)
+    phis = []
+    for v in inits:
+        phi = b.phi(v.type)
+        phi.add_incoming(v, pre)
+        phis.append(phi)
+    b.cbranch(b.icmp_signed("<", iv, stop), blk, done)
+    b.position_at_end(blk)
+    new = body(iv, phis)
+    for phi, v in zip(phis, new):
+        phi.add_incoming(v, b.block)
+    iv.add_incoming(b.add(iv, i64(step)), b.block)
+    b.branch(head)
+    b.position_at_end(done)
+    return phis
+
+
+def _dot_tile(b: ir.IRBuilder, arow: ir.Value, brows: list[ir.Value], k: ir.Value) -> ir.Value:
+    """Dot products of one row of A with 8 rows of B (row pointers ``brows``) over ``k`` elements."""
+    kv = b.and_(k, i64(-8))
+    zero = ir.Constant(_V8, [0.0] * 8)
+
+    def main(kk: ir.Value, accs: list[ir.Value]) -> list[ir.Value]:
+        a = G._vload(b, G._at(b, arow, kk))
+        return [G._fma(b, a, G._vload(b, G._at(b, row, kk)), acc) for row, acc in zip(brows, accs)]
+
+    accs = _phi_loop(b, i64(0), kv, 8, [zero] * TILE, main, "gk")
+
+    def tail(kk: ir.Value, acc: list[ir.Value]) -> list[ir.Value]:
+        bv = ir.Constant(_V8, ir.Undefined)
+        for lane, row in enumerate(brows):
+            bv = b.insert_element(bv, b.load(G._at(b, row, kk)), _I32(lane))
+        return [G._fma(b, splat(b, b.load(G._at(b, arow, kk)), _V8), bv, acc[0])]
+
+    rest = _phi_loop(b, kv, k, 1, [zero], tail, "gt")[0]
+    return fop(b, "fadd", reduce8(b, accs), rest)
+
+
+def _build_tile(module: ir.Module, name: str, epi: G.Epilogue) -> ir.Function:
+    """``tile(ctx, col)``: C[:, col:col+8] (clipped at N). Columns past N read B's last row (in bounds)
+    and are not stored, so edge tiles run the same loop as full ones."""
+    fn, b = new_function(module, name, ir.VoidType(), [("ctx", G._CTX_PTR), ("col", _I64)])
+    ctx, col = fn.args
+    M, N, K = (G._ctx_get(b, ctx, n) for n in ("M", "N", "K"))
+    A, lda = G._ctx_get(b, ctx, "A"), G._ctx_get(b, ctx, "lda")
+    B, ldb = G._ctx_get(b, ctx, "B"), G._ctx_get(b, ctx, "ldb")
+    C, ldc = G._ctx_get(b, ctx, "C"), G._ctx_get(b, ctx, "ldc")
+    last = b.sub(N, i64(1))
+    brows = [G._at(b, B, b.mul(imin(b, b.add(col, i64(c)), last), ldb)) for c in range(TILE)]
+    nvalid = imin(b, i64(TILE), b.sub(N, col))
+    with loop(b, 0, M, name="gm") as m:
+        sums = _dot_tile(b, G._at(b, A, b.mul(m, lda)), brows, K)
+        crow = G._at(b, C, b.mul(m, ldc), col)
+        with b.if_else(b.icmp_signed("==", nvalid, i64(TILE)), likely=True) as (full, edge):
+            with full:
+                ops = G._epi_operands(b, epi, ctx, m, col, _V8)
+                G._vstore(b, G._apply_epilogue(b, epi, sums, ops), crow)
+            with edge:
+                for lane in range(TILE):
+                    with b.if_then(b.icmp_signed("<", i64(lane), nvalid)):
+                        x = b.extract_element(sums, _I32(lane))
+                        ops = G._epi_operands(b, epi, ctx, m, b.add(col, i64(lane)), _F32)
+                        b.store(G._apply_epilogue(b, epi, x, ops), G._at(b, crow, lane))
+    b.ret_void()
+    return fn
+
+
+def _build_worker(module: ir.Module, name: str, tile: ir.Function) -> ir.Function:
+    """``worker(void *ctx)``: this thread's even share of the column tiles (libgomp's or the caller's)."""
+    fn, b = new_function(module, name, ir.VoidType(), [("data", _I8PTR)])
+    ctx = b.bitcast(fn.args[0], G._CTX_PTR)
+    nt = b.sext(b.call(declare(module, "omp_get_num_threads", _I32, []), []), _I64)
+    tid = b.sext(b.call(declare(module, "omp_get_thread_num", _I32, []), []), _I64)
+    N = G._ctx_get(b, ctx, "N")
+    tiles = ceil_div(b, N, TILE)
+    lo, hi = G._split(b, tid, nt, tiles, 1, tiles)
+    with loop(b, lo, hi, name="gj") as t:
+        b.call(tile, [ctx, b.mul(t, i64(TILE))])
+    b.ret_void()
+    return fn
+
+
+def emit_small_m_dispatch(b: ir.IRBuilder, name: str, epi: G.Epilogue, ctx: ir.Value,
+                          num_threads: ir.Value) -> None:
+    """In the GEMM entry (``b`` positioned after the context is filled and M, N > 0 is known): when
+    ``M <= SMALL_M``, run the dot-product path and return 0; otherwise fall through."""
+    module = b.module
+    worker = _build_worker(module, f"{name}.gemv_worker", _build_tile(module, f"{name}.gemv_tile", epi))
+    M, N, K = (G._ctx_get(b, ctx, n) for n in ("M", "N", "K"))
+    with b.if_then(b.icmp_signed("<=", M, i64(SMALL_M))):
+        tiles = ceil_div(b, N, TILE)
+        work = b.mul(b.mul(M, N), K)
+        nt = imin(b, b.sext(num_threads, _I64), tiles)
+        nt = b.select(b.icmp_signed("<", work, i64(PARALLEL_WORK)), i64(1), nt)
+        data = b.bitcast(ctx, _I8PTR)
+        with b.if_else(b.icmp_signed(">", nt, i64(1))) as (parallel, serial):
+            with parallel:
+                gomp = declare(module, "GOMP_parallel", ir.VoidType(), [worker.type, _I8PTR, _I32, _I32])
+                b.call(gomp, [worker, data, b.trunc(nt, _I32), _I32(0)])
+            with serial:
+                b.call(worker, [data])
+        b.ret(_I32(0))
