@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-
 from ember.compiler.ir.graph import Graph
 from ember.compiler.kernel.group import FusionGroup
 from ember.compiler.kernel.lower import sanitize
@@ -95,15 +94,16 @@ class BisectReport:
         if bad is None:
             return (f"all {len(self.checks)} kernels match the float64 interpreter "
                     f"(rtol={self.rtol:g}, atol={self.atol:g})")
-        return (f"kernel {bad.name} (#{bad.index}, ops {', '.join(bad.ops)}) is the first whose error exceeds "
-                f"the tolerance: max |got - ref| = {bad.max_abs:.3g} on {bad.worst_output} "
+        return (f"kernel {bad.name} (#{bad.index}, ops {', '.join(bad.ops)}) is the first whose error "
+                f"exceeds the tolerance: max |got - ref| = {bad.max_abs:.3g} on {bad.worst_output} "
                 f"({bad.error:.3g}x rtol={self.rtol:g}, atol={self.atol:g}); formed by {bad.formed_by}")
 
     def __str__(self) -> str:
         lines = [f"{'#':>3} {'kernel':<36} {'error':>10} {'max abs':>10}  formed by"]
         for c in self.checks:
             flag = "" if c.ok else "  <-- exceeds tolerance"
-            lines.append(f"{c.index:>3} {c.name:<36} {c.error:>10.3g} {c.max_abs:>10.3g}  {c.formed_by}{flag}")
+            lines.append(f"{c.index:>3} {c.name:<36} {c.error:>10.3g} {c.max_abs:>10.3g}  "
+                         f"{c.formed_by}{flag}")
         lines.append(self.summary())
         return "\n".join(lines)
 
@@ -235,7 +235,8 @@ def check_kernel(kernel: IsolatedKernel, result: Any, rtol: float = RTOL, atol: 
     got = kernel.run()
     error, max_abs, worst = 0.0, 0.0, kernel.group.outputs[0] if kernel.group.outputs else ""
     for name, arr in zip(kernel.group.outputs, got):
-        low = kernel.group.type_of(name).dtype.itemsize < 4 and kernel.group.type_of(name).dtype.is_floating_point
+        dtype = kernel.group.type_of(name).dtype
+        low = dtype.is_floating_point and dtype.itemsize < 4
         r, a = (max(rtol, _LOW_PRECISION_TOL), max(atol, _LOW_PRECISION_TOL)) if low else (rtol, atol)
         e, m = _compare(np.asarray(arr), kernel.reference[name], r, a)
         if e > error or (e == error and m > max_abs):

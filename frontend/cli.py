@@ -59,6 +59,8 @@ def _inspect(args: argparse.Namespace) -> int:
         model.eval()
     ember.manual_seed(0)
     inputs = [ember.randn(*size) for size in (args.input or [])]
+    if args.html or args.bisect:
+        return _inspect_compiled(args, model, inputs)
     graph = ember.trace(model, *inputs)
     render = {"text": str, "dot": lambda g: g.to_dot(), "svg": lambda g: g.to_svg(),
               "table": lambda g: g.table() + "\n"}[args.format]
@@ -72,6 +74,27 @@ def _inspect(args: argparse.Namespace) -> int:
             f.write(out)
     else:
         sys.stdout.write(out)
+    return 0
+
+
+def _inspect_compiled(args: argparse.Namespace, model: object, inputs: list) -> int:
+    """``--html``: write the compile report; ``--bisect``: check every kernel against the float64
+    interpreter and name the first one over tolerance (exit status 1 when there is one)."""
+    import ember
+
+    compiled = ember.compile(model)
+    try:
+        with ember.no_grad():
+            if args.html:
+                path = compiled.report(args.html, *inputs)
+                print(f"wrote the compile report to {path}")
+            if args.bisect:
+                report = compiled.bisect(*inputs)
+                print(report)
+                return 0 if report.ok else 1
+    except ember.EmberError as e:
+        print(f"ember inspect: {e}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -113,6 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
                          help="size of one input (repeat for several inputs)")
     inspect.add_argument("--format", choices=("text", "dot", "svg", "table"), default="text")
     inspect.add_argument("--output", "-o", default=None, help="write to this file instead of stdout")
+    inspect.add_argument("--html", default=None, metavar="report.html",
+                         help="compile the model and write the compile report (one self-contained HTML page)")
+    inspect.add_argument("--bisect", action="store_true",
+                         help="compile the model and check every kernel against the float64 interpreter; "
+                              "name the first kernel over tolerance and the pass that formed it (exit status 1)")
     inspect.set_defaults(func=_inspect)
     export = sub.add_parser("export", help="compile a model ahead of time into one shared library + C header")
     export.add_argument("model", help="file.py:factory (a function returning the model) or a zoo model name")

@@ -195,6 +195,8 @@ class CompiledModule:
                                + ("; the CUDA back end is not implemented yet" if target == "cuda" else ""))
         self.model = model
         self.target = target
+        if check not in (None, "bisect"):
+            raise ArgumentError(f"ember.compile: unknown check {check!r}; expected None or 'bisect'")
         self.check = check
         self._cache: dict[tuple[Any, ...], _Compiled] = {}
         self._train_cache: dict[tuple[Any, ...], _Training] = {}
@@ -216,6 +218,8 @@ class CompiledModule:
         entry = self._cache.get(key)
         if entry is None:
             entry = self._compile(args)
+            if self.check == "bisect":  # every kernel against the float64 interpreter (issue 11)
+                self._raise_if_bad(self._bisect_entry(entry, args))
             self._cache[key] = entry
         return entry
 
@@ -330,6 +334,48 @@ class CompiledModule:
     def __repr__(self) -> str:
         return (f"CompiledModule({type(self.model).__name__}, target={self.target!r}, "
                 f"{len(self._cache) + len(self._train_cache)} signatures)")
+
+    # ---- compile report and numerics bisector (issue 11) ------------------------------------------
+
+    def _entry_unchecked(self, args: tuple[Any, ...]) -> _Compiled:
+        """The compiled entry for ``args`` without the ``check="bisect"`` gate (reports show bad kernels)."""
+        key = _signature(args, self._training)
+        if key not in self._cache:
+            self._cache[key] = self._compile(args)
+        return self._cache[key]
+
+    def _bisect_entry(self, entry: _Compiled, args: tuple[Any, ...]) -> Any:
+        from ember.compiler.bisect import bisect
+
+        arrays = [a._data for a in args if isinstance(a, Tensor)]
+        return bisect(entry.result, arrays, {n: t._data for n, t in entry.live.items()})
+
+    @staticmethod
+    def _raise_if_bad(report: Any) -> None:
+        if not report.ok:
+            error = CompileError(f"ember.compile(check='bisect'): {report.summary()}\n{report}")
+            error.report = report  # type: ignore[attr-defined]
+            raise error
+
+    def bisect(self, *args: Any) -> Any:
+        """Run every kernel compiled for ``args`` alone against the float64 interpreter; returns the
+        ``ember.compiler.bisect.BisectReport`` (its ``first_bad`` names the first kernel over tolerance)."""
+        return self._bisect_entry(self._entry_unchecked(args), args)
+
+    def report(self, path: str, *example_inputs: Any, profile: bool = True, check: bool = True) -> str:
+        """Write the compile report for ``example_inputs`` to ``path``: one self-contained HTML page (graph,
+        passes with IR diffs, fusion decisions, kernels, memory plan, timings, numerics). Returns ``path``."""
+        from ember.compiler.report import write_report
+        from ember.tracing import trace
+
+        if self.target != "llvm":
+            raise CompileError("CompiledModule.report needs target 'llvm' (the report shows native kernels)")
+        entry = self._entry_unchecked(example_inputs)
+        arrays = [a._data for a in example_inputs if isinstance(a, Tensor)]
+        params = {n: t._data for n, t in entry.live.items()}
+        title = f"ember compile report: {type(self.model).__name__}"
+        return write_report(path, entry.result, arrays, params, trace(self.model, *example_inputs),
+                            profile=profile, check=check, title=title)
 
 
 def compile(model: Any, target: str = "llvm", *, check: str | None = None, **_options: Any) -> CompiledModule:
