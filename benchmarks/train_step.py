@@ -9,9 +9,12 @@ runs the same model (weights copied through the state dict) eagerly and under ``
 contender runs in its own fresh process (so one's allocator and thread pools cannot slow another) with 2
 threads; the first steps (compilation, warm-up) are not timed, the figure is the median step time.
 
-Peak memory: the process's peak resident set (VmHWM) is reset after the warm-up steps
-(``/proc/self/clear_refs``), and the peak during the timed steps minus the resident set at the reset is
-the memory one training step adds on top of the model, its optimizer state and the runtime.
+Peak memory: children run with glibc told to hand freed memory back at once (``MALLOC_MMAP_THRESHOLD_``,
+``MALLOC_TRIM_THRESHOLD_``), so the resident set follows live memory. After the warm-up steps the heap
+is trimmed, the peak resident set (VmHWM) is reset (``/proc/self/clear_refs``), and the peak during the
+timed steps minus the resident set at the reset is what one training step adds on top of the model, its
+gradients, its optimizer state and the runtime. ember's executables keep their arena (the planned
+intermediate buffers) between calls, so it is resident before the reset: it is added to ember's figure.
 """
 
 from __future__ import annotations
@@ -47,8 +50,16 @@ def _reset_peak() -> bool:
 
 
 def _measure(step: Any, warmup: int, steps: int) -> dict[str, Any]:
+    import ctypes
+    import gc
+
     for _ in range(warmup):
         step()
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except OSError:
+        pass
     can_reset = _reset_peak()
     base = _status_kb("VmRSS")
     times = []
@@ -57,7 +68,8 @@ def _measure(step: Any, warmup: int, steps: int) -> dict[str, Any]:
         step()
         times.append(time.perf_counter() - t0)
     peak = _status_kb("VmHWM") - base if can_reset else None
-    return {"ms": 1000 * statistics.median(times), "peak_mb": None if peak is None else peak / 1024}
+    extra = getattr(step, "resident_bytes", 0) / 2**20
+    return {"ms": 1000 * statistics.median(times), "peak_mb": None if peak is None else peak / 1024 + extra}
 
 
 def _ember_step(row: str) -> Any:
@@ -72,13 +84,20 @@ def _ember_step(row: str) -> Any:
     crit = ember.nn.CrossEntropyLoss()
     x, y = ember.randn(batch, *shape), ember.randint(0, classes, (batch,))
 
-    def step() -> None:
-        opt.zero_grad()
-        loss = crit(cm(x), y)
-        loss.backward()
-        opt.step()
+    class Step:
+        def __call__(self) -> None:
+            opt.zero_grad()
+            loss = crit(cm(x), y)
+            loss.backward()
+            opt.step()
 
-    return step
+        @property
+        def resident_bytes(self) -> int:
+            """The arenas of the compiled forward and backward (allocated once, reused every call)."""
+            entry = cm.training_for(x)
+            return sum(e.arena_bytes for e in (entry.fwd.result.executable, entry.bwd.executable))
+
+    return Step()
 
 
 def _torch_step(row: str, compiled: bool) -> Any:
@@ -121,7 +140,8 @@ def child(contender: str, row: str, steps: int) -> None:
 
 
 def _run_child(contender: str, row: str, steps: int) -> dict[str, Any]:
-    env = dict(os.environ, EMBER_NUM_THREADS=str(THREADS), OMP_NUM_THREADS=str(THREADS))
+    env = dict(os.environ, EMBER_NUM_THREADS=str(THREADS), OMP_NUM_THREADS=str(THREADS),
+               MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0")
     proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", contender, row,
                            "--steps", str(steps)], capture_output=True, text=True, env=env)
     for line in reversed(proc.stdout.splitlines()):

@@ -103,12 +103,11 @@ def test_lenet5_compiled_gradients_equal_eager_and_torch() -> None:
     _compare(lenet5(), _TorchLeNet(), ember.randn(6, 1, 28, 28), ember.randint(0, 10, (6,)))
 
 
-def test_twenty_sgd_momentum_steps_follow_the_eager_loss_curve(mlp: tuple[nn.Module, Any]) -> None:
-    model, cm = mlp
+def _loss_curves(model: nn.Module, cm: Any, x: ember.Tensor, y: ember.Tensor) -> tuple[nn.Module, Any, Any]:
+    """20 SGD-momentum steps compiled and eager from the same weights: (eager twin, both loss curves)."""
     eager = copy.deepcopy(model)
     opt = ember.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     e_opt = ember.optim.SGD(eager.parameters(), lr=0.1, momentum=0.9)
-    x, y = ember.randn(B, 10), ember.randint(0, 5, (B,))
     crit = nn.CrossEntropyLoss()
     curve, e_curve = [], []
     for _ in range(20):
@@ -122,10 +121,26 @@ def test_twenty_sgd_momentum_steps_follow_the_eager_loss_curve(mlp: tuple[nn.Mod
         e_loss.backward()
         e_opt.step()
         e_curve.append(e_loss.item())
+    return eager, curve, e_curve
+
+
+def test_twenty_sgd_momentum_steps_follow_the_eager_loss_curve(mlp: tuple[nn.Module, Any]) -> None:
+    model, cm = mlp
+    eager, curve, e_curve = _loss_curves(model, cm, ember.randn(B, 10), ember.randint(0, 5, (B,)))
     np.testing.assert_allclose(curve, e_curve, rtol=1e-4)
     assert curve[-1] < 0.5 * curve[0]  # it trains: the updated weights reach the compiled code
     for (n, p), (_, q) in zip(model.named_parameters(), eager.named_parameters()):
         np.testing.assert_allclose(p.detach().numpy(), q.detach().numpy(), rtol=1e-4, atol=1e-5, err_msg=n)
+
+
+@pytest.mark.slow
+def test_lenet5_twenty_sgd_momentum_steps_follow_the_eager_loss_curve() -> None:
+    ember.manual_seed(8)
+    model = lenet5()
+    x, y = ember.randn(16, 1, 28, 28), ember.randint(0, 10, (16,))
+    _, curve, e_curve = _loss_curves(model, ember.compile(model), x, y)
+    np.testing.assert_allclose(curve, e_curve, rtol=1e-4)
+    assert curve[-1] < 0.5 * curve[0]
 
 
 def test_gradients_flow_into_uncompiled_code_and_to_inputs(mlp: tuple[nn.Module, Any]) -> None:
