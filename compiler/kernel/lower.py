@@ -135,7 +135,8 @@ class _Evaluator:
             if how in ("gather_rows", "gather"):
                 self.values[node.output] = gather(how, args[0], args[1], node.attrs, tuple(out_t.shape))
             else:
-                self.values[node.output] = movement(how, args[0], node.attrs, tuple(out_t.shape))
+                self.values[node.output] = movement(how, args[0], node.attrs, tuple(out_t.shape), args[1:],
+                                                    out_t.dtype)
         elif kind == "reduce" and on_reduce is not None:
             self.values[node.output] = on_reduce(node)
         else:

@@ -264,8 +264,14 @@ def gather(kind: str, x: Value, index: Value, attrs: dict[str, Any], out_shape: 
     raise CompileError(f"unknown gather lowering {kind!r}")
 
 
-def movement(kind: str, v: Value, attrs: dict[str, Any], out_shape: tuple[int, ...]) -> Value:
-    """Apply a movement op (``lowering["index"]`` kind) to a symbolic value."""
+def movement(kind: str, v: Value, attrs: dict[str, Any], out_shape: tuple[int, ...],
+             extra: Sequence[Value] = (), dtype: DType | None = None) -> Value:
+    """Apply a movement op (``lowering["index"]`` kind) to a symbolic value; ``extra`` are the op's
+    other tensor operands (cat's tail, getitem's index tensors), ``dtype`` its result dtype."""
+    from ember.compiler.kernel.lower_index import INDEX_MAPS, index_map
+
+    if kind in INDEX_MAPS or (kind == "getitem" and extra):
+        return index_map(kind, v, list(extra), attrs, out_shape, dtype or v.dtype)
     if kind == "reshape":
         return _reshape(v, out_shape)
     if kind == "broadcast":

@@ -463,7 +463,7 @@ def _one_hot_ref(xp: Any, idx: Any, num_classes: int) -> Any:
 one_hot = define_op(
     "one_hot", pattern=Pattern.INJECTIVE, attrs={"num_classes": (INT, -1)}, normalize=_one_hot_normalize,
     infer=_one_hot_infer, reference=_one_hot_ref, vjp=None, differentiable=False,
-    lowering={"scalar": lambda e, x, num_classes: e.one_hot(x, num_classes)}, method=False, function=False,
+    lowering={"index": "one_hot"}, method=False, function=False,
 )
 
 # ---- binary cross-entropy -------------------------------------------------------------------------
