@@ -19,7 +19,12 @@ def test_demo_quick_trains_and_reports(capsys) -> None:
     match = re.search(report, out)
     assert match, out
     assert float(match.group(1)) > 30.0  # one short epoch already far above chance (10%)
-    assert "compile and export" in out
+    compiled = re.search(r"compiled: (\d+) graph nodes -> (\d+) native kernels in [\d.]+s; "
+                         r"max \|compiled - eager\| = ([\d.e+-]+)", out)
+    assert compiled, out
+    assert int(compiled.group(2)) < int(compiled.group(1))  # fusion made fewer kernels than nodes
+    assert float(compiled.group(3)) < 1e-4
+    assert re.search(r"batch 1: eager [\d.]+ ms, compiled [\d.]+ ms \([\d.]+x\)", out)
 
 
 def test_progress_bar_prints_quarters_when_not_a_terminal() -> None:
