@@ -212,3 +212,19 @@ def test_wrt_must_be_a_graph_input() -> None:
     graph = ember.trace(lambda x: x.exp(), ember.randn(4))
     with pytest.raises(AutogradError, match="not an input"):
         differentiate(graph, [graph.nodes[0].outputs[0]])
+
+
+def test_resnet18_train_mode_saves_conv_and_reduction_results_only() -> None:
+    from ember.vision.models import resnet18
+
+    model = resnet18(num_classes=10).train()
+    graph = ember.trace(model, ember.randn(4, 3, 32, 32), buffer_updates=True)
+    wrt = graph.inputs_of_kind("parameter")
+    lazy = differentiate(graph, wrt, grad_leaves=1)
+    eager = differentiate(graph, wrt, rule=save_all, grad_leaves=1)
+    nbytes = lambda r: sum(v.type.numel * v.type.dtype.itemsize for v in r.saved)  # noqa: E731
+    assert {v.producer.op.name for v in lazy.saved} == {"conv", "sum", "max_pool", "avg_pool"}
+    assert nbytes(lazy) < 0.5 * nbytes(eager)
+    # the running-statistic updates are outputs without a gradient input
+    assert [v.name for v in lazy.backward.inputs if v.name.startswith("grad_out")] == ["grad_out0"]
+    assert len(lazy.backward.outputs) == len(wrt)
