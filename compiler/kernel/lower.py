@@ -468,6 +468,8 @@ TEMPLATE_LOWERINGS: dict[str, str] = {
     "pool_backward": "lower_pool_backward:lower_pool_backward_group",
     "scan": "lower_scan:lower_scan_group",
     "scatter": "lower_scatter:lower_scatter_group",
+    "upsample": "lower_upsample:lower_upsample_group",
+    "upsample_backward": "lower_upsample:lower_upsample_backward_group",
 }
 
 
