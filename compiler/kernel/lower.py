@@ -468,6 +468,7 @@ TEMPLATE_LOWERINGS: dict[str, str] = {
     "pool_backward": "lower_pool_backward:lower_pool_backward_group",
     "scan": "lower_scan:lower_scan_group",
     "scatter": "lower_scatter:lower_scatter_group",
+    "pool/region_max_pool": "lower_region_pool:lower_region_pool_group",  # "template/op": one op's own
     "upsample": "lower_upsample:lower_upsample_group",
     "upsample_backward": "lower_upsample:lower_upsample_backward_group",
 }
@@ -486,7 +487,7 @@ def lower_template_group(group: FusionGroup, ev: _Evaluator,
                            "takes one template plus elementwise code")
     node = group.nodes[gis[0]]
     template = REGISTRY[node.op].lowering["template"]
-    target = TEMPLATE_LOWERINGS.get(template)
+    target = TEMPLATE_LOWERINGS.get(f"{template}/{node.op}", TEMPLATE_LOWERINGS.get(template))
     if target is None:
         raise CompileError(f"op '{node.op}' has no kernel for the LLVM back end: its template "
                            f"{template!r} is not implemented")
