@@ -469,6 +469,10 @@ TEMPLATE_LOWERINGS: dict[str, str] = {
     "scan": "lower_scan:lower_scan_group",
     "scatter": "lower_scatter:lower_scatter_group",
     "pool/region_max_pool": "lower_region_pool:lower_region_pool_group",  # "template/op": one op's own
+    "scatter/scatter": "lower_scatter_dim:lower_scatter_dim_group",
+    "scatter/scatter_add": "lower_scatter_dim:lower_scatter_dim_group",
+    "scatter_add": "lower_scatter_dim:lower_take_backward_group",
+    "scatter_add_rows": "lower_scatter_dim:lower_embedding_backward_group",
     "upsample": "lower_upsample:lower_upsample_group",
     "upsample_backward": "lower_upsample:lower_upsample_backward_group",
 }
