@@ -224,7 +224,8 @@ def _memory_section(data: Any, kernels: list[tuple[str, Any]]) -> str:
     pairs = ", ".join(f"{o} takes {i}" for o, i in mem.inplace) or "none"
     return ('<h2 id="memory">Memory plan</h2><p>Every intermediate buffer as a rectangle: the kernel '
             "calls it is live in (horizontal) against its bytes in the arena (vertical). The solid line is "
-            "the arena size, the dashed red line the lower bound (the most bytes live at one call).</p>"
+            "the arena size, the dashed red line the lower bound (the most bytes live at one call). A "
+            "buffer has the colour of the kernel that writes it first (hover for its name).</p>"
             f"<p>{escape(mem.summary())}. In place: {escape(pairs)}.</p>"
             f'<div class="scroll">{memory_svg(mem, [n for n, _ in kernels])}</div>')
 

@@ -162,14 +162,14 @@ def memory_svg(memory: Any, call_names: list[str]) -> str:
     calls = max(len(call_names), max((lt.end + 1 for lt in lifetimes.values()), default=1))
     plot_w = max(600.0, min(1200.0, 40.0 * calls))
     plot_h = 420.0
-    left, top, bottom = 90.0, 20.0, 60.0
+    left, top, bottom = 130.0, 20.0, 60.0
     top_bytes = max(memory.arena_bytes, memory.lower_bound, 1)
     col = plot_w / calls
 
     def y_of(b: float) -> float:
         return top + plot_h - plot_h * b / top_bytes
 
-    parts = [f'<svg id="memory-svg" width="{left + plot_w + 20:.0f}" '
+    parts = [f'<svg id="memory-svg" width="{left + plot_w + 170:.0f}" '
              f'height="{top + plot_h + bottom:.0f}" font-family="sans-serif" font-size="11">',
              f'<rect x="{left}" y="{top}" width="{plot_w:.1f}" height="{plot_h:.1f}" fill="#fafafa" '
              'stroke="#999"/>']
@@ -177,22 +177,24 @@ def memory_svg(memory: Any, call_names: list[str]) -> str:
         cx = left + (i + 0.5) * col
         parts.append(f'<text x="{cx:.1f}" y="{top + plot_h + 14:.1f}" text-anchor="middle">{i}'
                      f'<title>{escape(name)}</title></text>')
-    for k, (name, lt) in enumerate(sorted(lifetimes.items(), key=lambda kv: (kv[1].start, kv[0]))):
+    for name, lt in sorted(lifetimes.items(), key=lambda kv: (kv[1].start, kv[0])):
         off, size = memory.offsets[name], memory.sizes[name]
         x0, x1 = left + lt.start * col, left + (lt.end + 1) * col
         y0, y1 = y_of(off + size), y_of(off)
         tip = (f"{name}: {size} B at offset {off}, live in calls {lt.start}..{lt.end} "
                f"({', '.join(call_names[lt.start:lt.end + 1])})")
         parts.append(f'<rect class="buffer" x="{x0 + 1:.1f}" y="{y0:.1f}" width="{max(x1 - x0 - 2, 1):.1f}" '
-                     f'height="{max(y1 - y0, 1):.1f}" fill="{kernel_colour(k)}" stroke="#446" '
+                     f'height="{max(y1 - y0, 1):.1f}" fill="{kernel_colour(lt.start)}" stroke="#446" '
                      f'stroke-width="0.6"><title>{escape(tip)}</title></rect>')
-    for value, label, style in ((memory.arena_bytes, "arena", "#222"), (memory.lower_bound, "lower bound",
-                                                                         "#c00")):
+    lines = ((memory.arena_bytes, "arena", "#222", left - 4, "end", 4),
+             (memory.lower_bound, "lower bound", "#c00", left + plot_w + 4, "start", 12))
+    for value, label, style, tx, anchor, dy in lines:  # labels on both sides: the two may coincide
         y = y_of(value)
         dash = ' stroke-dasharray="6,4"' if label == "lower bound" else ""
         parts.append(f'<line class="{label.replace(" ", "-")}" x1="{left}" x2="{left + plot_w:.1f}" '
                      f'y1="{y:.1f}" y2="{y:.1f}" stroke="{style}" stroke-width="1.5"{dash}/>'
-                     f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end" fill="{style}">{label}</text>')
+                     f'<text x="{tx:.1f}" y="{y + dy:.1f}" text-anchor="{anchor}" fill="{style}">{label} '
+                     f'{value:,} B</text>')
     parts.append(f'<text x="{left - 4}" y="{top + plot_h:.1f}" text-anchor="end">0 B</text>')
     parts.append(f'<text x="{left + plot_w / 2:.1f}" y="{top + plot_h + 36:.1f}" text-anchor="middle">'
                  "kernel call (time) &#8594;, vertical: arena offset (bytes)</text></svg>")
