@@ -88,8 +88,8 @@ def test_compiled_program_uses_the_plan() -> None:
 
     nn = ember.nn
     ember.manual_seed(0)
-    model = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 64),
-                          nn.Sigmoid(), nn.Linear(64, 10))
+    model = nn.Sequential(nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 32), nn.Tanh(), nn.Linear(32, 32),
+                          nn.Sigmoid(), nn.Linear(32, 10))  # three intermediates: the third reuses the first
     model.eval()
     x = ember.randn(16, 32)
     graph = ember.trace(model, x)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pytest
 from ember.compiler.autodiff.emit import GraphEmitter
 from ember.compiler.compile import compile_graph
 from ember.compiler.dtypes import float32
@@ -109,7 +110,8 @@ def _check_program_memory(graph: Graph) -> None:
     assert program.memory.lower_bound <= program.arena_bytes <= program.memory.naive_bytes
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@pytest.mark.slow
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(steps=programs, seed=st.integers(0, 2**16), extra=st.integers(0, 5), freeze=st.booleans())
 def test_random_graphs_through_the_pipeline(steps: list[tuple[str, int]], seed: int, extra: int,
                                             freeze: bool) -> None:
