@@ -471,6 +471,7 @@ TEMPLATE_LOWERINGS: dict[str, str] = {
     "pool/region_max_pool": "lower_region_pool:lower_region_pool_group",  # "template/op": one op's own
     "scatter/scatter": "lower_scatter_dim:lower_scatter_dim_group",
     "scatter/scatter_add": "lower_scatter_dim:lower_scatter_dim_group",
+    "scatter/index_put": "lower_scatter_dim:lower_index_put_group",
     "scatter_add": "lower_scatter_dim:lower_take_backward_group",
     "scatter_add_rows": "lower_scatter_dim:lower_embedding_backward_group",
     "upsample": "lower_upsample:lower_upsample_group",

@@ -18,6 +18,7 @@ instead of a template with its own loop nest:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ember.compiler.dtypes import BOOL, bool_, int64
@@ -26,7 +27,7 @@ from ember.compiler.kernel.ir import Binary, Const, Expr, Select
 from ember.compiler.kernel.values import ZERO, Index, Lazy, Value, _row, flat_index, unflatten
 from ember.runtime.errors import CompileError
 
-__all__ = ["INDEX_MAPS", "index_map"]
+__all__ = ["INDEX_MAPS", "getitem_source", "index_map"]
 
 
 def _clamp(i: Expr, n: int) -> Expr:
@@ -119,17 +120,18 @@ def _broadcast(shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
     return tuple(out)
 
 
-def advanced_getitem(v: Value, tensors: list[Value], attrs: dict[str, Any],
-                     out_shape: tuple[int, ...]) -> Value:
-    """``getitem`` whose index holds integer tensors (see the module docstring for numpy's rules)."""
-    if any(t.dtype.category == BOOL or t.dtype is bool_ for t in tensors):
+def getitem_source(shape: tuple[int, ...], tensors: list[Value], index: tuple[tuple[Any, ...], ...],
+                   out_shape: tuple[int, ...]) -> Callable[[Index], Index]:
+    """For ``x[index]`` with ``x`` of ``shape``: result position -> position in ``x`` (numpy's rules,
+    see the module docstring; ints count as advanced items only when there are index tensors)."""
+    if any(t.dtype.category == BOOL for t in tensors):
         raise CompileError("cannot lower op 'getitem': a bool mask index has a data-dependent shape")
-    items = _expand(attrs["index"], len(v.shape))
-    adv = [k for k, it in enumerate(items) if it[0] in ("tensor", "int")]
-    bshape = _broadcast([t.shape for t in tensors])
-    first = adv[0] if adv == list(range(adv[0], adv[-1] + 1)) else None  # adjacent: in place
-    # the output dims: ("adv", None) for the broadcast block, ("basic", item position) for the others
-    layout: list[tuple[str, int]] = [] if first is not None else [("adv", -1)]
+    items = _expand(index, len(shape))
+    adv = [k for k, it in enumerate(items) if it[0] == "tensor" or (tensors and it[0] == "int")]
+    bshape = _broadcast([t.shape for t in tensors]) if tensors else ()
+    first = adv[0] if adv and adv == list(range(adv[0], adv[-1] + 1)) else None  # adjacent: in place
+    # the output dims: ("adv", -1) for the broadcast block, ("basic", item position) for the others
+    layout: list[tuple[str, int]] = [] if first is not None or not adv else [("adv", -1)]
     for k, it in enumerate(items):
         if k == first:
             layout.append(("adv", -1))
@@ -140,7 +142,7 @@ def advanced_getitem(v: Value, tensors: list[Value], attrs: dict[str, Any],
         raise CompileError(f"cannot lower op 'getitem': index layout of {got} dims does not match the result "
                            f"shape {list(out_shape)}")
 
-    def at(idx: Index) -> Expr:
+    def source(idx: Index) -> Index:
         pos: dict[int, Expr] = {}
         block: Index = ()
         d = 0
@@ -151,25 +153,22 @@ def advanced_getitem(v: Value, tensors: list[Value], attrs: dict[str, Any],
                 pos[k], d = idx[d], d + 1
         src: list[Expr] = []
         tens = iter(tensors)
-        in_dim = 0
         for k, it in enumerate(items):
             if it[0] == "none":
                 continue
-            n = v.shape[in_dim]
+            n = shape[len(src)]
             if it[0] == "int":
                 src.append(Const(it[1] % n if n else 0, int64))
             elif it[0] == "tensor":
                 t = next(tens)
                 lead = len(bshape) - len(t.shape)
-                tidx = tuple(ZERO if m == 1 else i for m, i in zip(t.shape, block[lead:]))
-                src.append(_row(t.at(tidx), n))
+                src.append(_row(t.at(tuple(ZERO if m == 1 else i for m, i in zip(t.shape, block[lead:]))), n))
             else:
-                start, stop, step = slice(*it[1:]).indices(n)
+                start, _, step = slice(*it[1:]).indices(n)
                 src.append(iadd(start, imul(pos[k], step)))
-            in_dim += 1
-        return v.at(tuple(src))
+        return tuple(src)
 
-    return Lazy(out_shape, v.dtype, at)
+    return source
 
 
 INDEX_MAPS = ("concat", "roll", "one_hot")
@@ -185,5 +184,6 @@ def index_map(kind: str, v: Value, extra: list[Value], attrs: dict[str, Any], ou
     if kind == "one_hot":
         return one_hot(v, attrs, out_shape)
     if kind == "getitem":
-        return advanced_getitem(v, extra, attrs, out_shape)
+        source = getitem_source(tuple(v.shape), extra, attrs["index"], out_shape)
+        return Lazy(out_shape, v.dtype, lambda idx: v.at(source(idx)))
     raise CompileError(f"unknown movement lowering {kind!r}")

@@ -1,6 +1,6 @@
-"""Lowering of the index-driven scatters: ``scatter`` / ``scatter_add`` along a dim, their adjoint of
-``take_along_dim`` (``take_along_dim_backward``, the "scatter_add" template) and ``embedding_backward``
-(the "scatter_add_rows" template).
+"""Lowering of the index-driven scatters: ``scatter`` / ``scatter_add`` along a dim, ``index_put`` (the
+adjoint of getitem, basic or advanced), the adjoint of ``take_along_dim`` (``take_along_dim_backward``,
+the "scatter_add" template) and ``embedding_backward`` (the "scatter_add_rows" template).
 
 Two loop nests: the result is first initialized (the input's copy, or zeros) by a parallel,
 vectorized loop; then one loop over the index tensor's positions writes (or adds) each source
@@ -26,7 +26,8 @@ from ember.compiler.kernel.ir import Binary, Buffer, Const, Expr, Load, Loop, Lo
 from ember.compiler.kernel.values import Index, Value, _row, broadcast_to, flat_index
 from ember.runtime.errors import CompileError
 
-__all__ = ["lower_embedding_backward_group", "lower_scatter_dim_group", "lower_take_backward_group"]
+__all__ = ["lower_embedding_backward_group", "lower_index_put_group", "lower_scatter_dim_group",
+           "lower_take_backward_group"]
 
 
 @dataclass
@@ -147,3 +148,24 @@ def lower_embedding_backward_group(group: FusionGroup, gi: int, ev: Any,
         init=lambda idx: zero, domain=tuple(g.shape),
         target=lambda idx: (_row(index.at(idx[:k]), rows), *idx[k:]), value=value, accumulate=True,
         parallel_outer=False))
+
+
+def lower_index_put_group(group: FusionGroup, gi: int, ev: Any,
+                          names: Any) -> tuple[list[Stmt], list[Buffer]]:
+    """``index_put``: out = input; out[index] (+)= values, over the positions ``input[index]`` selects."""
+    from ember.compiler.kernel.lower_index import getitem_source
+    from ember.compiler.ops.registry import REGISTRY, TensorType
+
+    node, (x, values, *tensors) = _operands(group, gi, ev)
+    if not isinstance(x, Value) or not all(isinstance(t, Value) for t in tensors):
+        raise CompileError(f"cannot lower op '{node.op}': expected tensor input and index tensors")
+    index = node.attrs["index"]
+    types = [TensorType(tuple(t.shape), t.dtype) for t in (x, *tensors)]
+    domain = tuple(REGISTRY["getitem"].infer(*types, index=index).shape)
+    if not domain:
+        raise CompileError(f"cannot lower op '{node.op}': a single indexed element (0-d target)")
+    source = getitem_source(tuple(x.shape), tensors, index, domain)
+    vals = broadcast_to(values, domain) if isinstance(values, Value) else None
+    return _emit(group, gi, ev, names, _Scatter(
+        init=x.at, domain=domain, target=source, value=vals.at if vals else (lambda idx: values),
+        accumulate=bool(node.attrs["accumulate"]), parallel_outer=False))
