@@ -7,6 +7,7 @@ import ctypes
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import ember
@@ -68,6 +69,32 @@ def test_exporting_a_compiled_model_reuses_it_with_the_current_weights(tmp_path:
                                    atol=1e-6)
     with pytest.raises(CompileError, match="target 'interpret'"):
         ember.export(ember.compile(model, target="interpret"), (x,), str(tmp_path / "i.so"))
+
+
+_EXPORT_MLP = """
+import sys, ember
+from ember import nn
+ember.manual_seed(0)
+model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3), nn.Softmax(1)).eval()
+ember.export(model, (ember.randn(2, 6),), sys.argv[1])
+"""
+
+
+@pytest.mark.slow
+def test_exports_from_processes_with_different_hash_seeds_are_identical(tmp_path: Path) -> None:
+    """Nothing in tracing, passes, fusion, code generation or linking depends on set/dict order of
+    strings (randomized per process) or on the process: two interpreters write the same bytes."""
+    procs = []
+    for seed in ("1", "2"):
+        (tmp_path / seed).mkdir()
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        procs.append(subprocess.Popen([sys.executable, "-c", _EXPORT_MLP, str(tmp_path / seed / "mlp.so")],
+                                      env=env, stderr=subprocess.PIPE, text=True))
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    assert (tmp_path / "1" / "mlp.so").read_bytes() == (tmp_path / "2" / "mlp.so").read_bytes()
+    assert (tmp_path / "1" / "mlp.h").read_text() == (tmp_path / "2" / "mlp.h").read_text()
 
 
 @pytest.fixture(scope="module")
