@@ -28,11 +28,9 @@ memory for intermediates) from a small pool, so calls never share memory; weight
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import json
 import mmap
 import os
-import platform
 import struct
 import threading
 from collections.abc import Iterator
@@ -73,6 +71,8 @@ _X86_FLAGS = {
 
 def host_machine() -> str:
     """This process's machine in ELF terms ("x86_64", "aarch64", ...)."""
+    import platform  # here, not at import: `import ember` loads this module and should stay quick
+
     m = platform.machine().lower()
     return _HOST_ALIASES.get(m, m)
 
@@ -137,6 +137,8 @@ def elf_sections(data: Any, body_size: int, path: str = "<bytes>") -> dict[str, 
 def package_digests(data: Any, body_size: int, weights: tuple[int, int],
                     meta: tuple[int, int]) -> tuple[bytes, bytes, bytes]:
     """SHA-256 of the metadata section, of the weights section, and of every other body byte."""
+    import hashlib  # here, not at import (loading OpenSSL costs ~20 ms)
+
     view = memoryview(data)
     w_off, w_size = weights
     m_off, m_size = meta
