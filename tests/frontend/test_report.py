@@ -19,7 +19,7 @@ import ember
 import pytest
 from ember.cli import main
 from ember.compiler.bisect import kernel_groups
-from ember.compiler.report import build_report
+from ember.compiler.report import build_report, pass_diffs
 from ember.vision.models import lenet5
 
 
@@ -215,3 +215,14 @@ def test_inspect_html_and_bisect(tmp_path, capsys):
     assert main(["inspect", f"{source}:make", "--input", "2x3x8x8", "--bisect"]) == 0
     printed = capsys.readouterr().out
     assert "fused_1_max_pool" in printed and "all 3 kernels match the float64 interpreter" in printed
+
+
+def test_pass_diffs_show_what_a_pass_changed():
+    model = ember.nn.Sequential(ember.nn.Conv2d(3, 4, 3), ember.nn.BatchNorm2d(4), ember.nn.ReLU()).eval()
+    graph = ember.trace(model, ember.randn(1, 3, 6, 6))
+    diffs = dict(pass_diffs(graph))
+    removed = [line for line in diffs["fold_batch_norm"] if line.startswith("-") and "batch_norm" in line]
+    assert len(removed) == 1  # the folded batch norm leaves the IR
+    assert diffs["fold_batch_norm"][:2] == ["--- before", "+++ after"]
+    passes = ember.compile(model, target="interpret").compiled_for(ember.randn(1, 3, 6, 6)).result.pass_report
+    assert list(diffs) == [rec.name for rec in passes.records]  # one diff per pass of the pipeline, in order
