@@ -1,9 +1,10 @@
 """The two pictures of the compile report, drawn as SVG text in Python (no Graphviz, nothing fetched).
 
 ``graph_svg``: a layered drawing of the optimized graph. A node's layer is its longest path from the
-graph inputs; a node fed only by parameters sits one layer above its first reader; within a layer
-nodes follow the mean position of their producers (one barycentre sweep), which keeps most edges short.
-Every node is filled with its kernel's colour and links to its row in the node table (scope, source line).
+graph inputs; a node no graph input reaches (weight preparation) sits one layer above its first reader;
+within a layer nodes follow the mean position of their producers (one barycentre sweep), which keeps
+most edges short. Every node is filled with its kernel's colour and links to its row in the node table
+(scope, source line).
 
 ``memory_svg``: the arena over time. Each intermediate buffer is a rectangle spanning the kernel calls
 it is live in (x) and its bytes in the arena (y); the arena size and the lower bound (the most bytes
@@ -50,10 +51,13 @@ def _layers(graph: Graph) -> tuple[dict[str, int], dict[str, list[str]], dict[st
         for p in ps:
             succs[p].append(k)
     layer: dict[str, int] = {}
+    fed: set[str] = set()  # vertices a graph input reaches; the rest only prepare weights
     for k, ps in preds.items():  # insertion order is a topological order
         layer[k] = 1 + max((layer[p] for p in ps), default=-1)
-    for k in reversed(list(preds)):  # parameter-only nodes: just above their first reader
-        if not preds[k] and not k.startswith("in:") and succs[k]:
+        if k.startswith("in:") or any(p in fed for p in ps):
+            fed.add(k)
+    for k in reversed(list(preds)):  # weight preparation: just above its first reader
+        if k not in fed and succs[k]:
             layer[k] = max(0, min(layer[s] for s in succs[k]) - 1)
     return layer, preds, succs
 
