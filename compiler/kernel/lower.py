@@ -474,6 +474,9 @@ TEMPLATE_LOWERINGS: dict[str, str] = {
     "scatter/index_put": "lower_scatter_dim:lower_index_put_group",
     "scatter_add": "lower_scatter_dim:lower_take_backward_group",
     "scatter_add_rows": "lower_scatter_dim:lower_embedding_backward_group",
+    "sort": "lower_sort:lower_sort_group",
+    "select_k": "lower_sort:lower_select_k_group",
+    "mode": "lower_sort:lower_mode_group",
     "upsample": "lower_upsample:lower_upsample_group",
     "upsample_backward": "lower_upsample:lower_upsample_backward_group",
 }

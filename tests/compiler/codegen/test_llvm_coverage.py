@@ -1,9 +1,9 @@
 """Coverage of the LLVM back end over the registry (issue 7): every op with a kernel lowers to generated
 code; an op without one is a CompileError naming it, never an eager fallback.
 
-* The ops lowered by lower_index / lower_upsample / lower_region_pool / lower_scatter_dim run compiled
-  (one JIT module for all cases) against the op's reference on several shapes and dtypes; a few are
-  also checked against torch directly, and a few run fused with elementwise neighbours.
+* The ops lowered by lower_index / lower_upsample / lower_region_pool / lower_scatter_dim / lower_sort run
+  compiled (one JIT module for all cases) against the op's reference on several shapes and dtypes; a few
+  are also checked against torch directly, and a few run fused with elementwise neighbours.
 * A registry-driven test lists the ops that still have no kernel (EXPECTED_GAPS) and checks that
   lowering each one raises a CompileError naming it.
 """
@@ -44,6 +44,8 @@ def _adaptive(n: int, m: int) -> tuple[tuple[int, int], ...]:
 _NAN_IN = _f(2, 3, 10, 9)
 _NAN_IN[0, 0, :3, :3] = np.nan
 _NAN_IN[1, 1] = -np.inf
+_TIES = rng.integers(0, 4, (5, 7)).astype(np.float32)  # repeated values and NaNs: stable order, NaN last
+_TIES[1, 2] = _TIES[2, 0] = _TIES[2, 5] = np.nan
 
 # (op, inputs, attrs): one single-node group each
 SPECS: list[tuple[str, list[np.ndarray], dict[str, Any]]] = [
@@ -86,6 +88,17 @@ SPECS: list[tuple[str, list[np.ndarray], dict[str, Any]]] = [
     ("take_along_dim_backward", [_f(5, 4), _i(2, 5, 4)], {"dim": 0, "shape": (2, 4)}),
     ("embedding_backward", [_f(3, 4, 5), _i(6, 3, 4)], {"num_weights": 6}),
     ("embedding_backward", [_f(7, 5), _i(3, 7)], {"num_weights": 3, "padding_idx": 1}),
+    ("argsort", [_f(3, 9)], {"dim": -1}),
+    ("argsort", [_TIES], {"dim": 1}),
+    ("argsort", [_TIES], {"dim": 1, "descending": True}),
+    ("argsort", [_TIES], {"dim": 0}),
+    ("argsort", [_i(3, 4, 10)], {"dim": 1, "descending": True}),
+    ("argsort", [_f(3, 9, 4)], {"dim": 1}),
+    ("median_index", [_TIES], {"dim": 1}),
+    ("median_index", [_f(6, 4)], {"dim": 0}),
+    ("median_index", [_i(3, 4, 10)], {"dim": 1}),
+    ("mode_index", [_i(3, 4, 10)], {"dim": 1}),
+    ("mode_index", [_i(4, 9, 5).astype(np.float32)], {"dim": 0}),
     ("index_put", [_f(5, 4), _f(3, 4), np.array([0, 3, 0])], {"index": (("tensor",),), "accumulate": True}),
     ("index_put", [_f(5, 4), _f(3, 4), np.array([0, 3, 1])], {"index": (("tensor",),), "accumulate": False}),
     ("index_put", [_f(5, 4, 3), _f(2), np.array([0, 1]), np.array([1, 2])],
@@ -97,10 +110,7 @@ SPECS: list[tuple[str, list[np.ndarray], dict[str, Any]]] = [
 # ops that still have no kernel: lowering them is a CompileError naming the op. Remove an op from here
 # when its kernel lands (the registry test below fails until the list matches the registry).
 EXPECTED_GAPS = {
-    "argsort": (4, 6),        # "sort" template
-    "median_index": (4, 6),   # "select_k" template
-    "mode_index": (4, 6),     # "mode" template
-    "det": (4, 4),            # eager_only: LAPACK-backed
+    "det": (4, 4),            # eager_only: LAPACK-backed (pivoting, iteration)
     "inverse": (4, 4),
     "eig": (4, 4),
 }
@@ -178,6 +188,9 @@ def test_index_ops_match_torch(results: list[tuple[np.ndarray, ...]]) -> None:
     np.testing.assert_array_equal(results[_case("one_hot")][0], F.one_hot(idx, 6).numpy())
     x, i, j = (torch.from_numpy(t) for t in SPECS[_case("getitem", 1)][1])
     np.testing.assert_array_equal(results[_case("getitem", 1)][0], x[:, i, j].numpy())
+    x = torch.from_numpy(SPECS[_case("argsort", 2)][1][0])
+    np.testing.assert_array_equal(results[_case("argsort", 2)][0], torch.sort(x, stable=True, dim=1,
+                                                                              descending=True).indices.numpy())
     x, i, src = (torch.from_numpy(t) for t in SPECS[_case("scatter_add")][1])
     np.testing.assert_allclose(results[_case("scatter_add")][0], x.scatter_add(1, i, src).numpy(), rtol=1e-6)
 
