@@ -8,6 +8,7 @@ pictures have a size) and log nothing to the console; a screenshot is saved.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -21,6 +22,7 @@ from ember.cli import main
 from ember.compiler.bisect import kernel_groups
 from ember.compiler.report import build_report, pass_diffs
 from ember.vision.models import lenet5
+from filelock import FileLock
 
 
 class _Tags(HTMLParser):
@@ -37,31 +39,59 @@ class _Tags(HTMLParser):
         return [a for t, a in self.tags if t == tag and all(want[k] in a.get(k, "").split() for k in want)]
 
 
-@pytest.fixture(scope="module")
-def lenet_report(tmp_path_factory):
+def _facts(result) -> dict:
+    """What the tests compare the page with, as plain data (shared between xdist workers as JSON)."""
+    return {"kernels": [name for name, _ in kernel_groups(result)],
+            "scopes": [node.scope for node in result.graph.nodes],
+            "inputs": len(result.graph.user_inputs),
+            "passes": [rec.name for rec in result.pass_report.records],
+            "refusals": list(result.plan.refusals),
+            "buffers": len(result.memory.lifetimes),
+            "arena": result.memory.arena_bytes, "lower_bound": result.memory.lower_bound}
+
+
+def _make_lenet_report(folder) -> tuple[str, dict]:
     ember.manual_seed(0)
     model = lenet5().eval()
     x = ember.randn(2, 1, 28, 28)
     compiled = ember.compile(model)
-    path = str(tmp_path_factory.mktemp("report") / "lenet5.html")
+    path = str(folder / "lenet5.html")
     with ember.no_grad():
         assert compiled.report(path, x) == path
+    return path, _facts(compiled.compiled_for(x).result)
+
+
+@pytest.fixture(scope="module")
+def lenet_report(request, tmp_path_factory):
+    """(path, text, parsed tags, facts) of the LeNet-5 report, made once per run: under xdist the workers
+    share it through the run's temporary folder (compiling LeNet-5 twice would double this file's time)."""
+    if hasattr(request.config, "workerinput"):
+        folder = tmp_path_factory.getbasetemp().parent  # this run's folder, shared by its workers
+        facts_file = folder / "lenet5_report.json"
+        with FileLock(str(folder / "lenet5_report.lock")):
+            if not facts_file.exists():
+                path, facts = _make_lenet_report(folder)
+                facts_file.write_text(json.dumps({"path": path, "facts": facts}))
+        saved = json.loads(facts_file.read_text())
+        path, facts = saved["path"], saved["facts"]
+    else:
+        path, facts = _make_lenet_report(tmp_path_factory.mktemp("report"))
     with open(path, encoding="utf-8") as f:
         text = f.read()
     tags = _Tags()
     tags.feed(text)
-    return path, text, tags, compiled.compiled_for(x).result
+    return path, text, tags, facts
 
 
 def test_sections_and_summary(lenet_report):
-    _, text, tags, result = lenet_report
+    _, text, tags, facts = lenet_report
     ids = {a.get("id") for _, a in tags.tags}
     for section in ("graph", "nodes", "passes", "fusion", "refusals", "kernels", "memory", "timings",
                     "numerics"):
         assert section in ids, section
     assert "<title>ember compile report: LeNet5</title>" in text
-    assert f"{len(result.groups)} kernels" in text
-    assert f"all {len(result.groups)} kernels match the float64 interpreter" in text
+    assert f"{len(facts['kernels'])} kernels" in text
+    assert f"all {len(facts['kernels'])} kernels match the float64 interpreter" in text
 
 
 def test_self_contained(lenet_report):
@@ -74,16 +104,15 @@ def test_self_contained(lenet_report):
 
 
 def test_graph_svg_colours_kernels_and_links_nodes(lenet_report):
-    _, text, tags, result = lenet_report
-    graph = result.graph
+    _, text, tags, facts = lenet_report
     assert len(tags.find("svg", id="graph-svg")) == 1
     nodes = tags.find("g", **{"class": "n"})
-    assert len(nodes) == len(graph.nodes)
-    assert len(tags.find("g", **{"class": "in"})) == len(graph.user_inputs)
+    assert len(nodes) == len(facts["scopes"])
+    assert len(tags.find("g", **{"class": "in"})) == facts["inputs"]
     assert len(tags.find("g", **{"class": "out"})) == 1
-    kernel_names = {name for name, _ in kernel_groups(result)}
+    kernel_names = set(facts["kernels"])
     assert {a["data-kernel"] for a in nodes} == kernel_names  # every kernel drawn, every node in one
-    assert len(tags.find("path", **{"class": "edge"})) >= len(graph.nodes)
+    assert len(tags.find("path", **{"class": "edge"})) >= len(nodes)
     # the nodes of one kernel share a fill; different kernels differ
     fills: dict[str, set[str]] = {}
     rects = [a for t, a in tags.tags if t == "rect" and a.get("rx") == "10"]
@@ -92,47 +121,47 @@ def test_graph_svg_colours_kernels_and_links_nodes(lenet_report):
     assert all(len(f) == 1 for f in fills.values())
     assert len({next(iter(f)) for f in fills.values()}) == len(kernel_names)
     # each node links to its table row, which names the module scope and the source line
-    for i, node in enumerate(graph.nodes):
+    for i, scope in enumerate(facts["scopes"]):
         assert f'href="#row-{i}"' in text
         row = re.search(rf'<tr id="row-{i}">(.*?)</tr>', text).group(1)
-        assert (node.scope or "(top)") in row and "lenet.py:" in row
+        assert f"<td>{scope or '(top)'}</td>" in row and "lenet.py:" in row
+    assert "features.0" in facts["scopes"] and "classifier.4" in facts["scopes"]
 
 
 def test_passes_fusion_and_kernels(lenet_report):
-    _, text, tags, result = lenet_report
-    for rec in result.pass_report.records:
-        assert f"<td>{rec.name}</td>" in text and f"IR diff of {rec.name}" in text
-    for refusal in result.plan.refusals:
+    _, text, tags, facts = lenet_report
+    for name in facts["passes"]:
+        assert f"<td>{name}</td>" in text and f"IR diff of {name}" in text
+    for refusal in facts["refusals"]:
         assert refusal.replace("'", "&#x27;") in text
     assert "relu fused into conv" in text
     kernels = tags.find("details", **{"class": "kernel"})
-    assert [a["id"] for a in kernels] == [f"kernel-{n}" for n, _ in kernel_groups(result)]
+    assert [a["id"] for a in kernels] == [f"kernel-{n}" for n in facts["kernels"]]
     assert text.count("<h4>kernel IR</h4>") == len(kernels) == text.count("<h4>LLVM IR</h4>")
     assert text.count("define ") >= len(kernels)
     assert "gemm[" in text  # the conv kernels' lowered GEMM
 
 
 def test_memory_plot_draws_buffers_arena_and_bound(lenet_report):
-    _, _, tags, result = lenet_report
-    mem = result.memory
+    _, _, tags, facts = lenet_report
     assert len(tags.find("svg", id="memory-svg")) == 1
-    assert len(tags.find("rect", **{"class": "buffer"})) == len(mem.lifetimes)
+    assert len(tags.find("rect", **{"class": "buffer"})) == facts["buffers"]
     (arena,) = tags.find("line", **{"class": "arena"})
     (bound,) = tags.find("line", **{"class": "lower-bound"})
     assert float(bound["y1"]) >= float(arena["y1"])  # the bound is at most the arena: drawn at or below it
-    assert mem.lower_bound <= mem.arena_bytes
+    assert facts["lower_bound"] <= facts["arena"]
 
 
 def test_timings_are_isolated_and_labelled(lenet_report):
-    _, text, _, result = lenet_report
+    _, text, _, facts = lenet_report
     assert "Isolated kernel timing" in text and "no per-kernel timing hook" in text
-    for name, _ in kernel_groups(result):
+    for name in facts["kernels"]:
         assert re.search(rf'<tr data-kernel-row="{name}"><td>{name}</td><td class="num">[\d,.]+</td>', text)
 
 
-def test_report_without_inputs_has_no_timings(lenet_report):
-    _, _, _, result = lenet_report
-    text = build_report(result)
+def test_report_without_inputs_has_no_timings():
+    compiled = ember.compile(lambda x: (x * 2).relu().sum(1))
+    text = build_report(compiled.compiled_for(ember.randn(3, 4)).result)
     assert "No timings: the report was made without example inputs." in text
     assert "Not checked" in text and 'id="graph-svg"' in text and 'id="memory-svg"' in text
 
@@ -167,15 +196,15 @@ def test_renders_in_headless_chromium(lenet_report, tmp_path):
     exe = _chromium()
     if exe is None:
         pytest.skip("chromium is not installed and cannot be installed here (no apt-get or not root)")
-    path, _, _, result = lenet_report
+    path, _, _, facts = lenet_report
     url = "file://" + os.path.abspath(path)
     dom = _run_chromium(exe, tmp_path, "--dump-dom", url)
     assert dom.returncode == 0, dom.stderr[-2000:]
     assert _console_messages(dom.stderr) == []
     body = re.search(r"<body([^>]*)>", dom.stdout).group(1)
     assert 'data-rendered="ok"' in body  # the page's script ran and both pictures have a size
-    assert f'data-graph-nodes="{len(result.graph.nodes) + len(result.graph.user_inputs) + 1}"' in body
-    assert f'data-memory-buffers="{len(result.memory.lifetimes)}"' in body
+    assert f'data-graph-nodes="{len(facts["scopes"]) + facts["inputs"] + 1}"' in body
+    assert f'data-memory-buffers="{facts["buffers"]}"' in body
     assert "<title>ember compile report: LeNet5 [rendered]</title>" in dom.stdout
 
     shot = tmp_path / "report.png"
