@@ -139,3 +139,14 @@ def test_compare_rules():
     assert err == pytest.approx(2e-4 / 1.1e-4, rel=1e-2) and diff == pytest.approx(2e-4, rel=1e-2)
     assert _compare(np.array([1, 2]), np.array([1, 3]), 1e-4, 1e-5) == (np.inf, 1.0)
     assert _compare(np.array([1, 2]), np.array([1, 2]), 1e-4, 1e-5) == (0.0, 0.0)
+
+
+def test_report_marks_the_injected_kernel(inject, x, tmp_path):
+    inject("fused_2_tanh")
+    compiled = ember.compile(model, check="bisect")
+    path = compiled.report(str(tmp_path / "bad.html"), x)  # the report is made despite the bad kernel
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    assert text.count('<tr class="bad"') == 1
+    assert '<tr class="bad" data-kernel-row="fused_2_tanh">' in text
+    assert "kernel fused_2_tanh (#2, ops tanh, mul) is the first whose error exceeds" in text
