@@ -340,9 +340,12 @@ class CompiledModule:
     def _entry_unchecked(self, args: tuple[Any, ...]) -> _Compiled:
         """The compiled entry for ``args`` without the ``check="bisect"`` gate (reports show bad kernels)."""
         key = _signature(args, self._training)
-        if key not in self._cache:
-            self._cache[key] = self._compile(args)
-        return self._cache[key]
+        entry = self._cache.get(key)
+        if entry is None:
+            entry = self._compile(args)
+            if self.check != "bisect":  # under the gate, only a checked entry may serve calls
+                self._cache[key] = entry
+        return entry
 
     def _bisect_entry(self, entry: _Compiled, args: tuple[Any, ...]) -> Any:
         from ember.compiler.bisect import bisect

@@ -150,3 +150,5 @@ def test_report_marks_the_injected_kernel(inject, x, tmp_path):
     assert text.count('<tr class="bad"') == 1
     assert '<tr class="bad" data-kernel-row="fused_2_tanh">' in text
     assert "kernel fused_2_tanh (#2, ops tanh, mul) is the first whose error exceeds" in text
+    with pytest.raises(CompileError, match="fused_2_tanh"):  # the report did not open the gate
+        compiled(x)
