@@ -27,7 +27,7 @@ from ember.compiler.codegen.llvm.irutil import ceil_div, declare, fop, i64, imin
 __all__ = ["SMALL_M", "PARALLEL_WORK", "emit_small_m_dispatch"]
 
 SMALL_M = 4  # rows of A up to which the dot-product path beats the packed 6x16 tiles (M = 6 fills one)
-PARALLEL_WORK = 1 << 17  # M*N*K multiply-adds from which splitting the columns between threads pays
+PARALLEL_WORK = 1 << 20  # M*N*K from which splitting the columns between threads repays the fork
 TILE = 8  # output columns per tile: one accumulator each, and one 8-lane vector of results
 
 _F32, _I32, _I64 = ir.FloatType(), ir.IntType(32), ir.IntType(64)

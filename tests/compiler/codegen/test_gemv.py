@@ -43,7 +43,7 @@ def test_small_m_plain_matches_torch(shape: tuple[int, int, int], threads: int) 
 
 def test_bias_relu_epilogue_and_threaded_split() -> None:
     """Large enough to fork (M*N*K >= PARALLEL_WORK); N = 301 leaves a 5-column edge tile."""
-    m, n, k = 1, 301, 515
+    m, n, k = 4, 301, 900
     assert m * n * k >= PARALLEL_WORK
     a, w, bias = _rand(m, k), _rand(n, k, seed=2), _rand(n, seed=3)
     f = gemm_callable(Epilogue(col_bias=True, activation="relu"), trans_b=True, threads=2)
