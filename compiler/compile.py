@@ -27,14 +27,11 @@ log = logging.getLogger("ember.compile")
 TARGETS = ("llvm", "interpret")
 
 
-def default_pipeline() -> list[Any]:
-    """The graph-to-graph passes run before fusion, in order."""
-    from ember.compiler import passes
+def default_pipeline(freeze: bool = False) -> list[Any]:
+    """The graph-to-graph passes run before fusion, in order (see compiler/passes/pipeline.py)."""
+    from ember.compiler.passes.pipeline import FROZEN_PIPELINE, INFERENCE_PIPELINE
 
-    names = getattr(passes, "INFERENCE_PIPELINE", None)
-    if names:
-        return list(names)
-    return [passes.eliminate_dead_code, passes.eliminate_common_subexpressions]
+    return list(FROZEN_PIPELINE if freeze else INFERENCE_PIPELINE)
 
 
 @dataclass
@@ -86,13 +83,18 @@ def _checked_groups(plan: FusionPlan, notes: list[str]) -> list[FusionGroup]:
     return out
 
 
-def compile_graph(graph: Graph, target: str = "llvm", name: str | None = None) -> CompileResult:
-    """Optimize ``graph`` and build an executable for ``target`` ("llvm" or "interpret")."""
+def compile_graph(graph: Graph, target: str = "llvm", name: str | None = None,
+                  freeze: bool = False) -> CompileResult:
+    """Optimize ``graph`` and build an executable for ``target`` ("llvm" or "interpret").
+
+    ``freeze=True`` bakes the current parameter values in as constants (and folds batch norms into
+    the weights): right for ahead-of-time export, wrong for ``ember.compile``, which reads live weights.
+    """
     if target not in TARGETS:
         raise CompileError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}"
                            + (" (the CUDA back end is not available yet)" if target == "cuda" else ""))
     start = time.perf_counter()
-    graph, report = PassManager(default_pipeline()).run(graph)
+    graph, report = PassManager(default_pipeline(freeze)).run(graph)
     params = [v for v in graph.inputs if v.kind in ("parameter", "buffer")] + list(graph.constants)
     users = [v for v in graph.inputs if v.kind == "input"]
     if target == "interpret":

