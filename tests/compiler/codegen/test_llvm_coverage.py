@@ -53,16 +53,20 @@ SPECS: list[tuple[str, list[np.ndarray], dict[str, Any]]] = [
     ("cat", [_f(2, 3, 4), _f(1, 3, 4), _f(3, 3, 4)], {"dim": 0}),
     ("cat", [_i(9, 4, 2), _i(9, 4, 1)], {"dim": -1}),
     ("cat", [_f(4, 2), _i(9, 4, 1).astype(np.int32), np.zeros((0,), np.float32)], {"dim": 1}),
+    ("cat", [_f(2, 3), np.zeros((2, 0), np.float32), _f(2, 1)], {"dim": 1}),
+    ("cat", [_i(2, 2, 3).astype(bool), _i(2, 2, 2).astype(bool)], {"dim": 1}),
     ("roll", [_f(3, 5)], {"shifts": (2,), "dims": (1,)}),
     ("roll", [_f(3, 5)], {"shifts": (-7, 1), "dims": (1, 0)}),
     ("roll", [_i(50, 3, 5)], {"shifts": (4,), "dims": None}),
     ("one_hot", [_i(5, 3, 4)], {"num_classes": 6}),
     ("one_hot", [_i(10, 7).astype(np.int32)], {"num_classes": 10}),
+    ("one_hot", [_i(1, 4)], {"num_classes": 1}),
     ("getitem", [_f(5, 4), np.array([0, 3, -1, 2])], {"index": (("tensor",),)}),
     ("getitem", [_f(5, 4, 3), _i(4, 2, 2), np.array([1, 2])], {"index": (S, ("tensor",), ("tensor",))}),
     ("getitem", [_f(5, 4, 3), np.array([0, 1]), np.array([1, 2])],
      {"index": (("tensor",), ("slice", 1, None, None), ("tensor",))}),
     ("getitem", [_f(5, 4, 3), np.array([0, 3])], {"index": (("int", 1), ("tensor",))}),
+    ("getitem", [_f(6, 4), rng.integers(-6, 6, (2, 3))], {"index": (("tensor",), ("none",))}),
     ("getitem", [_i(7, 5, 4, 3), np.array([0, 2])], {"index": (("ellipsis",), ("none",), ("tensor",))}),
     ("region_max_pool", [_NAN_IN], {"regions": (_adaptive(10, 3), _adaptive(9, 4))}),
     ("region_max_pool", [_f(2, 3, 7, 13)], {"regions": (_adaptive(7, 7), _adaptive(13, 10))}),
@@ -77,6 +81,7 @@ SPECS: list[tuple[str, list[np.ndarray], dict[str, Any]]] = [
     ("upsample", [_f(2, 3, 9)], {"size": (5,), "mode": "cubic"}),
     ("upsample", [_f(1, 2, 4, 5)], {"size": (8, 7), "mode": "cubic", "align_corners": True}),
     ("upsample", [_f(1, 2, 3, 4, 5)], {"size": (6, 8, 10), "mode": "linear"}),
+    ("upsample", [_f(1, 2, 5, 7).astype(np.float16)], {"size": (9, 3), "mode": "linear"}),
     ("upsample_backward", [_f(2, 3, 10, 13)], {"input_size": (5, 7), "size": (10, 13), "mode": "nearest"}),
     ("upsample_backward", [_f(2, 3, 9, 14)], {"input_size": (5, 7), "size": (9, 14), "mode": "linear"}),
     ("upsample_backward", [_f(2, 3, 4)], {"input_size": (9,), "size": (4,), "mode": "cubic",
@@ -153,8 +158,9 @@ def results() -> list[tuple[np.ndarray, ...]]:
 def test_compiled_matches_reference(k: int, results: list[tuple[np.ndarray, ...]]) -> None:
     for got, want in zip(results[k], CASES[k][1]):
         assert got.dtype == want.dtype and got.shape == want.shape
-        if want.dtype.kind == "f":
-            np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5, equal_nan=True)
+        if want.dtype.kind == "f":  # half: the reference rounds between dims, the kernel once at the end
+            tol = 2e-3 if want.dtype == np.float16 else 2e-5
+            np.testing.assert_allclose(got, want, rtol=tol, atol=tol, equal_nan=True)
         else:
             np.testing.assert_array_equal(got, want)
 
