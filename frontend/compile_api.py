@@ -10,6 +10,15 @@
 One executable is cached per input signature (shapes, dtypes, Python-scalar arguments, train/eval); a
 new signature traces and compiles again, logged at ``EMBER_DEBUG>=1``. Weights are read at every call,
 so a model trained after compiling runs with its current weights.
+
+Training: when gradients are wanted (grad mode on and a parameter or an input requires grad), the call
+compiles a pair instead (``compiler.autodiff``): a forward that also returns the activations the
+backward needs, and a backward graph built from the ops' own gradient rules. The outputs carry a
+``grad_fn`` (``_CompiledStep``) that runs the compiled backward, so ``loss.backward(); opt.step()``
+works unchanged, ``.grad`` accumulates on parameters, and gradients flow on into uncompiled code that
+produced the inputs. Train-mode batch norm uses batch statistics; the running statistics the graph
+computes are written back into the module's buffers after each call. Random draws in train mode
+(dropout) are refused by the tracer with a TraceError (no counter-based RNG in graphs yet).
 """
 
 from __future__ import annotations
