@@ -251,6 +251,25 @@ def test_fused_neighbours() -> None:
     np.testing.assert_allclose(v, want_p, rtol=1e-5)
 
 
+BIG_SPECS: list[tuple[str, list[np.ndarray], dict[str, Any]]] = [  # enough work for parallel outer loops
+    ("upsample_backward", [_f(4, 8, 64, 64)], {"input_size": (32, 32), "size": (64, 64), "mode": "linear"}),
+    ("scatter_add", [_f(64, 600), _i(600, 64, 600), _f(64, 600)], {"dim": 1}),
+    ("argsort", [_f(300, 128)], {"dim": 1}),
+    ("region_max_pool", [_f(4, 16, 64, 64)], {"regions": (_adaptive(64, 7), _adaptive(64, 7))}),
+]
+
+
+def test_parallel_paths_match_reference() -> None:
+    cases = [_single(100 + k, *spec) for k, spec in enumerate(BIG_SPECS)]
+    groups = [c[0] for c in cases]
+    exe = compile_groups("big", groups, [i for g in groups for i in g.inputs],
+                         [o for g in groups for o in g.outputs])
+    got = exe(*[a for spec in BIG_SPECS for a in spec[1]])
+    wants = [w for c in cases for w in c[1]]
+    for y, want in zip(got, wants):
+        np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)
+
+
 def test_scatter_with_scalar_source() -> None:
     """scatter(g, index, 0.0) (scatter's own gradient) takes a Python scalar as its source."""
     t = TensorType
