@@ -88,7 +88,7 @@ def compile_graph(graph: Graph, target: str = "llvm", name: str | None = None,
     """Optimize ``graph`` and build an executable for ``target`` ("llvm" or "interpret").
 
     ``freeze=True`` bakes the current parameter values in as constants (and folds batch norms into
-    the weights): right for ahead-of-time export, wrong for ``ember.compile``, which reads live weights.
+    the weights); ``ember.compile`` and export keep the default, which reads the weights at run time.
     """
     if target not in TARGETS:
         raise CompileError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}"

@@ -14,7 +14,9 @@ It does not fold batch norms: with live weights the folded ``W * s`` would be co
 on every call (40 for ResNet-18), while fusion already absorbs an eval-mode batch norm into the conv's
 epilogue as a per-channel scale and bias at no cost. ``FROZEN_PIPELINE`` first turns bound parameters
 into constants and then folds batch norms, so that weight preparation happens once at compile time
-(ahead-of-time export; the compiled code no longer sees later changes to the weights).
+(``optimize(graph, freeze=True)``, ``compile_graph(..., freeze=True)``; the compiled code then no longer
+sees later changes to the weights). Export keeps the live pipeline so that exporting a model and
+exporting its ``ember.compile`` result give the same bytes.
 """
 
 from __future__ import annotations
