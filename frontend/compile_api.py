@@ -190,7 +190,8 @@ class _CompiledStep(Function):
         arrays = [_contiguous(t._data) for t in held]
         arrays += [_contiguous(grads[k]._data) for k in entry.grad_slots]
         results = entry.run_backward(arrays)
-        return (None, *(from_numpy(np.array(r, copy=True)) for r in results))
+        # the executable allocates its outputs per call: they are the gradients' own memory
+        return (None, *(from_numpy(r) for r in results))
 
 
 class CompiledModule:
