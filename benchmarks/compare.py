@@ -27,9 +27,8 @@ THREADS = 2
 os.environ.setdefault("EMBER_NUM_THREADS", str(THREADS))
 os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
 
-import torch  # noqa: E402
-
 import ember  # noqa: E402
+import torch  # noqa: E402
 from ember.vision import models  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -153,9 +152,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         r = run_row(label, name, shape, args.runs, not args.no_inductor)
         e = r["ms"]["ember"]
-        cell = lambda p, f: f.format(r["ms"][p]) if p in r["ms"] else f"{'n/a':>{len(f.format(0.0))}}"  # noqa: E731
         line = f"{r['label']:<22}{r['batch']:>6}{r['kernels']:>8}{e:>10.3f}"
-        line += "".join(cell(p, "{:>18.3f}") for p in peers)
+        line += "".join(f"{r['ms'][p]:>18.3f}" if p in r["ms"] else f"{'n/a':>18}" for p in peers)
         line += "".join(f"{r['ms'][p] / e:>20.2f}" if p in r["ms"] else f"{'n/a':>20}" for p in peers)
         line += f"{r['rel_err']:>13.1e}{r['ember_compile_s']:>11.2f}"
         if not args.no_inductor:

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-
 from ember.compiler.ir.graph import Graph, Value
 from ember.compiler.kernel.group import FusionGroup, GroupNode
 from ember.compiler.kernel.lower import lower_group, sanitize

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-
 from ember.compiler import dtypes as _dt
 from ember.compiler.dtypes import DType
 from ember.compiler.ops import REGISTRY

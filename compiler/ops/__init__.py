@@ -1,7 +1,19 @@
 """Every op of ember, one definition each. Importing this package registers all op families and
 freezes the registry, so no op can be added behind the back of code that already read it."""
 
-from ember.compiler.ops import conv, creation, elementwise, joining, linalg, movement, nn, pool, reduce, resample, sorting  # noqa: F401  (registers)
+from ember.compiler.ops import (  # noqa: F401  (registers)
+    conv,
+    creation,
+    elementwise,
+    joining,
+    linalg,
+    movement,
+    nn,
+    pool,
+    reduce,
+    resample,
+    sorting,
+)
 from ember.compiler.ops.builder import Builder
 from ember.compiler.ops.registry import REGISTRY, OpDef, Pattern, TensorType, define_composite, define_op
 

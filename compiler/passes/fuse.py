@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import networkx as nx
-
 from ember.compiler.ir.graph import Graph, Node, Value
 from ember.compiler.kernel.group import FusionGroup, GroupNode
 from ember.compiler.ops.registry import OpDef, TensorType

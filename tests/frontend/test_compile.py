@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import numpy as np
-import pytest
-
 import ember
 import ember.nn as nn
+import numpy as np
+import pytest
 from ember.vision import models
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import inspect
 
 import pytest
-
 from ember.compiler.ops import REGISTRY, Pattern
 from ember.compiler.ops.registry import Attr
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 import ember
 import ember.nn as nn
+import numpy as np
 from ember.compiler.passes.fuse import fuse, unfused
 
 
