@@ -13,38 +13,11 @@ tensor([[3., 3.],
 
 from __future__ import annotations
 
-from ember import _methods, autograd, cuda
-from ember import api as _api
-from ember.autograd import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled
+# ruff: noqa: I001  -- the order matters: `from ember.creation import tensor` must come after
+# `from ember.tensor import ...`, which binds the submodule `ember.tensor` as a package attribute.
+
 from ember.compiler import dtypes as _dtypes
 from ember.compiler.dtypes import DType as dtype  # noqa: N813  (PyTorch spells the type ember.dtype)
-from ember.creation import (
-    arange,
-    as_tensor,
-    empty,
-    empty_like,
-    eye,
-    from_numpy,
-    full,
-    full_like,
-    linspace,
-    logspace,
-    normal,
-    ones,
-    ones_like,
-    rand,
-    rand_like,
-    randint,
-    randint_like,
-    randn,
-    randn_like,
-    randperm,
-    tensor,
-    zeros,
-    zeros_like,
-)
-from ember.device import device
-from ember.random import get_rng_state, initial_seed, manual_seed, seed, set_rng_state
 from ember.runtime.errors import (
     AutogradError,
     CompileError,
@@ -58,6 +31,18 @@ from ember.runtime.errors import (
     TraceError,
 )
 from ember.tensor import Size, Tensor
+from ember.device import device
+from ember import autograd
+from ember.autograd import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled
+from ember.creation import (
+    arange, as_tensor, empty, empty_like, eye, from_numpy, full, full_like, linspace, logspace, normal,
+    ones, ones_like, rand, rand_like, randint, randint_like, randn, randn_like, randperm, tensor, zeros,
+    zeros_like,
+)
+from ember.random import get_rng_state, initial_seed, manual_seed, seed, set_rng_state
+from ember import api as _api
+from ember import _methods
+from ember import cuda
 
 __version__ = "0.1.0"
 
