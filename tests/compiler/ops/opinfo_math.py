@@ -529,6 +529,23 @@ def ops_of(module: str) -> list[str]:
     return sorted(op.name for op in REGISTRY if module_of(op) == module)
 
 
+def uncovered_ops(module: str, cases: list[Case], grad_cases: list[Case], covered_by: dict[str, str],
+                  needs_grad: Callable[[Any, str], bool]) -> list[str]:
+    """Ops of ``module`` without forward samples, or without gradient samples when ``needs_grad(op,
+    sampled_name)`` says they need them: every test module asserts this list is empty, so a new op
+    cannot be forgotten."""
+    covered = {c.op for c in cases}
+    with_grad = {c.op for c in grad_cases}
+    problems = []
+    for name in ops_of(module):
+        target = covered_by.get(name, name)
+        if target not in covered:
+            problems.append(f"op {name!r} has no samples in opinfo_math.py")
+        elif needs_grad(REGISTRY[name], target) and target not in with_grad:
+            problems.append(f"op {name!r} is differentiable but no sample checks its gradient")
+    return problems
+
+
 def cases_of(module: str) -> list[Case]:
     names = set(ops_of(module))
     return [c for c in CASES if c.op in names]
