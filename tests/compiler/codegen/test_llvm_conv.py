@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from ember.compiler.codegen.llvm.program import compile_groups
 from ember.compiler.dtypes import float32
+from ember.compiler.kernel import lower_conv_batched
 from ember.compiler.kernel.group import FusionGroup, GroupNode
 from ember.compiler.kernel.lower import lower_group
 from ember.compiler.ops.registry import REGISTRY, TensorType
@@ -99,13 +100,15 @@ def test_conv_matches_torch(k: int, results: tuple[np.ndarray, ...]) -> None:
     np.testing.assert_allclose(results[k], CASES[k][2], rtol=1e-4, atol=1e-4)
 
 
-def test_resnet_tail_is_one_gemm_epilogue() -> None:
+def test_resnet_tail_is_one_gemm_epilogue(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lower_conv_batched, "TARGET_COLUMNS", 0)  # the per-image schedule
     text = str(lower_group(CASES[-1][0]).kernel)
     assert "epilogue=row_scale_row_bias_residual_relu" in text
     assert text.count("gemm[") == 1
 
 
-def test_pointwise_conv_needs_no_im2col() -> None:
+def test_pointwise_conv_needs_no_im2col(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lower_conv_batched, "TARGET_COLUMNS", 0)
     text = str(lower_group(CASES[1][0]).kernel)
     assert "_cols" not in text and "gemm[16x64x8]" in text
 

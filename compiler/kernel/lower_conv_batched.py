@@ -1,0 +1,166 @@
+"""Batched convolution: the images of a chunk side by side in one GEMM, for small output planes.
+
+The per-image schedule of ``lower_conv.py`` runs ``W_g[Cog, K] @ cols[K, P]`` once per image. When the
+output plane ``P`` is small (the 8x8 and 4x4 stages of a ResNet on 32x32 inputs) each of those GEMMs
+has few columns, so the template repacks the whole weight matrix for a sliver of work and forks
+threads for it, once per image. Here ``chunk`` images share one im2col matrix and one GEMM::
+
+    C[Co, N*P] (columns n*P + p) = W_g[Cog, K] @ cols[K, chunk*P]      for each chunk and group
+
+with the weights packed once per chunk. ``C`` is channel-major (CNHW), so the GEMM's rows are still
+output channels: a per-channel bias / batch-norm scale stays the fused ``row_bias`` / ``row_scale``
+(and the activation too when nothing else follows). One loop nest then writes the NCHW output from
+``C`` (a permuted view), computing the rest of the group on the way: a residual add and its relu cost
+no extra pass there. The chunk is sized so a GEMM has about ``TARGET_COLUMNS`` columns, which bounds
+the im2col scratch to ``K * TARGET_COLUMNS`` floats whatever the batch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ember.compiler.kernel.builder import iadd, imul
+from ember.compiler.kernel.group import FusionGroup
+from ember.compiler.kernel.ir import Buffer, Const, Expr, Gemm, Loop, Stmt, Store
+from ember.compiler.kernel.lower_gemm import match_epilogue
+from ember.compiler.kernel.values import ZERO, Index, View, contiguous_strides, flat_index
+
+__all__ = ["TARGET_COLUMNS", "images_per_gemm", "lower_batched_conv"]
+
+# GEMM columns per chunk: enough that packing the weights (Cog x K) is a small share of a chunk's
+# work, few enough that the im2col scratch (K x columns) stays in L3 for the K of a ResNet stage.
+TARGET_COLUMNS = 1024
+
+
+def images_per_gemm(batch: int, positions: int, target: int | None = None) -> int:
+    """Images per GEMM: 1 (the per-image schedule) when one plane already fills a GEMM's columns or
+    there is one image; otherwise enough images for about ``target`` columns."""
+    target = TARGET_COLUMNS if target is None else target
+    if batch <= 1 or positions >= target or target <= 0:
+        return 1
+    return min(batch, -(-target // positions))
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
+def _pad_chunk(x: View, n0: Expr, count: int, pad: tuple[int, ...], buf: Buffer, names: Any) -> list[Stmt]:
+    """Copy images ``n0 .. n0 + count`` into the interior of the zero-bordered scratch ``buf``."""
+    from ember.compiler.kernel.lower import _nest, schedule
+
+    nd = len(x.shape) - 2
+
+    def copy(idx: Index) -> list[Stmt]:
+        dst = (idx[0], idx[1], *(iadd(idx[2 + i], pad[2 * i]) for i in range(nd)))
+        return [Store(buf.name, flat_index(dst, buf.shape), x.at((iadd(n0, idx[0]), *idx[1:])))]
+
+    shape = (count, *x.shape[1:])
+    return schedule(_nest(shape, names, copy, "q"), _numel(shape))
+
+
+def _im2col_chunk(src: View, image: Any, c0: Expr, cg: int, ksize: tuple[int, ...], out: tuple[int, ...],
+                  attrs: dict[str, Any], count: int, cols: str, names: Any) -> list[Stmt]:
+    """Loops filling ``cols[(c, taps), (b, positions)]`` for ``count`` images (``image(b)`` is the
+    source image index of chunk image ``b``); ``src`` is unpadded or already zero-bordered."""
+    from ember.compiler.kernel.lower import _nest, schedule
+
+    nd = len(ksize)
+    stride, dil = attrs["stride"], attrs["dilation"]
+    shape = (cg, *ksize, count, *out)
+
+    def body(idx: Index) -> list[Stmt]:
+        c, taps, b, pos = idx[0], idx[1:1 + nd], idx[1 + nd], idx[2 + nd:]
+        where = [image(b), iadd(c0, c)]
+        where += [iadd(imul(pos[i], stride[i]), imul(taps[i], dil[i])) for i in range(nd)]
+        return [Store(cols, flat_index(idx, shape), src.at(tuple(where)))]
+
+    return schedule(_nest(shape, names, body, "c"), _numel(shape))
+
+
+def _row_role(v: Any, out_shape: tuple[int, ...]) -> str | None:
+    """Only per-channel vectors fuse into the channel-major GEMM; a residual is added when writing
+    NCHW (the GEMM's C is CNHW, so an NCHW residual is not a row-major [Co, N*P] matrix)."""
+    from ember.compiler.kernel.lower_conv import _channel_role
+
+    role = _channel_role(v, out_shape)
+    return role if role == "row" else None
+
+
+def lower_batched_conv(group: FusionGroup, gi: int, ev: Any, names: Any, x: View, w: View, chunk: int,
+                       stmts: list[Stmt], scratch: list[Buffer]) -> tuple[list[Stmt], list[Buffer]]:
+    """Finish a conv group (``x``/``w`` evaluated views; ``stmts``/``scratch`` so far) with ``chunk``
+    images per GEMM (see the module docstring)."""
+    from ember.compiler.kernel.lower import sanitize
+
+    node = group.nodes[gi]
+    attrs, base = node.attrs, sanitize(node.output)
+    out_shape = tuple(group.type_of(node.output).shape)
+    batch, co, ksize, out = out_shape[0], out_shape[1], tuple(w.shape[2:]), out_shape[2:]
+    groups, cg = attrs["groups"], w.shape[1]
+    cog, kdim, p = co // groups, cg * _numel(ksize), _numel(out)
+    epi, cur, j = match_epilogue(group, gi, ev.values, lambda v: _row_role(v, out_shape), False)
+    cbuf = Buffer(f"{base}_cnp", x.dtype, (co, batch * p), (batch * p, 1))
+    cols = Buffer(f"{base}_cols", x.dtype, (kdim, chunk * p), (chunk * p, 1))
+    scratch += [cbuf, cols]
+    src, geo, pbuf = x, attrs, None
+    if any(attrs["padding"]):
+        pad = attrs["padding"]
+        nd = len(ksize)
+        pshape = (chunk, x.shape[1], *(x.shape[2 + i] + pad[2 * i] + pad[2 * i + 1] for i in range(nd)))
+        pbuf = Buffer(f"{base}_pad", x.dtype, pshape, contiguous_strides(pshape))
+        scratch.append(pbuf)
+        stmts += _zero(pbuf, names)  # the border stays zero: chunks only write the interior
+        src = View(pbuf.name, pshape, x.dtype, contiguous_strides(pshape))
+        geo = {**attrs, "padding": (0,) * len(pad)}
+
+    def chunk_stmts(n0: Expr, count: int) -> list[Stmt]:
+        body: list[Stmt] = []
+        if pbuf is not None:
+            body += _pad_chunk(x, n0, count, attrs["padding"], pbuf, names)
+        image = (lambda b: b) if pbuf is not None else (lambda b: iadd(n0, b))
+        g = names.var("g") if groups > 1 else Const(0, ZERO.dtype)
+        operands = tuple((name, buf, iadd(off, imul(g, cog))) for name, buf, off in epi.operands)
+        inner = _im2col_chunk(src, image, imul(g, cg), cg, ksize, out, geo, count, cols.name, names)
+        inner.append(Gemm(cog, count * p, kdim, w.buffer, iadd(w.offset, imul(g, cog * kdim)), kdim, cols.name,
+                          Const(0, ZERO.dtype), count * p, cbuf.name, iadd(imul(g, cog * batch * p), imul(n0, p)),
+                          batch * p, False, epi.build(), operands, 0))
+        return body + ([Loop(g.name, groups, tuple(inner))] if groups > 1 else inner)
+
+    full, rem = divmod(batch, chunk)
+    if full > 1:
+        t = names.var("t")
+        stmts.append(Loop(t.name, full, tuple(chunk_stmts(imul(t, chunk), chunk))))
+    elif full == 1:
+        stmts += chunk_stmts(Const(0, ZERO.dtype), chunk)
+    if rem:
+        stmts += chunk_stmts(Const(full * chunk, ZERO.dtype), rem)
+    stmts += _write_nchw(group, ev, names, cur, cbuf, j, out_shape)
+    return stmts, scratch
+
+
+def _zero(buf: Buffer, names: Any) -> list[Stmt]:
+    from ember.compiler.kernel.lower import _nest, schedule
+
+    def body(idx: Index) -> list[Stmt]:
+        return [Store(buf.name, flat_index(idx, buf.shape), Const(0.0, buf.dtype))]
+
+    return schedule(_nest(buf.shape, names, body, "z"), _numel(buf.shape))
+
+
+def _write_nchw(group: FusionGroup, ev: Any, names: Any, cur: str, cbuf: Buffer, j: int,
+                out_shape: tuple[int, ...]) -> list[Stmt]:
+    """The group's outputs from the channel-major result: ``cur`` read through a permuted view of
+    ``cbuf``, nodes ``j:`` (residual, activation, ...) computed on the way."""
+    from ember.compiler.kernel.lower import _lower_elementwise
+
+    batch, p = out_shape[0], cbuf.shape[1] // out_shape[0]
+    spatial = contiguous_strides(out_shape[2:])
+    t = group.type_of(cur)
+    ev.values[cur] = View(cbuf.name, out_shape, t.dtype, (p, batch * p, *spatial))
+    defined = [*group.inputs, *(o for nd in group.nodes[:j] for o in nd.outputs)]
+    rest = FusionGroup(group.name + "_nchw", group.nodes[j:], group.types, defined, list(group.outputs))
+    return _lower_elementwise(rest, ev, names)
