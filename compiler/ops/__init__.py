@@ -10,6 +10,7 @@ from ember.compiler.ops import (  # noqa: F401  (registers)
     movement,
     nn,
     pool,
+    random_ops,
     reduce,
     resample,
     sorting,

@@ -1,5 +1,8 @@
-"""Dropout: the keep-mask is drawn here from ember's generator and handed to the ``dropout`` op, which is
-a deterministic scale-and-multiply (so traced graphs stay pure)."""
+"""Dropout: the keep-mask comes from the counter-based ``dropout_keep_mask`` op (Philox4x32-10 bits
+compared with an integer threshold) under a seed drawn from ember's generator per call, and the
+``dropout`` op scales by it. Both are pure registry ops, so a traced train-mode model holds the seed as
+a graph input (``ember.random.draw_seed``) and eager mode, the interpreter and compiled code give the same
+masks for the same seed; a compiled backward recomputes the mask from the seed instead of storing it."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from ember.runtime.errors import ArgumentError
 from ember.tensor import Tensor
 
 _DROPOUT = REGISTRY["dropout"]
+_KEEP_MASK = REGISTRY["dropout_keep_mask"]
 
 
 def _check_p(p: float) -> None:
@@ -17,9 +21,9 @@ def _check_p(p: float) -> None:
 
 
 def _masked(input: Tensor, p: float, mask_shape: tuple[int, ...], inplace: bool) -> Tensor:
-    from ember.creation import rand
+    from ember.random import draw_seed
 
-    mask = rand(*mask_shape) >= p  # keep with probability 1 - p
+    mask = apply(_KEEP_MASK, (draw_seed(),), {"shape": mask_shape, "p": p})  # True with probability 1 - p
     if inplace:
         from ember._inplace import inplace_apply
 
