@@ -323,6 +323,16 @@ class Tracer:
         raise trace_error(f"an operand of type {type(a).__name__} cannot be recorded in a graph",
                           "pass tensors or Python numbers to ops")
 
+    def seed_input(self) -> TracedTensor:
+        """A new int64 graph input of shape [] that seeds one counter-based draw (train-mode dropout).
+        Seed inputs follow the user's inputs (those are all added before the traced code runs); the
+        compiled runtime feeds them with ``ember.random.draw_seeds`` on every call."""
+        from ember.compiler.dtypes import int64
+        from ember.random import SEED_INPUT_NAME
+
+        v = self.builder.add_input(self.fresh_name(SEED_INPUT_NAME), TensorType((), int64), "input")
+        return _traced(v, self, origin="input")
+
     def _box_of(self, t: Any) -> tuple[list[int], str]:
         if isinstance(t, Tensor) and isinstance(t._data, _TraceData):
             return t._data.box, t._data.origin
@@ -509,6 +519,6 @@ def _random_draw_error(fn: Any) -> TraceError:
         where = f"{inspect.getsourcefile(target)}:{inspect.getsourcelines(target)[1]}: "
     except (TypeError, OSError):
         where = ""
-    return TraceError(f"{where}the traced code drew random numbers (rand/randn/dropout in training mode);"
-                      " a graph would freeze that one draw into a constant\n  fix: call model.eval() before"
-                      " tracing, or pass the random tensor in as an input")
+    return TraceError(f"{where}the traced code drew random numbers (rand/randn/normal_ ...); a graph would"
+                      " freeze that one draw into a constant (dropout is fine: it traces to a seed input)\n"
+                      "  fix: pass the random tensor in as an input, or call model.eval() before tracing")
