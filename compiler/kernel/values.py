@@ -267,9 +267,17 @@ def gather(kind: str, x: Value, index: Value, attrs: dict[str, Any], out_shape: 
 def movement(kind: str, v: Value, attrs: dict[str, Any], out_shape: tuple[int, ...],
              extra: Sequence[Value] = (), dtype: DType | None = None) -> Value:
     """Apply a movement op (``lowering["index"]`` kind) to a symbolic value; ``extra`` are the op's
-    other tensor operands (cat's tail, getitem's index tensors), ``dtype`` its result dtype."""
+    other tensor operands (cat's tail, getitem's index tensors), ``dtype`` its result dtype. A kind
+    ``"module:function"`` names an index map in ``compiler/kernel/<module>.py`` with this signature
+    (``v, extra, attrs, out_shape, dtype``), as ``lower.TEMPLATE_LOWERINGS`` does for templates."""
     from ember.compiler.kernel.lower_index import INDEX_MAPS, index_map
 
+    if ":" in kind:
+        import importlib
+
+        module, fn = kind.split(":")
+        lowering = getattr(importlib.import_module(f"ember.compiler.kernel.{module}"), fn)
+        return lowering(v, list(extra), attrs, out_shape, dtype or v.dtype)
     if kind in INDEX_MAPS or (kind == "getitem" and extra):
         return index_map(kind, v, list(extra), attrs, out_shape, dtype or v.dtype)
     if kind == "reshape":
