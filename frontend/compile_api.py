@@ -17,8 +17,9 @@ backward needs, and a backward graph built from the ops' own gradient rules. The
 ``grad_fn`` (``_CompiledStep``) that runs the compiled backward, so ``loss.backward(); opt.step()``
 works unchanged, ``.grad`` accumulates on parameters, and gradients flow on into uncompiled code that
 produced the inputs. Train-mode batch norm uses batch statistics; the running statistics the graph
-computes are written back into the module's buffers after each call. Random draws in train mode
-(dropout) are refused by the tracer with a TraceError (no counter-based RNG in graphs yet).
+computes are written back into the module's buffers after each call. Train-mode dropout traces to
+the counter-based ``dropout_keep_mask`` op with an int64 seed graph input, fed with a fresh seed from
+ember's generator on every call (``ember.random``), so masks match eager mode under ``manual_seed``.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ class _Compiled:
         self.paths = paths   # parameter name -> (owning module, attribute): re-read at every call
         self.bound: dict[str, Any] = {}
         self.runner: Any = None
+        self.num_seeds = 0   # seed inputs of train-mode dropout after the user's inputs (ember.random)
 
     @property
     def live(self) -> dict[str, Tensor]:
@@ -108,6 +110,7 @@ class _Training:
         self.fwd = fwd
         self.bwd = bwd
         self.bwd_runner: Any = None
+        self.num_seeds = 0   # seed inputs of train-mode dropout after the user's inputs (ember.random)
         outputs, updates = ad.forward.outputs[0]
         self.updates = [n for n, v in updates.items() if isinstance(v, Value)]
         leaves = flatten_tree(outputs)
@@ -239,7 +242,10 @@ class CompiledModule:
 
         if self._cache and settings.get("DEBUG") >= 1:
             print(f"ember.compile: new input signature for {type(self.model).__name__}; recompiling")
+        from ember.random import seed_input_count
+
         graph = trace(self.model, *args)
+        num_seeds = seed_input_count(graph, sum(isinstance(a, Tensor) for a in args))
         result = compile_graph(graph, self.target)
         paths: dict[str, tuple[Any, str]] = {}
         if hasattr(self.model, "named_modules"):
@@ -248,13 +254,19 @@ class CompiledModule:
                 owner, _, attr = n.rpartition(".")
                 if owner in modules and isinstance(getattr(modules[owner], attr, None), Tensor):
                     paths[n] = (modules[owner], attr)
-        return _Compiled(result, paths)
+        entry = _Compiled(result, paths)
+        entry.num_seeds = num_seeds
+        return entry
 
     def __call__(self, *args: Any) -> Any:
         if self._needs_grad(args):
             return self._train_call(args)
         entry = self.compiled_for(*args)
         arrays = [_contiguous(a._data) for a in args if isinstance(a, Tensor)]
+        if entry.num_seeds:
+            from ember.random import draw_seeds
+
+            arrays += [t._data for t in draw_seeds(entry.num_seeds)]
         outs = iter(entry.run(arrays))
         from ember.compiler.ir.graph import Value, map_tree
         from ember.creation import from_numpy
@@ -297,13 +309,17 @@ class CompiledModule:
                 sources.append(("param", v.name))
         wrt = []
         for v, src in zip(graph.inputs, sources):
+            if src[0] == "arg" and src[1] >= len(tensors):
+                continue  # a dropout seed input: int64, never differentiated
             t = tensors[src[1]] if src[0] == "arg" else named.get(src[1])
             if t is not None and t.requires_grad and t.dtype.is_floating_point:
                 wrt.append(v)
         ad = differentiate(graph, wrt, grad_leaves=len(flatten_tree(graph.outputs[0])))
         fwd = _Compiled(compile_graph(ad.forward, self.target), self._param_paths(ad.forward))
         bwd = compile_graph(ad.backward, self.target)
-        return _Training(ad, sources, fwd, bwd)
+        entry = _Training(ad, sources, fwd, bwd)
+        entry.num_seeds = user - len(tensors)  # seed inputs follow the user's tensors ("arg" sources)
+        return entry
 
     def _param_paths(self, graph: Any) -> dict[str, tuple[Any, str]]:
         paths: dict[str, tuple[Any, str]] = {}
@@ -321,6 +337,10 @@ class CompiledModule:
 
         entry = self.training_for(*args)
         tensors = [a for a in args if isinstance(a, Tensor)]
+        if entry.num_seeds:  # train-mode dropout: fresh seeds per call, as eager draws them
+            from ember.random import draw_seeds
+
+            tensors += draw_seeds(entry.num_seeds)
         wrt_tensors = [entry.tensor_of(v, tensors) for v in entry.ad.wrt]
         outs = iter(_CompiledStep.apply(_StepCall(entry, tensors), *wrt_tensors))
         result = map_tree(entry.ad.forward.outputs[0][0], lambda v: next(outs) if isinstance(v, Value) else v)
