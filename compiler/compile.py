@@ -10,16 +10,19 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from ember.compiler import cache as disk_cache
 from ember.compiler.ir.graph import Graph, Value
 from ember.compiler.kernel.group import FusionGroup, GroupNode
 from ember.compiler.kernel.lower import lower_group, sanitize
-from ember.compiler.passes.fuse import FusionPlan, fuse
 from ember.compiler.passes.manager import PassManager, PassReport
 from ember.runtime import settings
 from ember.runtime.errors import CompileError
+
+if TYPE_CHECKING:
+    from ember.compiler.passes.fuse import FusionPlan
 
 log = logging.getLogger("ember.compile")
 
@@ -83,22 +86,69 @@ def _checked_groups(plan: FusionPlan, notes: list[str]) -> list[FusionGroup]:
 
 
 def compile_graph(graph: Graph, target: str = "llvm", name: str | None = None,
-                  freeze: bool = False) -> CompileResult:
+                  freeze: bool = False, cache: bool = True) -> CompileResult:
     """Optimize ``graph`` and build an executable for ``target`` ("llvm" or "interpret").
 
     ``freeze=True`` bakes the current parameter values in as constants (and folds batch norms into
     the weights); ``ember.compile`` and export keep the default, which reads the weights at run time.
+    ``cache=False`` skips the on-disk cache (``compiler/cache.py``) for this compilation: neither read
+    nor written. On a cache hit the passes still run (they are cheap and give the live constants) but
+    fusion, lowering and LLVM do not; the result's ``plan``, ``groups`` and ``memory`` are rebuilt on
+    first access (see ``CachedCompileResult``).
     """
     if target not in TARGETS:
         raise CompileError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}"
                            + (" (the CUDA back end is not available yet)" if target == "cuda" else ""))
     start = time.perf_counter()
+    key = disk_cache.graph_key(graph, target, name, freeze) if cache and target == "llvm" else None
     graph, report = PassManager(default_pipeline(freeze)).run(graph)
+    if target == "interpret":
+        params = [v for v in graph.inputs if v.kind in ("parameter", "buffer")] + list(graph.constants)
+        return CompileResult(graph, None, report, None, [v.name for v in graph.user_inputs], [],
+                             [v.name for v in params], time.perf_counter() - start)
+    if key is not None:
+        hit = _from_cache(key, graph, report, start)
+        if hit is not None:
+            return hit
+    front = _front_end(graph, name)
+    from ember.compiler.codegen.llvm.program import compile_program
+
+    program = front.program
+    constants = {sanitize(k): _param_data(graph, k) for k in front.param_names}
+    exe = compile_program(program, constants, {sanitize(v): v for v in [*front.in_names, *front.out_names]})
+    seconds = time.perf_counter() - start
+    if key is not None:
+        _to_cache(key, exe, front)
+    debug = settings.get("DEBUG")
+    if debug >= 1:
+        print(f"ember.compile: {graph.name}: {len(front.groups)} kernels from {len(graph.nodes)} nodes in "
+              f"{seconds:.2f} s")
+    if debug >= 4:
+        for kernel_name, source in exe.sources.items():
+            print(f"---- {kernel_name} ----\n{source}")
+    return CompileResult(graph, front.plan, report, exe, front.in_names, front.out_names, front.param_names,
+                         seconds, front.notes, front.groups, program.memory)
+
+
+@dataclass
+class _FrontEnd:
+    """Fusion, checked lowering and the kernel program of an optimized graph: everything but LLVM."""
+
+    plan: FusionPlan
+    groups: list[FusionGroup]
+    notes: list[str]
+    in_names: list[str]
+    out_names: list[str]
+    param_names: list[str]
+    program: Any
+
+
+def _front_end(graph: Graph, name: str | None) -> _FrontEnd:
+    from ember.compiler.kernel.program import build_program
+    from ember.compiler.passes.fuse import fuse
+
     params = [v for v in graph.inputs if v.kind in ("parameter", "buffer")] + list(graph.constants)
     users = [v for v in graph.inputs if v.kind == "input"]
-    if target == "interpret":
-        return CompileResult(graph, None, report, None, [v.name for v in users], [], [v.name for v in params],
-                             time.perf_counter() - start)
     plan = fuse(graph)
     notes = list(plan.refusals)
     groups = _checked_groups(plan, notes)
@@ -115,24 +165,78 @@ def compile_graph(graph: Graph, target: str = "llvm", name: str | None = None,
     used = {x for g in groups for x in g.inputs}
     in_names = [v.name for v in users]
     param_names = [v.name for v in params if v.name in used]
-    from ember.compiler.codegen.llvm.program import compile_program
-    from ember.compiler.kernel.program import build_program
-
     prog_name = sanitize(name or graph.name or "graph")
     _keep_unused_inputs(groups, users)
     program = build_program(prog_name, groups, in_names, out_names, param_names)
-    constants = {sanitize(k): _param_data(graph, k) for k in param_names}
-    exe = compile_program(program, constants, {sanitize(v): v for v in [*in_names, *out_names]})
+    return _FrontEnd(plan, groups, notes, in_names, out_names, param_names, program)
+
+
+def _spec_json(specs: Any) -> list[list[Any]]:
+    return [[s.name, list(s.shape), s.dtype] for s in specs]
+
+
+def _to_cache(key: str, exe: Any, front: _FrontEnd) -> None:
+    """Store the object code MCJIT produced for ``exe`` and the executable's data under ``key``."""
+    jm = exe.owner
+    if getattr(jm, "object_code", None) is None:
+        return
+    meta = {"name": exe.name, "inputs": _spec_json(exe.inputs), "outputs": _spec_json(exe.outputs),
+            "params": _spec_json(exe.params), "arena_bytes": exe.arena_bytes,
+            "memory_plan": {k: list(v) for k, v in exe.memory_plan.items()}, "call_order": list(exe.call_order),
+            "entry_symbol": exe.entry_symbol, "externals": jm.externals(), "in_names": front.in_names,
+            "out_names": front.out_names, "param_names": front.param_names}
+    path = disk_cache.store(key, meta, jm.object_code, exe.sources)
+    if path is not None and settings.get("DEBUG") >= 1:
+        print(f"ember.compile: cached as {path}")
+
+
+def _from_cache(key: str, graph: Graph, report: PassReport | None, start: float) -> CompileResult | None:
+    """The compile result rebuilt from the cache entry of ``key`` (None: no usable entry)."""
+    from ember.compiler.codegen.llvm.jit import load_object
+    from ember.runtime.executable import Executable, TensorSpec
+
+    entry = disk_cache.load(key)
+    if entry is None:
+        return None
+    m = entry.meta
+    try:
+        specs = {k: tuple(TensorSpec(n, tuple(shape), dt) for n, shape, dt in m[k])
+                 for k in ("inputs", "outputs", "params")}
+        constants = {sanitize(k): _param_data(graph, k) for k in m["param_names"]}
+        owner = load_object(entry.object_code, m["name"], list(m["externals"]))
+        exe = Executable(m["name"], specs["inputs"], specs["outputs"], specs["params"], constants,
+                         int(m["arena_bytes"]), {k: (int(a), int(b)) for k, (a, b) in m["memory_plan"].items()},
+                         tuple(m["call_order"]), m["entry_symbol"], owner.address(m["entry_symbol"]),
+                         owner=owner, sources=entry.sources)
+    except (KeyError, TypeError, ValueError, CompileError) as e:
+        disk_cache.STATS["hits"] -= 1
+        disk_cache.STATS["rejected"] += 1
+        log.warning("ember compile cache: entry %s does not fit this graph (%s); compiling again", key, e)
+        return None
     seconds = time.perf_counter() - start
-    debug = settings.get("DEBUG")
-    if debug >= 1:
-        print(f"ember.compile: {graph.name}: {len(groups)} kernels from {len(graph.nodes)} nodes in "
-              f"{seconds:.2f} s")
-    if debug >= 4:
-        for kernel_name, source in exe.sources.items():
-            print(f"---- {kernel_name} ----\n{source}")
-    return CompileResult(graph, plan, report, exe, in_names, out_names, param_names, seconds, notes, groups,
-                         program.memory)
+    if settings.get("DEBUG") >= 1:
+        print(f"ember.compile: {graph.name}: {len(exe.call_order)} kernels loaded from the cache in "
+              f"{seconds:.3f} s")
+    return CachedCompileResult(graph, None, report, exe, list(m["in_names"]), list(m["out_names"]),
+                               list(m["param_names"]), seconds, [f"loaded from the compile cache ({key})"])
+
+
+class CachedCompileResult(CompileResult):
+    """A result whose machine code came from the disk cache. Fusion plan, kernel groups and memory plan
+    are not stored; the first access to any of them re-runs the front end (fusion, lowering, program:
+    no LLVM), which is deterministic, so they describe the loaded code exactly."""
+
+    _front: _FrontEnd | None = None
+
+    def _rebuilt(self) -> _FrontEnd:
+        if self._front is None:
+            self._front = _front_end(self.graph, self.executable.name)
+        return self._front
+
+    plan = property(lambda self: self._rebuilt().plan, lambda self, value: None)  # type: ignore[assignment]
+    groups = property(lambda self: self._rebuilt().groups, lambda self, value: None)  # type: ignore[assignment]
+    memory = property(lambda self: self._rebuilt().program.memory,  # type: ignore[assignment]
+                      lambda self, value: None)
 
 
 def _keep_unused_inputs(groups: list[FusionGroup], users: list[Value]) -> None:

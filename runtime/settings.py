@@ -10,10 +10,10 @@ Settings are read when used, never at import time, so tests and users can change
 
 | name            | type | meaning                                                             |
 |-----------------|------|---------------------------------------------------------------------|
-| EMBER_DEBUG     | int  | 1 kernel count and compile time; 2 per-kernel timing; 3 IR after each pass; 4 generated code |
+| EMBER_DEBUG     | int  | 1 kernel count, compile time, cache hits; 2 per-kernel timing; 3 IR per pass; 4 code |
 | EMBER_DUMP_IR   | str  | folder: one numbered IR file per pass                               |
 | EMBER_CHECKS    | bool | verify the graph after every pass                                   |
-| EMBER_CACHE_DIR | str  | reserved for the on-disk kernel cache (not implemented yet)         |
+| EMBER_CACHE_DIR | str  | compile cache folder ($XDG_CACHE_HOME/ember, ~/.cache/ember); off or 0: none |
 | EMBER_NUM_THREADS | int | threads used by generated code (default: all cores)                |
 """
 
@@ -28,7 +28,7 @@ _DEFAULTS: dict[str, Any] = {
     "DEBUG": 0,
     "DUMP_IR": "",
     "CHECKS": False,
-    "CACHE_DIR": os.path.join(os.path.expanduser("~"), ".cache", "ember"),
+    "CACHE_DIR": "",
     "NUM_THREADS": 0,
 }
 _overrides: list[dict[str, Any]] = []
@@ -74,3 +74,22 @@ def num_threads() -> int:
     """Threads for generated code: EMBER_NUM_THREADS, else what ember.set_num_threads chose, else all cores."""
     n = get("NUM_THREADS")
     return n if n > 0 else (os.cpu_count() or 1)
+
+
+_CACHE_OFF = ("off", "0", "false", "no", "none")
+
+
+def cache_dir() -> str | None:
+    """The compile cache's folder, or None when EMBER_CACHE_DIR disables it (``off`` or ``0``).
+
+    Unset (or empty): ``$XDG_CACHE_HOME/ember``, else ``~/.cache/ember`` (the XDG base directory rule, read
+    at every use like every other setting)."""
+    value = str(get("CACHE_DIR")).strip()
+    if value.lower() in _CACHE_OFF:
+        return None
+    if value:
+        return os.path.expanduser(value)
+    base = os.environ.get("XDG_CACHE_HOME", "").strip()
+    if not os.path.isabs(base):  # the spec says a relative XDG_CACHE_HOME is invalid and is ignored
+        base = os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "ember")

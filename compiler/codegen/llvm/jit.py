@@ -13,6 +13,10 @@ Why it looks the way it does:
 * Before machine code is finalized every external function the module declares must resolve in the
   process; otherwise MCJIT would fail late with an obscure message (or jump to address 0), so we raise a
   ``CompileError`` listing the unresolved names instead.
+* The machine code MCJIT generates is captured (its object-cache hook hands over the ELF object it is
+  about to load), so the compile cache (``compiler/cache.py``) can store it without a second code
+  generation, and ``load_object`` can later put the same bytes into a fresh engine of another process:
+  no LLVM IR is parsed, optimized or compiled then.
 """
 
 from __future__ import annotations
@@ -30,7 +34,9 @@ from ember.runtime.errors import CompileError
 __all__ = [
     "JitModule",
     "compile_ir",
+    "LoadedObject",
     "host_target_machine",
+    "load_object",
     "optimize_module",
     "parse_ir",
     "unresolved_externals",
@@ -181,6 +187,7 @@ class JitModule:
             optimize_module(self._ref, loop_unrolling=loop_unrolling)
         self._engine: llvm.ExecutionEngine | None = None
         self._cfuncs: dict[str, Any] = {}
+        self.object_code: bytes | None = None  # the JIT's ELF object, once finalized (for the cache)
 
     @property
     def llvm_ir(self) -> str:
@@ -195,6 +202,10 @@ class JitModule:
         """The module as a position-independent ELF object, ready to link into a shared library."""
         self._check_externals()
         return host_target_machine(jit=False).emit_object(self._ref)
+
+    def externals(self) -> list[str]:
+        """Functions the module calls but does not define (``llvm.*`` intrinsics excluded), sorted."""
+        return sorted(f.name for f in self._ref.functions if f.is_declaration and not f.name.startswith("llvm."))
 
     def _check_externals(self) -> None:
         missing = unresolved_externals(self._ref)
@@ -212,10 +223,14 @@ class JitModule:
                 # MCJIT takes ownership of its module, so JIT a clone and keep ours for emit_object.
                 clone = self._ref.clone()
                 engine = llvm.create_mcjit_compiler(clone, host_target_machine(jit=True))
+                engine.set_object_cache(self._keep_object, lambda _module: None)
                 engine.finalize_object()
                 engine.run_static_constructors()
                 self._engine = engine
             return self._engine
+
+    def _keep_object(self, _module: Any, data: bytes) -> None:
+        self.object_code = bytes(data)
 
     def address(self, name: str) -> int:
         """The native address of the defined function ``name`` (compiles the module on first use)."""
@@ -237,6 +252,41 @@ class JitModule:
             fn._ember_owner = self  # the pointer must not outlive the engine that owns its code
             self._cfuncs[key] = fn
         return fn
+
+
+class LoadedObject:
+    """Machine code loaded from an ELF object that ``JitModule`` produced earlier (maybe in another
+    process): the owner of its memory, so keep it referenced as long as an address from it is used."""
+
+    def __init__(self, engine: llvm.ExecutionEngine, name: str) -> None:
+        self._engine = engine
+        self.name = name
+
+    def address(self, symbol: str) -> int:
+        addr = self._engine.get_function_address(symbol)
+        if not addr:
+            raise CompileError(f"object code {self.name!r} defines no function {symbol!r}")
+        return addr
+
+
+def load_object(data: bytes, name: str, externals: list[str]) -> LoadedObject:
+    """Link ``data`` (an object ``JitModule.object_code`` captured) into this process with MCJIT.
+
+    ``externals`` are the functions it calls outside itself; each must resolve here first, for the same
+    reason as in ``JitModule`` (an unresolved one would only fail when called)."""
+    from ember.compiler.codegen.llvm.program import ensure_libm
+
+    _ensure_initialized()
+    ensure_libm()
+    missing = [n for n in externals if not llvm.address_of_symbol(n)]
+    if missing:
+        raise CompileError(f"object code {name!r} calls external functions the process cannot resolve: "
+                           f"{', '.join(missing)}")
+    with _lock:
+        engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), host_target_machine(jit=True))
+        engine.add_object_file(llvm.ObjectFileRef.from_data(data))
+        engine.finalize_object()
+    return LoadedObject(engine, name)
 
 
 def compile_ir(module: ir.Module | str, name: str = "ember") -> JitModule:
