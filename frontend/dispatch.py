@@ -102,8 +102,10 @@ def _run_eager(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any]) -> Any:
             _TYPES[key] = (attrs, out_type)
     else:
         attrs, out_type = hit
-    xp = np if dev is None or dev is CPU or dev.type == "cpu" else _array_module(dev)
-    result = op.reference(xp, *arrays, **attrs)
+    if dev is None or dev is CPU or dev.type == "cpu":
+        result = op.reference(np, *arrays, **attrs)
+    else:
+        result = _run_on_device(op, dev, arrays, attrs, out_type)
     if op.num_outputs == 1:
         out = _wrap(Tensor, result, out_type, dev)
         if op.view:
@@ -155,10 +157,17 @@ def _same_device(op: OpDef, dev: Any, other: Any) -> Any:
     return dev
 
 
-def _array_module(dev: Any) -> Any:
+def _run_on_device(op: OpDef, dev: Any, arrays: list[Any], attrs: dict[str, Any], out_type: Any) -> Any:
+    """The reference on the device's array module (cupy), with that GPU current (cupy refuses arrays of
+    another GPU); results become device arrays of the promised dtypes (a reduction may give a scalar)."""
     from ember.device import array_module
 
-    return array_module(dev)
+    xp = array_module(dev)
+    with xp.cuda.Device(dev.index):
+        result = op.reference(xp, *arrays, **attrs)
+        if op.num_outputs == 1:
+            return xp.asarray(result, dtype=out_type.dtype.np)
+        return tuple(xp.asarray(r, dtype=t.dtype.np) for r, t in zip(result, out_type))
 
 
 def _wrap(Tensor: Any, arr: Any, t: Any, dev: Any) -> Any:  # noqa: N803  (the class, passed for speed)
