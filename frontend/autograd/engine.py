@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 from ember._state import STATE
 from ember.autograd.node import AccumulateGrad, Node
 from ember.runtime.errors import AutogradError, InternalError, ShapeError
@@ -84,6 +86,17 @@ def _run_hooks(node: Node, index: int, g: Any) -> Any:
     return g
 
 
+def _apply_node(node: Node, buf: list[Any], buffers: dict[Node, list[Any]], create_graph: bool) -> None:
+    """Run one node's gradient rule and route the input gradients into the producers' buffers."""
+    in_grads = node.apply(buf, create_graph)
+    if len(in_grads) != len(node.next_edges):
+        raise InternalError(f"{node.name()} returned {len(in_grads)} gradients for {len(node.next_edges)} inputs")
+    for e, g in zip(node.next_edges, in_grads):
+        if e is not None and g is not None:
+            child_buf = buffers.setdefault(e[0], [None] * e[0].num_outputs)
+            _accumulate(child_buf, e[1], g)
+
+
 def run_backward(
     tensors: Sequence[Any],
     grad_tensors: Sequence[Any] | None,
@@ -129,17 +142,13 @@ def run_backward(
                         captured[pos] = buf[i]
             if isinstance(node, AccumulateGrad):
                 if accumulate and buf[0] is not None:
-                    _accumulate_leaf(node.variable, buf[0], create_graph)
-            elif any(g is not None for g in buf):
-                in_grads = node.apply(buf, create_graph)
-                if len(in_grads) != len(node.next_edges):
-                    raise InternalError(
-                        f"{node.name()} returned {len(in_grads)} gradients for {len(node.next_edges)} inputs"
-                    )
-                for e, g in zip(node.next_edges, in_grads):
-                    if e is not None and g is not None:
-                        child_buf = buffers.setdefault(e[0], [None] * e[0].num_outputs)
-                        _accumulate(child_buf, e[1], g)
+                    g, buf[0] = buf[0], None  # this frame's `g` is then the engine's only reference
+                    owned = _sole_owner(g)
+                    _accumulate_leaf(node.variable, g, create_graph, owned)
+                    del g
+            elif any(x is not None for x in buf):
+                _apply_node(node, buf, buffers, create_graph)
+            buf = None  # (no reference to a gradient may outlive its use: see _sole_owner)
             for e in node.next_edges:
                 if e is None:
                     continue
@@ -154,16 +163,47 @@ def run_backward(
     return captured
 
 
-def _accumulate_leaf(var: Any, g: Any, create_graph: bool) -> None:
+# references while ``_sole_owner`` runs, when nothing else holds them: to the gradient tensor,
+# run_backward's local, the parameter and getrefcount's argument; to its array (or the array's base), the
+# tensor's ``_data`` (the view's ``.base``), the local name and getrefcount's argument
+_TENSOR_REFS = 3
+_ARRAY_REFS = 3
+
+
+def _sole_owner(g: Any) -> bool:
+    """Whether ``g``'s memory is reachable from nothing but ``g``, so ``.grad`` may take it without a copy.
+
+    The test is the one PyTorch's AccumulateGrad makes (a use count of one), on CPython reference
+    counts: the same gradient routed to two leaves (``add`` passes it through), a user's ``gradient=``
+    seed, a tensor a hook kept, a gradient ``autograd.grad`` returns, any other tensor or view sharing
+    the array: each adds a reference, and the first ``.grad`` is then a copy, so a later in-place
+    update of ``.grad`` (accumulation, ``zero_grad(set_to_none=False)``, ``p.grad.mul_``) cannot leak
+    into another tensor. A contiguous view covering all of its base counts when the base is held by
+    that view alone (a reshaped or transposed-back matmul result)."""
+    arr = getattr(g, "_data", None)
+    if type(arr) is not np.ndarray or sys.getrefcount(g) > _TENSOR_REFS or not arr.flags.writeable:
+        return False
+    if sys.getrefcount(arr) > _ARRAY_REFS:
+        return False
+    base = arr.base
+    if base is None:
+        return True
+    return (type(base) is np.ndarray and base.base is None and arr.flags.c_contiguous
+            and arr.size == base.size and sys.getrefcount(base) <= _ARRAY_REFS)
+
+
+def _accumulate_leaf(var: Any, g: Any, create_graph: bool, owned: bool = False) -> None:
+    """Add ``g`` into ``var.grad``. ``owned``: nothing else holds ``g``'s memory (``_sole_owner``), so a
+    first gradient becomes ``.grad`` as it is instead of as a copy."""
     if tuple(g.shape) != tuple(var.shape):
         raise InternalError(f"gradient of shape {list(g.shape)} for a leaf of shape {list(var.shape)}")
     if not create_graph:
         g = g.detach()
     if g.dtype is not var.dtype:
-        g = g.to(var.dtype)
+        g, owned = g.to(var.dtype), True
     if var.grad is None:
-        # own copy: the same gradient tensor may flow to several leaves (add passes g through)
-        var.grad = g if create_graph else g.clone()
+        # a copy unless owned: the same gradient may flow to several leaves (add passes g through)
+        var.grad = g if create_graph or owned else g.clone()
     elif create_graph:
         var.grad = var.grad + g
     else:
