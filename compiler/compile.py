@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ember.compile")
 
-TARGETS = ("llvm", "interpret")
+TARGETS = ("llvm", "interpret", "cuda")
 
 
 def default_pipeline(freeze: bool = False) -> list[Any]:
@@ -97,8 +97,7 @@ def compile_graph(graph: Graph, target: str = "llvm", name: str | None = None,
     first access (see ``CachedCompileResult``).
     """
     if target not in TARGETS:
-        raise CompileError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}"
-                           + (" (the CUDA back end is not available yet)" if target == "cuda" else ""))
+        raise CompileError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}")
     start = time.perf_counter()
     key = disk_cache.graph_key(graph, target, name, freeze) if cache and target == "llvm" else None
     graph, report = PassManager(default_pipeline(freeze)).run(graph)
@@ -111,7 +110,10 @@ def compile_graph(graph: Graph, target: str = "llvm", name: str | None = None,
         if hit is not None:
             return hit
     front = _front_end(graph, name)
-    from ember.compiler.codegen.llvm.program import compile_program
+    if target == "cuda":  # CUDA C compiled by NVRTC: a cubin and a launch table for runtime/cuda.py
+        from ember.compiler.codegen.cuda.program import compile_program
+    else:
+        from ember.compiler.codegen.llvm.program import compile_program
 
     program = front.program
     constants = {sanitize(k): _param_data(graph, k) for k in front.param_names}

@@ -56,7 +56,7 @@ class Executable:
     backend: str = "cpu"
 
     def __post_init__(self) -> None:
-        if not self.entry_address and not self.library_path:
+        if self.backend == "cpu" and not self.entry_address and not self.library_path:
             raise ArgumentError(f"executable {self.name!r}: give the entry function's address (JIT) or a "
                                 "shared library path (AOT)")
 

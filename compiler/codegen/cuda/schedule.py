@@ -1,0 +1,350 @@
+"""The CUDA schedule: which loops of a lowered kernel run across GPU threads, and how a kernel is cut
+into launches.
+
+A kernel-IR kernel is a sequence of top-level statements that depend on each other through memory (a
+convolution zeroes a padded copy, fills it, runs im2col, the GEMM, then its epilogue). A GPU orders
+such phases cheaply only between launches on one stream, so each top-level statement becomes its own
+launch (its own ``__global__``); a loop around a ``Gemm`` (per image, per group) becomes a *host loop*
+that repeats its inner launches with the loop variable passed as an argument.
+
+Inside one launch the schedule rewrites loop kinds, which the emitter then honours:
+
+* The leading perfect nest of loops that are **parallel-safe** (iterations touch disjoint memory, see
+  ``parallel_safe``) is marked ``GPU_THREAD``: collapsed into one index space that the whole grid
+  walks with a grid-stride loop (any grid size is correct; the launch caps it).
+* When the body under that nest reduces over at least ``BLOCK_REDUCE_MIN`` elements, the nest is
+  marked ``GPU_BLOCK`` instead (one row per block, grid-stride over rows) and the reduction loops in
+  its body ``GPU_THREAD``: the block's threads split the reduction and combine their partial results
+  with warp shuffles and shared memory. Parallel-safe store loops in that body (softmax's last pass)
+  are split across the block's threads too.
+* Nothing parallel-safe: the statement runs on one thread (serial col2im, scatter-add, scans along a
+  whole tensor), which is always correct.
+
+The CPU schedule's ``parallel``/``vectorized`` marks are ignored: the GPU needs its own proof that
+iterations are independent, since it runs all of them at once, not contiguous chunks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+
+from ember.compiler.kernel.ir import (
+    Alloc,
+    Assign,
+    Barrier,
+    Binary,
+    Cast,
+    Const,
+    Declare,
+    Expr,
+    Gemm,
+    Kernel,
+    Load,
+    Local,
+    Loop,
+    LoopKind,
+    Reduce,
+    Select,
+    Stmt,
+    Store,
+    Unary,
+    Var,
+    free_vars,
+)
+from ember.runtime.errors import CompileError
+
+__all__ = ["BLOCK_REDUCE_MIN", "GemmLaunch", "HostLoop", "NestLaunch", "Step", "parallel_safe",
+           "schedule_kernel"]
+
+BLOCK_REDUCE_MIN = 64  # reduction elements per output from which a block (not a thread) reduces
+
+
+@dataclass(frozen=True)
+class NestLaunch:
+    """One ``__global__``: ``mode`` is "grid" (collapsed GPU_THREAD nest), "block" (GPU_BLOCK rows, maybe
+    none: then one block) or "single" (one thread). ``body`` holds the scheduled statements."""
+
+    name: str
+    mode: str
+    body: tuple[Stmt, ...]
+    host_vars: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class GemmLaunch:
+    gemm: Gemm
+    host_vars: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class HostLoop:
+    var: str
+    extent: int
+    body: tuple[Step, ...]
+
+
+Step = NestLaunch | GemmLaunch | HostLoop
+
+
+# --------------------------------------------------------------------------------------------------
+# traversal helpers
+
+
+def walk(body: tuple[Stmt, ...]) -> Iterator[Stmt]:
+    """Every statement of ``body``, nested ones included (pre-order)."""
+    for s in body:
+        yield s
+        if isinstance(s, Loop):
+            yield from walk(s.body)
+
+
+def _stmt_exprs(s: Stmt) -> tuple[Expr, ...]:
+    if isinstance(s, Store):
+        return (s.index, s.value)
+    if isinstance(s, Declare):
+        return (s.init,)
+    if isinstance(s, (Reduce, Assign)):
+        return (s.value,)
+    if isinstance(s, Gemm):
+        return (s.a_off, s.b_off, s.c_off, *(off for _, _, off in s.operands))
+    return ()
+
+
+def _sub_exprs(e: Expr) -> Iterator[Expr]:
+    yield e
+    if isinstance(e, (Unary, Cast)):
+        yield from _sub_exprs(e.x)
+    elif isinstance(e, Binary):
+        yield from _sub_exprs(e.a)
+        yield from _sub_exprs(e.b)
+    elif isinstance(e, Select):
+        yield from _sub_exprs(e.cond)
+        yield from _sub_exprs(e.a)
+        yield from _sub_exprs(e.b)
+    elif isinstance(e, Load):
+        yield from _sub_exprs(e.index)
+
+
+def _loads(body: tuple[Stmt, ...]) -> Iterator[Load]:
+    for s in walk(body):
+        for e in _stmt_exprs(s):
+            for sub in _sub_exprs(e):
+                if isinstance(sub, Load):
+                    yield sub
+
+
+def _reads_local(body: tuple[Stmt, ...], name: str) -> bool:
+    return any(isinstance(sub, Local) and sub.name == name
+               for s in walk(body) for e in _stmt_exprs(s) for sub in _sub_exprs(e))
+
+
+def has_gemm(s: Stmt) -> bool:
+    return isinstance(s, Gemm) or (isinstance(s, Loop) and any(isinstance(t, Gemm) for t in walk(s.body)))
+
+
+# --------------------------------------------------------------------------------------------------
+# dependence analysis
+
+
+def _linear(e: Expr, interest: frozenset[str]) -> dict[str, int] | None:
+    """``e`` as ``{var: coefficient}`` over the loop variables in ``interest`` (terms free of them are
+    constants and dropped), or None when ``e`` is not affine in them or reads memory or locals."""
+    if isinstance(e, Var):
+        return {e.name: 1} if e.name in interest else {}
+    if isinstance(e, Const):
+        return {}
+    if isinstance(e, Binary) and e.op in ("add", "sub"):
+        a, b = _linear(e.a, interest), _linear(e.b, interest)
+        if a is None or b is None:
+            return None
+        sign = 1 if e.op == "add" else -1
+        out = dict(a)
+        for v, c in b.items():
+            out[v] = out.get(v, 0) + sign * c
+        return out
+    if isinstance(e, Binary) and e.op == "mul":
+        for x, y in ((e.a, e.b), (e.b, e.a)):
+            if isinstance(y, Const):
+                inner = _linear(x, interest)
+                return None if inner is None else {v: c * int(y.value) for v, c in inner.items()}
+    if isinstance(e, Cast):
+        return _linear(e.x, interest)
+    if any(isinstance(sub, (Load, Local)) for sub in _sub_exprs(e)) or free_vars(e) & interest:
+        return None
+    return {}
+
+
+def parallel_safe(loop: Loop) -> bool:
+    """True when the iterations of ``loop`` may run concurrently: every buffer the body writes is
+    addressed (written and read) as ``c * var + rest`` with one stride ``c > 0`` and ``rest`` spanning
+    less than ``c`` over the inner loops, so iteration ``var`` owns a slice nobody else touches; and
+    the body updates no local declared outside it and holds no GEMM or barrier."""
+    body = loop.body
+    declared = {s.name for s in walk(body) if isinstance(s, Declare)}
+    private = {s.buffer.name for s in walk(body) if isinstance(s, Alloc)}
+    extents = {s.var: s.extent for s in walk(body) if isinstance(s, Loop)}
+    for s in walk(body):
+        if isinstance(s, (Reduce, Assign)) and s.name not in declared:
+            return False
+        if isinstance(s, (Gemm, Barrier)):
+            return False
+    writes: dict[str, list[Expr]] = {}
+    for s in walk(body):
+        if isinstance(s, Store) and s.buffer not in private:
+            writes.setdefault(s.buffer, []).append(s.index)
+    for ld in _loads(body):
+        if ld.buffer in writes:
+            writes[ld.buffer].append(ld.index)
+    interest = frozenset(extents) | {loop.var}
+    for indices in writes.values():
+        stride, lo, hi = None, None, None
+        for idx in indices:
+            lin = _linear(idx, interest)
+            if lin is None:
+                return False
+            c = lin.get(loop.var, 0)
+            if c <= 0 or (stride is not None and c != stride):
+                return False
+            stride = c
+            span_lo = sum(min(0, k * (extents[v] - 1)) for v, k in lin.items() if v != loop.var)
+            span_hi = sum(max(0, k * (extents[v] - 1)) for v, k in lin.items() if v != loop.var)
+            lo = span_lo if lo is None else min(lo, span_lo)
+            hi = span_hi if hi is None else max(hi, span_hi)
+        if stride is None or hi - lo >= stride:
+            return False
+    return True
+
+
+# --------------------------------------------------------------------------------------------------
+# marking
+
+
+def _safe_chain(loop: Loop) -> list[Loop]:
+    """The leading perfect nest of parallel-safe loops starting at ``loop`` (maybe empty)."""
+    chain: list[Loop] = []
+    cur: Stmt = loop
+    while isinstance(cur, Loop) and parallel_safe(cur):
+        chain.append(cur)
+        if len(cur.body) != 1:
+            break
+        cur = cur.body[0]
+    return chain
+
+
+def _remark(loop: Loop, depth: int, kind: LoopKind, body: tuple[Stmt, ...]) -> Loop:
+    """``loop`` with its first ``depth`` perfectly nested loops marked ``kind`` and the innermost of them
+    given ``body``."""
+    if depth == 1:
+        return replace(loop, kind=kind, body=body)
+    return replace(loop, kind=kind, body=(_remark(loop.body[0], depth - 1, kind, body),))  # type: ignore[arg-type]
+
+
+def _reduce_chain(loop: Loop, block_locals: set[str]) -> list[Loop] | None:
+    """The perfect nest of ``loop`` when it is a pure reduction into block-level locals (no stores, no
+    other updates, the locals not read inside), else None."""
+    body = loop.body
+    reduced = {s.name for s in walk(body) if isinstance(s, Reduce)}
+    if not reduced or not reduced <= block_locals:
+        return None
+    for s in walk(body):
+        if isinstance(s, (Store, Gemm, Barrier, Alloc)):
+            return None
+        if isinstance(s, Assign) and s.name in block_locals:
+            return None
+    if any(_reads_local(body, r) for r in reduced):
+        return None
+    ops: dict[str, str] = {}
+    for s in walk(body):
+        if isinstance(s, Reduce) and ops.setdefault(s.name, s.op) != s.op:
+            return None
+    chain = [loop]
+    while len(chain[-1].body) == 1 and isinstance(chain[-1].body[0], Loop):
+        chain.append(chain[-1].body[0])  # type: ignore[arg-type]
+    return chain
+
+
+def _size(chain: list[Loop]) -> int:
+    n = 1
+    for lp in chain:
+        n *= lp.extent
+    return n
+
+
+def block_body(body: tuple[Stmt, ...]) -> tuple[tuple[Stmt, ...], int] | None:
+    """``body`` (run once per row by a whole block) with its reduction loops and parallel-safe store
+    loops marked ``GPU_THREAD``, and the largest reduction size; None when it has nothing to split or
+    holds what a block cannot share (a local array, a GEMM)."""
+    block_locals = {s.name for s in body if isinstance(s, Declare)}
+    out: list[Stmt] = []
+    largest = 0
+    for s in body:
+        if isinstance(s, (Alloc, Gemm, Barrier)):
+            return None
+        if isinstance(s, Loop):
+            chain = _reduce_chain(s, block_locals)
+            if chain is not None:
+                largest = max(largest, _size(chain))
+                out.append(_remark(s, len(chain), LoopKind.GPU_THREAD, chain[-1].body))
+                continue
+            safe = _safe_chain(s)
+            if safe and not any(isinstance(t, (Reduce, Assign)) and t.name in block_locals for t in walk(s.body)):
+                out.append(_remark(s, len(safe), LoopKind.GPU_THREAD, safe[-1].body))
+                continue
+        out.append(_serial(s))
+    return (tuple(out), largest) if largest else None
+
+
+def _serial(s: Stmt) -> Stmt:
+    """``s`` with every loop kind reset to serial (the CPU's marks mean nothing on the GPU)."""
+    if isinstance(s, Loop):
+        return replace(s, kind=LoopKind.SERIAL, body=tuple(_serial(t) for t in s.body))
+    return s
+
+
+def _nest_launch(name: str, s: Stmt, host_vars: tuple[str, ...]) -> NestLaunch:
+    if not isinstance(s, Loop):
+        return NestLaunch(name, "single", (_serial(s),), host_vars)
+    chain = _safe_chain(s)
+    if not chain:
+        return NestLaunch(name, "single", (_serial(s),), host_vars)
+    inner = tuple(_serial(t) for t in chain[-1].body)
+    blocked = block_body(chain[-1].body)
+    if blocked is not None and blocked[1] >= BLOCK_REDUCE_MIN:
+        return NestLaunch(name, "block", (_remark(s, len(chain), LoopKind.GPU_BLOCK, blocked[0]),), host_vars)
+    return NestLaunch(name, "grid", (_remark(s, len(chain), LoopKind.GPU_THREAD, inner),), host_vars)
+
+
+def _level(kernel: Kernel, body: tuple[Stmt, ...], host_vars: tuple[str, ...], counter: list[int]) -> list[Step]:
+    """Cut one statement list (the kernel body or a host loop's body) into launches."""
+    def fresh() -> str:
+        counter[0] += 1
+        return f"{kernel.name}_p{counter[0] - 1}"
+
+    if any(isinstance(s, (Declare, Reduce, Assign, Alloc)) for s in body):
+        # locals (or a local array) live across these statements: one launch must run them all
+        if any(has_gemm(s) for s in body):
+            raise CompileError(f"kernel {kernel.name}: a local scalar or array lives across a Gemm statement; "
+                               "the CUDA back end cannot split it into launches")
+        blocked = block_body(body)
+        if blocked is not None:
+            return [NestLaunch(fresh(), "block", blocked[0], host_vars)]
+        return [NestLaunch(fresh(), "single", tuple(_serial(s) for s in body), host_vars)]
+    steps: list[Step] = []
+    for s in body:
+        if isinstance(s, Gemm):
+            steps.append(GemmLaunch(s, host_vars))
+        elif isinstance(s, Loop) and has_gemm(s):
+            steps.append(HostLoop(s.var, s.extent, tuple(_level(kernel, s.body, (*host_vars, s.var), counter))))
+        elif isinstance(s, Barrier):
+            continue  # launches on one stream are already ordered
+        elif isinstance(s, (Loop, Store)):
+            steps.append(_nest_launch(fresh(), s, host_vars))
+        else:
+            raise CompileError(f"kernel {kernel.name}: no CUDA code generator for {type(s).__name__} at the top level")
+    return steps
+
+
+def schedule_kernel(kernel: Kernel) -> list[Step]:
+    """The launches (and host loops) that run ``kernel`` on a GPU, in order."""
+    return _level(kernel, kernel.body, (), [0])
