@@ -121,12 +121,15 @@ class GemmConfig:
     block of A (180 KiB) in L2. ``serial_work`` is the M*N*K below which forking threads costs more
     than it saves: ~25 us of one core, because waking sleeping libgomp threads on the loaded VM costs
     tens of us (a conv's per-image GEMMs forking at 64k made LeNet-5 @64 2-4x slower on 2 threads).
+    ``dot_max_m``: with a transposed B (a Linear weight) and at most this many rows, packing B costs more
+    than the packed kernel saves (B is used by few rows), so ``gemv.py``'s unpacked path runs instead.
     """
 
     mc: int = 120
     kc: int = 384
     nc: int = 4096
     serial_work: int = 1 << 20
+    dot_max_m: int = 96  # trans_b with M up to this runs gemv.py's unpacked dot path (0: never)
 
     def __post_init__(self) -> None:
         if self.mc <= 0 or self.mc % MR or self.nc <= 0 or self.nc % NR or self.kc <= 0:
@@ -654,7 +657,7 @@ def _build_entry(module: ir.Module, name: str, cfg: GemmConfig, worker: ir.Funct
     if small_m is not None:
         from ember.compiler.codegen.llvm.gemv import emit_small_m_dispatch
 
-        emit_small_m_dispatch(b, name, small_m, ctx, args["num_threads"])
+        emit_small_m_dispatch(b, name, small_m, ctx, args["num_threads"], cfg.dot_max_m)
     tiles = b.mul(_ceil_div(b, M, MR), _ceil_div(b, N, NR))
     work = b.mul(b.mul(M, N), _imax(b, K, _i64(1)))
     nt = _imin(b, _imax(b, b.sext(args["num_threads"], _I64), _i64(1)), tiles)

@@ -11,9 +11,17 @@ and stores 8 results at once. The tile's 8 rows of B (8*K floats) stay in L1 whi
 over them, so B is read from memory once for all rows. Tiles of columns are split between libgomp
 threads when the problem is large enough to repay the fork.
 
-The path is selected inside the GEMM entry function (``emit_small_m_dispatch``) by ``M <= SMALL_M`` and
-``trans_b``; at a compiled kernel's call site M is a constant, so LLVM folds the test away, and every
-user of the template (matmul, the batch-1 Linear, ``gemm_callable``) gets it with no other change.
+The multi-row path (``SMALL_M < M <= GemmConfig.dot_max_m``, trans_b, A small enough for L2) extends
+the same idea to a Linear at batch 8-96: packing a [N, K] weight is a strided 16-row transpose that
+cost about as much as the product itself at M = 8 and still 7-16% at M = 64. Each register tile is
+DOT_ROWS rows of A x DOT_COLS rows of B (12 ``<8 x float>`` accumulators, 8 loads per 12 FMAs); the
+tile's rows of B stay in L1 while every row pair of A streams from L2, so B is read from memory once;
+the K tail is one masked step; the 12 sums are reduced with the same shuffle tree and go through the
+scalar epilogue. Threads split the column tiles, so they share A and each reads its own part of B.
+
+The paths are selected inside the GEMM entry function (``emit_small_m_dispatch``) from M, K and
+``trans_b``; at a compiled kernel's call site M is a constant, and every user of the template (matmul,
+the Linear layers, ``gemm_callable``) gets them with no other change.
 """
 
 from __future__ import annotations
@@ -24,11 +32,13 @@ import llvmlite.ir as ir
 from ember.compiler.codegen.llvm import gemm as G
 from ember.compiler.codegen.llvm.irutil import ceil_div, declare, fop, i64, imin, loop, new_function, splat
 
-__all__ = ["SMALL_M", "PARALLEL_WORK", "emit_small_m_dispatch"]
+__all__ = ["DOT_COLS", "DOT_MAX_A", "DOT_ROWS", "PARALLEL_WORK", "SMALL_M", "emit_small_m_dispatch"]
 
 SMALL_M = 4  # rows of A up to which the dot-product path beats the packed 6x16 tiles (M = 6 fills one)
 PARALLEL_WORK = 1 << 20  # M*N*K from which splitting the columns between threads repays the fork
 TILE = 8  # output columns per tile: one accumulator each, and one 8-lane vector of results
+DOT_ROWS, DOT_COLS = 2, 6  # the multi-row path's register tile: 12 accumulators, 8 loads per 12 FMAs
+DOT_MAX_A = 96 * 1024  # floats of A (M * K, 384 KiB) that stay in L2 while the rows of B stream past
 
 _F32, _I32, _I64 = ir.FloatType(), ir.IntType(32), ir.IntType(64)
 _V8 = ir.VectorType(_F32, 8)
@@ -129,38 +139,124 @@ def _build_tile(module: ir.Module, name: str, epi: G.Epilogue) -> ir.Function:
     return fn
 
 
-def _build_worker(module: ir.Module, name: str, tile: ir.Function) -> ir.Function:
-    """``worker(void *ctx)``: this thread's even share of the column tiles (libgomp's or the caller's)."""
+def _build_worker(module: ir.Module, name: str, tile: ir.Function, width: int) -> ir.Function:
+    """``worker(void *ctx)``: this thread's even share of the ``width``-column tiles (libgomp's or the
+    caller's)."""
     fn, b = new_function(module, name, ir.VoidType(), [("data", _I8PTR)])
     ctx = b.bitcast(fn.args[0], G._CTX_PTR)
     nt = b.sext(b.call(declare(module, "omp_get_num_threads", _I32, []), []), _I64)
     tid = b.sext(b.call(declare(module, "omp_get_thread_num", _I32, []), []), _I64)
     N = G._ctx_get(b, ctx, "N")
-    tiles = ceil_div(b, N, TILE)
+    tiles = ceil_div(b, N, width)
     lo, hi = G._split(b, tid, nt, tiles, 1, tiles)
     with loop(b, lo, hi, name="gj") as t:
-        b.call(tile, [ctx, b.mul(t, i64(TILE))])
+        b.call(tile, [ctx, b.mul(t, i64(width))])
     b.ret_void()
     return fn
 
 
-def emit_small_m_dispatch(b: ir.IRBuilder, name: str, epi: G.Epilogue, ctx: ir.Value,
-                          num_threads: ir.Value) -> None:
-    """In the GEMM entry (``b`` positioned after the context is filled and M, N > 0 is known): when
-    ``M <= SMALL_M``, run the dot-product path and return 0; otherwise fall through."""
-    module = b.module
-    worker = _build_worker(module, f"{name}.gemv_worker", _build_tile(module, f"{name}.gemv_tile", epi))
+# ---------------------------------------------------------------------------------------------------
+# The multi-row dot path: DOT_ROWS rows of A x DOT_COLS rows of B per register tile, nothing packed
+
+
+def _masked_load(b: ir.IRBuilder, ptr: ir.Value, mask: ir.Value) -> ir.Value:
+    """Lanes of ``ptr[0:8]`` where ``mask`` is set, zero elsewhere; masked-off lanes are never read, so
+    a K tail can be loaded in one vector without touching memory past the row."""
+    fn = declare(b.module, "llvm.masked.load.v8f32.p0", _V8,
+                 [_V8.as_pointer(), _I32, ir.VectorType(ir.IntType(1), 8), _V8])
+    return b.call(fn, [b.bitcast(ptr, _V8.as_pointer()), _I32(4), mask, ir.Constant(_V8, [0.0] * 8)])
+
+
+def _dot_block(b: ir.IRBuilder, arows: list[ir.Value], brows: list[ir.Value], k: ir.Value) -> list[ir.Value]:
+    """Dot products of every row in ``arows`` with every row in ``brows`` over ``k`` elements, as scalars
+    in row-major order. One accumulator vector per pair; the K tail is one masked step."""
+    kv = b.and_(k, i64(-8))
+    zero = ir.Constant(_V8, [0.0] * 8)
+
+    def step(load: Callable[[ir.Value], ir.Value], accs: list[ir.Value]) -> list[ir.Value]:
+        avecs = [load(row) for row in arows]
+        out = list(accs)
+        for j, row in enumerate(brows):
+            w = load(row)
+            for i, a in enumerate(avecs):
+                out[i * len(brows) + j] = G._fma(b, a, w, out[i * len(brows) + j])
+        return out
+
+    def main(kk: ir.Value, accs: list[ir.Value]) -> list[ir.Value]:
+        return step(lambda row: G._vload(b, G._at(b, row, kk)), accs)
+
+    accs = _phi_loop(b, i64(0), kv, 8, [zero] * (len(arows) * len(brows)), main, "dk")
+    rem = splat(b, b.trunc(b.sub(k, kv), _I32), ir.VectorType(_I32, 8))
+    mask = b.icmp_signed("<", ir.Constant(ir.VectorType(_I32, 8), list(range(8))), rem)
+    accs = step(lambda row: _masked_load(b, G._at(b, row, kv), mask), accs)
+    sums: list[ir.Value] = []
+    for g in range(0, len(accs), TILE):
+        chunk = accs[g:g + TILE]
+        reduced = reduce8(b, chunk + [zero] * (TILE - len(chunk)))
+        sums += [b.extract_element(reduced, _I32(lane)) for lane in range(len(chunk))]
+    return sums
+
+
+def _build_dot_tile(module: ir.Module, name: str, epi: G.Epilogue) -> ir.Function:
+    """``tile(ctx, col)``: C[:, col:col+DOT_COLS] (clipped at N), DOT_ROWS rows of A at a time.
+
+    Row and column pointers past M or N are clamped to the last row (in bounds; their results are not
+    stored), so edge tiles run the same loop. The tile's rows of B stay in L1 while A streams from L2."""
+    fn, b = new_function(module, name, ir.VoidType(), [("ctx", G._CTX_PTR), ("col", _I64)])
+    ctx, col = fn.args
     M, N, K = (G._ctx_get(b, ctx, n) for n in ("M", "N", "K"))
+    A, lda = G._ctx_get(b, ctx, "A"), G._ctx_get(b, ctx, "lda")
+    B, ldb = G._ctx_get(b, ctx, "B"), G._ctx_get(b, ctx, "ldb")
+    C, ldc = G._ctx_get(b, ctx, "C"), G._ctx_get(b, ctx, "ldc")
+    brows = [G._at(b, B, b.mul(imin(b, b.add(col, i64(c)), b.sub(N, i64(1))), ldb)) for c in range(DOT_COLS)]
+    ncols = b.sub(N, col)
+    with loop(b, 0, M, DOT_ROWS, name="dm") as m0:
+        rows = [imin(b, b.add(m0, i64(r)), b.sub(M, i64(1))) for r in range(DOT_ROWS)]
+        sums = _dot_block(b, [G._at(b, A, b.mul(r, lda)) for r in rows], brows, K)
+        nrows = b.sub(M, m0)
+        for r in range(DOT_ROWS):
+            for c in range(DOT_COLS):
+                valid = b.and_(b.icmp_signed("<", i64(r), nrows), b.icmp_signed("<", i64(c), ncols))
+                with b.if_then(valid, likely=True):
+                    row, cc = b.add(m0, i64(r)), b.add(col, i64(c))
+                    ops = G._epi_operands(b, epi, ctx, row, cc, _F32)
+                    out = G._at(b, C, b.mul(row, ldc), cc)
+                    b.store(G._apply_epilogue(b, epi, sums[r * DOT_COLS + c], ops), out)
+    b.ret_void()
+    return fn
+
+
+def _fork(b: ir.IRBuilder, worker: ir.Function, ctx: ir.Value, num_threads: ir.Value, tiles: ir.Value,
+          work: ir.Value) -> None:
+    """Run ``worker`` on min(num_threads, tiles) threads, or serially below PARALLEL_WORK multiply-adds."""
+    nt = imin(b, b.sext(num_threads, _I64), tiles)
+    nt = b.select(b.icmp_signed("<", work, i64(PARALLEL_WORK)), i64(1), nt)
+    data = b.bitcast(ctx, _I8PTR)
+    with b.if_else(b.icmp_signed(">", nt, i64(1))) as (parallel, serial):
+        with parallel:
+            gomp = declare(b.module, "GOMP_parallel", ir.VoidType(), [worker.type, _I8PTR, _I32, _I32])
+            b.call(gomp, [worker, data, b.trunc(nt, _I32), _I32(0)])
+        with serial:
+            b.call(worker, [data])
+
+
+def emit_small_m_dispatch(b: ir.IRBuilder, name: str, epi: G.Epilogue, ctx: ir.Value,
+                          num_threads: ir.Value, dot_max_m: int = 0) -> None:
+    """In the GEMM entry (``b`` positioned after the context is filled and M, N > 0 is known): when
+    ``M <= SMALL_M``, run the one-row dot-product path and return 0; when ``M <= dot_max_m`` and A is
+    small enough to stay in L2 (``M * K <= DOT_MAX_A``), the multi-row one; otherwise fall through."""
+    module = b.module
+    M, N, K = (G._ctx_get(b, ctx, n) for n in ("M", "N", "K"))
+    work = b.mul(b.mul(M, N), K)
+    worker = _build_worker(module, f"{name}.gemv_worker", _build_tile(module, f"{name}.gemv_tile", epi), TILE)
     with b.if_then(b.icmp_signed("<=", M, i64(SMALL_M))):
-        tiles = ceil_div(b, N, TILE)
-        work = b.mul(b.mul(M, N), K)
-        nt = imin(b, b.sext(num_threads, _I64), tiles)
-        nt = b.select(b.icmp_signed("<", work, i64(PARALLEL_WORK)), i64(1), nt)
-        data = b.bitcast(ctx, _I8PTR)
-        with b.if_else(b.icmp_signed(">", nt, i64(1))) as (parallel, serial):
-            with parallel:
-                gomp = declare(module, "GOMP_parallel", ir.VoidType(), [worker.type, _I8PTR, _I32, _I32])
-                b.call(gomp, [worker, data, b.trunc(nt, _I32), _I32(0)])
-            with serial:
-                b.call(worker, [data])
+        _fork(b, worker, ctx, num_threads, ceil_div(b, N, TILE), work)
+        b.ret(_I32(0))
+    if dot_max_m <= SMALL_M:
+        return
+    dot = _build_worker(module, f"{name}.dot_worker", _build_dot_tile(module, f"{name}.dot_tile", epi),
+                        DOT_COLS)
+    fits = b.icmp_signed("<=", b.mul(M, K), i64(DOT_MAX_A))
+    with b.if_then(b.and_(b.icmp_signed("<=", M, i64(dot_max_m)), fits)):
+        _fork(b, dot, ctx, num_threads, ceil_div(b, N, DOT_COLS), work)
         b.ret(_I32(0))

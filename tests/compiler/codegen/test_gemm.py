@@ -28,7 +28,7 @@ from ember.compiler.codegen.llvm import jit  # noqa: E402
 from ember.compiler.codegen.llvm.gemm import Epilogue, GemmConfig, emit_gemm, gemm_callable  # noqa: E402
 from ember.runtime.errors import ArgumentError, CompileError, ShapeError  # noqa: E402
 
-_TINY = GemmConfig(mc=12, kc=24, nc=48, serial_work=0)
+_TINY = GemmConfig(mc=12, kc=24, nc=48, serial_work=0, dot_max_m=0)  # packed path for every M
 
 
 def _rand(*shape: int, seed: int = 0) -> np.ndarray:
