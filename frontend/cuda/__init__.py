@@ -102,6 +102,8 @@ class device:  # noqa: N801  (PyTorch's name)
     def __init__(self, dev: Any) -> None:
         self.idx = -1 if dev is None or dev == -1 else _index(dev)
         self._ctx: Any = None
+        if self.idx != -1:
+            _xp()  # no GPU: DeviceError with the hint here, not later
 
     def __enter__(self) -> device:
         if self.idx != -1:

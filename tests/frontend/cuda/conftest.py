@@ -196,9 +196,19 @@ def _call(fn: Any, args: Any, kwargs: dict[str, Any], dev: int | None = None) ->
 def _new(x: Any) -> Any:
     """Count a fresh allocation with the memory pool, as cupy's allocator would."""
     if isinstance(x, FakeArray) and x.a.base is None and _STATE.get("allocator") is not None:
-        mem = _STATE["allocator"](x.a.nbytes)
-        weakref.finalize(x.a, mem.free)
+        key = id(x.a)
+        if key not in _COUNTED:  # one buffer may get several wrappers (astype(copy=False) returns it)
+            mem = _STATE["allocator"](x.a.nbytes)
+            _COUNTED[key] = mem
+            weakref.finalize(x.a, _release, key)
     return x
+
+
+_COUNTED: dict[int, Any] = {}  # id of a live numpy buffer -> its block in the fake pool
+
+
+def _release(key: int) -> None:
+    _COUNTED.pop(key).free()
 
 
 class _Namespace:
