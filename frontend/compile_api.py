@@ -415,8 +415,13 @@ def compile(model: Any, target: str = "llvm", *, check: str | None = None, **_op
     """Compile ``model`` (a module or a function over tensors) to native code for ``target``.
 
     ``target="llvm"`` generates CPU code; ``"interpret"`` runs the optimized graph with the reference
-    implementations (useful to tell a compiler bug from a tracing problem).
+    implementations (useful to tell a compiler bug from a tracing problem). A function that calls
+    ``.backward()`` compiles as a whole training step (frontend/compile_step.py).
     """
+    from ember.compile_step import CompiledStepFunction, is_step_function
+
+    if is_step_function(model):
+        return CompiledStepFunction(model, target)  # type: ignore[return-value]
     return CompiledModule(model, target, check)
 
 

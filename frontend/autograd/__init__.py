@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from ember._state import STATE
 from ember.autograd.engine import run_backward
 from ember.autograd.function import Function, FunctionCtx
 from ember.autograd.grad_mode import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled
@@ -25,6 +26,19 @@ def _seq(x: Any) -> list[Any]:
     return [x]
 
 
+def _traced_backward(ts: list[Any], gs: list[Any] | None, create_graph: bool, inputs: Any) -> None:
+    """``backward()`` while tracing: a step tracer (``ember.compile(step_fn)``) records the backward pass
+    into its graph; any other trace cannot hold one."""
+    handler = getattr(STATE.tracer, "trace_backward", None)
+    if handler is None:
+        from ember.runtime.errors import TraceError
+
+        raise TraceError("backward() while tracing a model or function: a traced graph holds no gradients\n"
+                         "  fix: to compile a whole training step, pass the step function itself to"
+                         " ember.compile(step); else call backward() on the outputs of the compiled model")
+    handler(ts, gs, create_graph, None if inputs is None else _seq(inputs))
+
+
 def backward(
     tensors: Any,
     grad_tensors: Any = None,
@@ -35,6 +49,9 @@ def backward(
     """Accumulate gradients of ``tensors`` into the ``.grad`` of the leaves they depend on."""
     ts = _seq(tensors)
     gs = _seq(grad_tensors) or None
+    if STATE.tracer is not None:
+        _traced_backward(ts, gs, create_graph, inputs)
+        return
     retain = create_graph if retain_graph is None else retain_graph
     if inputs is not None:
         ins = _seq(inputs)
