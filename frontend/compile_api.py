@@ -41,8 +41,8 @@ log = logging.getLogger("ember.compile")
 def _signature(args: tuple[Any, ...], training: bool) -> tuple[Any, ...]:
     key: list[Any] = [training]
     for a in args:
-        if isinstance(a, Tensor):
-            key.append(("T", tuple(a.shape), a.dtype.name, a.device.type))
+        if isinstance(a, Tensor):  # the array's shape tuple: Tensor.shape would build a Size per call
+            key.append(("T", a._data.shape, a._dtype.name, a._device.type))
         elif isinstance(a, (int, float, bool, str, type(None))):
             key.append(("S", type(a).__name__, a))
         else:
@@ -56,19 +56,68 @@ def _contiguous(a: np.ndarray) -> np.ndarray:
     return a if a.flags.c_contiguous else np.ascontiguousarray(a).reshape(a.shape)
 
 
+def _store_of(module: Any, attr: str) -> dict[str, Any]:
+    """The dict that holds ``module.<attr>`` (its parameters, its buffers or its plain attributes)."""
+    d = module.__dict__
+    for name in ("_parameters", "_buffers"):
+        store = d.get(name)
+        if isinstance(store, dict) and attr in store:
+            return store
+    return d
+
+
+def _output_wrapper(outputs: Any, specs: tuple[Any, ...]) -> Any:
+    """A function from the executable's output arrays to what the model returns, decided once: a model
+    returning one tensor costs one ``Tensor._make``; other trees go through ``map_tree``."""
+    from ember.compiler.dtypes import from_numpy as dtype_of
+    from ember.compiler.ir.graph import Value, map_tree
+    from ember.device import CPU
+
+    make = Tensor._make
+    if isinstance(outputs, Value) and len(specs) == 1:
+        dtype = dtype_of(np.dtype(specs[0].dtype))
+        return lambda arrays: make(arrays[0], dtype, CPU)
+
+    def wrap(arrays: tuple[np.ndarray, ...]) -> Any:
+        it = iter(arrays)
+        return map_tree(outputs, lambda v: make(a := next(it), dtype_of(a.dtype), CPU) if isinstance(v, Value)
+                        else v)
+    return wrap
+
+
 class _Compiled:
-    """One compiled signature: the compile result, its runner, and the live tensors behind its params."""
+    """One compiled signature: the compile result, its runner, and the live tensors behind its params.
+
+    Weights are live: every call checks that each parameter is still the tensor bound last time, with
+    the same array (``p.data = ...`` or a replaced parameter rebinds), and for a parameter that had to
+    be copied to be contiguous, that its version counter did not move (in-place updates of a contiguous
+    parameter need nothing: the native code reads its memory). The check is one dict lookup and two
+    identity tests per parameter; no per-call dict of the live tensors is built."""
+
+    num_seeds = 0  # seed inputs of train-mode dropout after the user's inputs (ember.random)
 
     def __init__(self, result: Any, paths: dict[str, tuple[Any, str]]) -> None:
         self.result = result
-        self.paths = paths   # parameter name -> (owning module, attribute): re-read at every call
+        self.paths = paths   # parameter name -> (owning module, attribute)
         self.bound: dict[str, Any] = {}
         self.runner: Any = None
-        self.num_seeds = 0   # seed inputs of train-mode dropout after the user's inputs (ember.random)
+        self._checks: list[tuple[dict[str, Any], str, Tensor, np.ndarray]] = []
+        self._copied: list[tuple[list[int], int]] = []  # (version list, version at bind time)
+        exe = result.executable
+        self.wrap = _output_wrapper(result.graph.outputs, exe.outputs) if exe is not None else None
 
     @property
     def live(self) -> dict[str, Tensor]:
         return {n: getattr(mod, attr) for n, (mod, attr) in self.paths.items()}
+
+    def _still_bound(self) -> bool:
+        for store, attr, t, data in self._checks:
+            if store.get(attr) is not t or t._data is not data:
+                return False
+        for version, seen in self._copied:
+            if version[0] != seen:
+                return False
+        return True
 
     def run(self, arrays: list[np.ndarray]) -> tuple[np.ndarray, ...]:
         exe = self.result.executable
@@ -79,10 +128,9 @@ class _Compiled:
             params = {n: t._data for n, t in self.live.items()}
             out = interpret(self.result.graph, arrays, params)
             return tuple(np.asarray(x) for x in flatten_tree(out))
-        live = self.live
-        if self.runner is None or any(self.bound.get(n) is not t._data for n, t in live.items()):
-            self._bind(live)
-        return self.runner(*arrays)
+        if self.runner is None or not self._still_bound():
+            self._bind(self.live)
+        return self.runner.run(arrays)
 
     def _bind(self, live: dict[str, Tensor]) -> None:
         from ember.compiler.kernel.lower import sanitize
@@ -90,12 +138,18 @@ class _Compiled:
 
         exe = self.result.executable
         constants = dict(exe.constants)
+        checks, copied = [], []
         for name, t in live.items():
             key = sanitize(name)
             if key in constants:
                 constants[key] = _contiguous(t._data)
+                if constants[key] is not t._data:
+                    copied.append((t._version, t._version[0]))
+            mod, attr = self.paths[name]
+            checks.append((_store_of(mod, attr), attr, t, t._data))
         self.runner = CpuExecutable(dataclasses.replace(exe, constants=constants))
         self.bound = {n: t._data for n, t in live.items()}
+        self._checks, self._copied = checks, copied
 
 
 class _Training:
@@ -203,11 +257,12 @@ class CompiledModule:
     def __init__(self, model: Any, target: str = "llvm", check: str | None = None) -> None:
         if not callable(model):
             raise ArgumentError(f"ember.compile expects a module or a function, got {type(model).__name__}")
-        if target not in ("llvm", "interpret"):
+        if target not in ("llvm", "interpret", "cuda"):
             raise CompileError(f"ember.compile: unknown target {target!r}; expected 'llvm' or 'interpret'"
                                + ("; the CUDA back end is not implemented yet" if target == "cuda" else ""))
         self.model = model
         self.target = target
+        self._cupy = __import__("ember.runtime.cuda", fromlist=["_"]).require_gpu() if target == "cuda" else None
         if check not in (None, "bisect"):
             raise ArgumentError(f"ember.compile: unknown check {check!r}; expected None or 'bisect'")
         self.check = check
@@ -259,21 +314,24 @@ class CompiledModule:
         return entry
 
     def __call__(self, *args: Any) -> Any:
-        if self._needs_grad(args):
+        if STATE.grad_enabled and self._needs_grad(args):
             return self._train_call(args)
-        entry = self.compiled_for(*args)
-        arrays = [_contiguous(a._data) for a in args if isinstance(a, Tensor)]
-        if entry.num_seeds:
+        entry = self._cache.get(_signature(args, self._training))
+        if entry is None:
+            entry = self.compiled_for(*args)
+        arrays = [a._data for a in args if isinstance(a, Tensor)]
+        if entry.num_seeds:  # train-mode dropout: fresh seeds per call, as eager draws them (ember.random)
             from ember.random import draw_seeds
 
             arrays += [t._data for t in draw_seeds(entry.num_seeds)]
-        outs = iter(entry.run(arrays))
+        outs = entry.run(arrays)
+        if entry.wrap is not None:
+            return entry.wrap(outs)
         from ember.compiler.ir.graph import Value, map_tree
         from ember.creation import from_numpy
 
-        result = map_tree(entry.result.graph.outputs, lambda v: from_numpy(next(outs)) if isinstance(v, Value)
-                          else v)
-        return result
+        it = iter(outs)
+        return map_tree(entry.result.graph.outputs, lambda v: from_numpy(next(it)) if isinstance(v, Value) else v)
 
     # ---- training ---------------------------------------------------------------------------------
 
