@@ -12,7 +12,7 @@ over them, so B is read from memory once for all rows. Tiles of columns are spli
 threads when the problem is large enough to repay the fork.
 
 The multi-row path (``SMALL_M < M <= GemmConfig.dot_max_m``, trans_b, A small enough for L2) extends
-the same idea to a Linear at batch 8-96: packing a [N, K] weight is a strided 16-row transpose that
+the same idea to a Linear at batch 2-96: packing a [N, K] weight is a strided 16-row transpose that
 cost about as much as the product itself at M = 8 and still 7-16% at M = 64. Each register tile is
 DOT_ROWS rows of A x DOT_COLS rows of B (12 ``<8 x float>`` accumulators, 8 loads per 12 FMAs); the
 tile's rows of B stay in L1 while every row pair of A streams from L2, so B is read from memory once;
@@ -34,7 +34,7 @@ from ember.compiler.codegen.llvm.irutil import ceil_div, declare, fop, i64, imin
 
 __all__ = ["DOT_COLS", "DOT_MAX_A", "DOT_ROWS", "PARALLEL_WORK", "SMALL_M", "emit_small_m_dispatch"]
 
-SMALL_M = 4  # rows of A up to which the dot-product path beats the packed 6x16 tiles (M = 6 fills one)
+SMALL_M = 1  # rows of A up to which the one-row tiles run (from M = 2 the 2x6 tiles were 1.2-1.4x faster)
 PARALLEL_WORK = 1 << 20  # M*N*K from which splitting the columns between threads repays the fork
 TILE = 8  # output columns per tile: one accumulator each, and one 8-lane vector of results
 DOT_ROWS, DOT_COLS = 2, 6  # the multi-row path's register tile: 12 accumulators, 8 loads per 12 FMAs
