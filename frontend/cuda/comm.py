@@ -38,6 +38,23 @@ def _to(t: Any, dev: Any) -> Any:
     return Tensor._make(copy_array(t._data, t._device, dev), t._dtype, dev)
 
 
+def _current(dev: Any) -> Any:
+    """cupy works on the current GPU only: make ``dev`` current (host: nothing to do)."""
+    import contextlib
+
+    from ember.device import cuda_array_module
+
+    return cuda_array_module().cuda.Device(dev.index) if dev.type == "cuda" else contextlib.nullcontext()
+
+
+def _assign(out: Any, src: Any) -> None:
+    """Write ``src`` into ``out`` in place, across devices, casting to ``out``'s dtype."""
+    moved = _to(src, out._device)._data
+    with _current(out._device):
+        out._data[...] = moved
+    out._version[0] += 1
+
+
 def broadcast(tensor: Any, devices: Sequence[Any] | None = None, *, out: Sequence[Any] | None = None) -> tuple:
     """A copy of ``tensor`` on each device of ``devices`` (or into each tensor of ``out``)."""
     if (devices is None) == (out is None):
@@ -47,8 +64,7 @@ def broadcast(tensor: Any, devices: Sequence[Any] | None = None, *, out: Sequenc
             if tuple(o.shape) != tuple(tensor.shape):
                 raise ShapeError(f"broadcast: output of shape {list(o.shape)} does not match the input's"
                                  f" {list(tensor.shape)}")
-            o._data[...] = _to(tensor, o._device)._data.astype(o._data.dtype, copy=False)
-            o._version[0] += 1
+            _assign(o, tensor)
         return tuple(out)
     devs = _devices(devices, "broadcast")
     nccl = _nccl(devs)
@@ -63,8 +79,7 @@ def scatter(tensor: Any, devices: Sequence[Any] | None = None, chunk_sizes: Sequ
     if out is not None:
         pieces = tensor.split([o.shape[dim] for o in out], dim)
         for o, p in zip(out, pieces):
-            o._data[...] = _to(p, o._device)._data
-            o._version[0] += 1
+            _assign(o, p)
         return tuple(out)
     if devices is None:
         raise ArgumentError("scatter: 'devices' must be given when 'out' is not")
@@ -96,8 +111,7 @@ def gather(tensors: Sequence[Any], dim: int = 0, destination: Any = None, *, out
         dest = cuda_device(destination) if isinstance(destination, int) else as_device(destination)
     result = cat([_to(t, dest) for t in tensors], dim)
     if out is not None:
-        out._data[...] = result._data
-        out._version[0] += 1
+        _assign(out, result)
         return out
     return result
 
@@ -121,8 +135,9 @@ def reduce_add(inputs: Sequence[Any], destination: Any = None) -> Any:
     if nccl is not None and dest in devs:
         return nccl.reduce_add(inputs, dest)
     total = _to(inputs[0], dest)  # always a fresh array (a same-device copy copies), so += is safe
-    for t in inputs[1:]:
-        total._data += _to(t, dest)._data
+    with _current(dest):
+        for t in inputs[1:]:
+            total._data += _to(t, dest)._data
     return total
 
 
