@@ -4,6 +4,8 @@ on a real GPU where one is present (``real_cuda``)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import ember
 import numpy as np
 import pytest
@@ -263,3 +265,25 @@ def test_without_a_gpu_cuda_tensors_raise_the_install_hint(monkeypatch: pytest.M
                 f()
     finally:
         set_cuda_array_module(previous)
+
+
+def test_training_on_a_second_gpu_with_it_current(fake_cuda2: Any) -> None:
+    """Ops on any GPU run with that GPU current; writes made outside the dispatcher (in-place updates by
+    optimizers, gradient accumulation, running statistics) need the GPU current, as cupy's do."""
+    x = ember.tensor(RNG.standard_normal((6, 3)), dtype=ember.float32)
+
+    def train(device: str) -> list[np.ndarray]:
+        ember.manual_seed(2)
+        net = ember.nn.Sequential(ember.nn.Linear(3, 4), ember.nn.BatchNorm1d(4)).to(device)
+        opt = ember.optim.Adam(net.parameters(), lr=0.1)
+        for _ in range(2):
+            opt.zero_grad()
+            (net(x.to(device)) * net(x.to(device))).sum().backward()
+            opt.step()
+        return [t.detach().cpu().numpy() for t in list(net.parameters()) + list(net.buffers())]
+
+    want = train("cpu")
+    with ember.cuda.device(1):
+        got = train("cuda:1")
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
