@@ -527,7 +527,8 @@ def _build_microkernel(module: ir.Module, name: str, epi: Epilogue) -> ir.Functi
 def _build_rect(module: ir.Module, name: str, cfg: GemmConfig, trans_b: bool, pack_a: ir.Function,
                 pack_b: ir.Function, ukernel: ir.Function) -> ir.Function:
     """``rect(ctx, m0, m1, n0, n1, ap, bp)``: C[m0:m1, n0:n1] by the serial BLIS loop nest
-    (jc over NC, pc over KC with B packed, ic over MC with A packed, then jr/ir over the tiles).
+    (jc over NC, pc over K blocks of at most KC (``_balanced_kc``) with B packed, ic over MC with A
+    packed, then jr/ir over the tiles).
 
     K = 0 still runs one (empty) K block so the epilogue is applied to a zero product.
     """
@@ -541,12 +542,13 @@ def _build_rect(module: ir.Module, name: str, cfg: GemmConfig, trans_b: bool, pa
     A, lda = _ctx_get(b, ctx, "A"), _ctx_get(b, ctx, "lda")
     B, ldb = _ctx_get(b, ctx, "B"), _ctx_get(b, ctx, "ldb")
     C, ldc = _ctx_get(b, ctx, "C"), _ctx_get(b, ctx, "ldc")
+    kstep = _balanced_kc(b, K, cfg.kc)
     with _loop(b, n0, n1, cfg.nc, name="jc") as jc:
         nc = _imin(b, _i64(cfg.nc), b.sub(n1, jc))
-        with _loop(b, 0, _imax(b, K, _i64(1)), cfg.kc, name="pc") as pc:
-            kc = _imin(b, _i64(cfg.kc), b.sub(K, pc))
+        with _loop(b, 0, _imax(b, K, _i64(1)), kstep, name="pc") as pc:
+            kc = _imin(b, kstep, b.sub(K, pc))
             accumulate = b.icmp_signed(">", pc, _i64(0))
-            last = b.icmp_signed(">=", b.add(pc, _i64(cfg.kc)), K)
+            last = b.icmp_signed(">=", b.add(pc, kstep), K)
             bsrc = b.add(b.mul(jc, ldb), pc) if trans_b else b.add(b.mul(pc, ldb), jc)
             b.call(pack_b, [kc, nc, _at(b, B, bsrc), ldb, bp])
             with _loop(b, m0, m1, cfg.mc, name="ic") as ic:
@@ -564,6 +566,15 @@ def _build_rect(module: ir.Module, name: str, cfg: GemmConfig, trans_b: bool, pa
                                                accumulate, last, row, col, ctx])
     b.ret_void()
     return fn
+
+
+def _balanced_kc(b: ir.IRBuilder, K: ir.Value, kc: int) -> ir.Value:
+    """The K block length: K split into ceil(K / kc) equal blocks (rounded up to 8, at most ``kc``), so
+    K = 784 runs as 392 + 392 rather than 384 + 384 + 16 (a last sliver block reloads and stores every
+    C tile and repacks for almost no work)."""
+    k1 = _imax(b, K, _i64(1))
+    step = _ceil_div(b, k1, _ceil_div(b, k1, kc))
+    return _imin(b, b.and_(b.add(step, _i64(7)), _i64(-8)), _i64(kc))
 
 
 def _emit_partition(b: ir.IRBuilder, nt: ir.Value, tiles_m: ir.Value, tiles_n: ir.Value) -> ir.Value:

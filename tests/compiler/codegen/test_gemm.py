@@ -72,6 +72,20 @@ def test_multi_block_paths_with_tiny_blocking(shape: tuple[int, int, int], threa
         _check(got, _product(a, b, trans_b), k)
 
 
+@pytest.mark.parametrize("kc", [20, 24])
+def test_balanced_k_blocks_apply_the_epilogue_once(kc: int) -> None:
+    """K is cut into equal blocks (rounded up to 8, at most kc; kc = 20 is not a multiple of 8): every K
+    around the block edges must give the product with the bias and ReLU applied after the last block."""
+    epi = Epilogue(col_bias=True, activation="relu")
+    config = GemmConfig(mc=12, kc=kc, nc=48, serial_work=0, dot_max_m=0)
+    for k in (1, 7, 19, 20, 21, 33, 41, 97):
+        for trans_b in (False, True):
+            a, b = _rand(13, k, seed=k), _rand(*((22, k) if trans_b else (k, 22)), seed=k + 1)
+            bias = _rand(22, seed=k + 2)
+            got = gemm_callable(epi, trans_b=trans_b, config=config, threads=1)(a, b, col_bias=bias)
+            _check(got, np.maximum(_product(a, b, trans_b) + bias, 0), k)
+
+
 def _epilogue_reference(acc: np.ndarray, epi: Epilogue, ops: dict[str, np.ndarray]) -> np.ndarray:
     y = acc.copy()
     if epi.col_scale:
