@@ -4,7 +4,7 @@ Types: bool is C++ ``bool`` (one byte in memory, as numpy's), integers map to th
 float64 to ``double``. float16 lives in memory as ``unsigned short`` bits (``ember_half``) and is computed
 in float, rounded to half after every operation as the LLVM back end and PyTorch do; the conversions are
 one PTX instruction each (``cvt``), so the generated source needs no CUDA header and NVRTC compiles it
-with no include path. Loop variables and every index are ``long long`` (int64): a flat offset into a
+with no include path (``EMBER_HOST_EMULATION`` swaps them for host code in the tests' CPU emulator). Loop variables and every index are ``long long`` (int64): a flat offset into a
 large activation does not fit in 32 bits.
 
 Semantics follow ``codegen/llvm/exprs.py``: max/min propagate NaN, integer division by zero divides by 1
@@ -41,10 +41,15 @@ _UNSIGNED = {"int8": "unsigned char", "int16": "unsigned short", "int32": "unsig
 
 # Helpers every generated translation unit starts with (no #include: NVRTC needs no headers for them).
 PRELUDE = r"""typedef unsigned short ember_half;
+#ifdef EMBER_HOST_EMULATION
+__device__ __forceinline__ float ember_h2f(ember_half h) { return ember_emu_h2f(h); }
+__device__ __forceinline__ ember_half ember_f2h(float f) { return ember_emu_f2h(f); }
+#else
 __device__ __forceinline__ float ember_h2f(ember_half h) {
   float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h)); return f; }
 __device__ __forceinline__ ember_half ember_f2h(float f) {
   ember_half h; asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f)); return h; }
+#endif
 __device__ __forceinline__ float ember_rh(float f) { return ember_h2f(ember_f2h(f)); }
 template <typename T> __device__ __forceinline__ T ember_fmax(T a, T b) { return a != a ? a : (a > b ? a : b); }
 template <typename T> __device__ __forceinline__ T ember_fmin(T a, T b) { return a != a ? a : (a < b ? a : b); }

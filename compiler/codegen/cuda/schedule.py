@@ -147,39 +147,44 @@ def has_gemm(s: Stmt) -> bool:
 # dependence analysis
 
 
+_CONST = "#"  # key of the literal constant term in ``_linear``'s result
+
+
 def _linear(e: Expr, interest: frozenset[str]) -> dict[str, int] | None:
-    """``e`` as ``{var: coefficient}`` over the loop variables in ``interest`` (terms free of them are
-    constants and dropped), or None when ``e`` is not affine in them or reads memory or locals."""
+    """``e`` as ``{term: coefficient}``: loop variables in ``interest`` by name, the literal constant under
+    ``_CONST``, anything else free of them (outer loop variables, loads of them) under its text, so
+    two accesses can be compared; None when ``e`` is not affine in ``interest`` or reads locals."""
     if isinstance(e, Var):
-        return {e.name: 1} if e.name in interest else {}
+        return {e.name if e.name in interest else "@" + e.name: 1}
     if isinstance(e, Const):
-        return {}
+        return {_CONST: int(e.value)}
     if isinstance(e, Binary) and e.op in ("add", "sub"):
         a, b = _linear(e.a, interest), _linear(e.b, interest)
         if a is None or b is None:
             return None
         sign = 1 if e.op == "add" else -1
         out = dict(a)
-        for v, c in b.items():
-            out[v] = out.get(v, 0) + sign * c
+        for name, c in b.items():
+            out[name] = out.get(name, 0) + sign * c
         return out
     if isinstance(e, Binary) and e.op == "mul":
         for x, y in ((e.a, e.b), (e.b, e.a)):
             if isinstance(y, Const):
                 inner = _linear(x, interest)
-                return None if inner is None else {v: c * int(y.value) for v, c in inner.items()}
+                return None if inner is None else {name: c * int(y.value) for name, c in inner.items()}
     if isinstance(e, Cast):
         return _linear(e.x, interest)
-    if any(isinstance(sub, (Load, Local)) for sub in _sub_exprs(e)) or free_vars(e) & interest:
+    if any(isinstance(sub, Local) for sub in _sub_exprs(e)) or free_vars(e) & interest:
         return None
-    return {}
+    return {"@" + repr(e): 1}
 
 
 def parallel_safe(loop: Loop) -> bool:
     """True when the iterations of ``loop`` may run concurrently: every buffer the body writes is
-    addressed (written and read) as ``c * var + rest`` with one stride ``c > 0`` and ``rest`` spanning
-    less than ``c`` over the inner loops, so iteration ``var`` owns a slice nobody else touches; and
-    the body updates no local declared outside it and holds no GEMM or barrier."""
+    addressed (written and read) as ``c * var + rest`` with one stride ``c > 0``, the same terms in
+    enclosing loops' variables, and ``rest`` (inner loops and constants) spanning less than ``c``, so
+    iteration ``var`` owns a slice nobody else touches; and the body updates no local declared outside
+    it and holds no GEMM or barrier."""
     body = loop.body
     declared = {s.name for s in walk(body) if isinstance(s, Declare)}
     private = {s.buffer.name for s in walk(body) if isinstance(s, Alloc)}
@@ -197,23 +202,28 @@ def parallel_safe(loop: Loop) -> bool:
         if ld.buffer in writes:
             writes[ld.buffer].append(ld.index)
     interest = frozenset(extents) | {loop.var}
-    for indices in writes.values():
-        stride, lo, hi = None, None, None
-        for idx in indices:
-            lin = _linear(idx, interest)
-            if lin is None:
-                return False
-            c = lin.get(loop.var, 0)
-            if c <= 0 or (stride is not None and c != stride):
-                return False
-            stride = c
-            span_lo = sum(min(0, k * (extents[v] - 1)) for v, k in lin.items() if v != loop.var)
-            span_hi = sum(max(0, k * (extents[v] - 1)) for v, k in lin.items() if v != loop.var)
-            lo = span_lo if lo is None else min(lo, span_lo)
-            hi = span_hi if hi is None else max(hi, span_hi)
-        if stride is None or hi - lo >= stride:
+    return all(_owns_slices(indices, loop.var, interest, extents) for indices in writes.values())
+
+
+def _owns_slices(indices: list[Expr], var: str, interest: frozenset[str], extents: dict[str, int]) -> bool:
+    """The accesses ``indices`` of one buffer stay in disjoint per-iteration slices of ``var``."""
+    stride, outer, lo, hi = None, None, None, None
+    for idx in indices:
+        lin = _linear(idx, interest)
+        if lin is None:
             return False
-    return True
+        c = lin.get(var, 0)
+        terms = {k: n for k, n in lin.items() if k.startswith("@") and n}
+        if c <= 0 or (stride is not None and c != stride) or (outer is not None and terms != outer):
+            return False
+        stride, outer = c, terms
+        base = lin.get(_CONST, 0)
+        inner = [(k, n) for k, n in lin.items() if k in extents and k != var]
+        span_lo = base + sum(min(0, n * (extents[k] - 1)) for k, n in inner)
+        span_hi = base + sum(max(0, n * (extents[k] - 1)) for k, n in inner)
+        lo = span_lo if lo is None else min(lo, span_lo)
+        hi = span_hi if hi is None else max(hi, span_hi)
+    return stride is not None and hi - lo < stride
 
 
 # --------------------------------------------------------------------------------------------------
