@@ -184,6 +184,16 @@ def _place(t: Any, location: str, map_location: Any) -> Any:
     target = str(target)
     if target.startswith("cpu"):
         return t
+    from ember import cuda
+
+    if target.startswith("cuda") and not cuda.is_available():
+        from ember.runtime.errors import DeviceError
+
+        raise DeviceError(
+            "Attempting to deserialize object on a CUDA device but ember.cuda.is_available() is False. If you"
+            " are running on a CPU-only machine, please use ember.load with map_location=ember.device('cpu')"
+            f" to map your storages to the CPU; {cuda._HINT}"
+        )
     return t.to(target)
 
 

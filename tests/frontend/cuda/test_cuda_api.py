@@ -140,3 +140,15 @@ def test_real_gpu_api(real_cuda: Any) -> None:
     assert start.elapsed_time(end) >= 0.0
     del x
     ember.cuda.empty_cache()
+
+
+def test_loading_a_cuda_checkpoint_without_cuda_says_map_location(fake_cuda: Any, tmp_path: Any,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "gpu.pt"
+    ember.save({"w": ember.tensor([1.0, 2.0], device="cuda")}, path)
+    monkeypatch.setitem(sys.modules, "cupy", None)
+    set_cuda_array_module(None)  # now a machine without CUDA (the fixture puts things back)
+    with pytest.raises(DeviceError, match=r"Attempting to deserialize object on a CUDA device but"
+                                          r" ember.cuda.is_available\(\) is False.*map_location=ember.device"):
+        ember.load(path)
+    assert ember.load(path, map_location="cpu")["w"].tolist() == [1.0, 2.0]
