@@ -61,7 +61,13 @@ def philox4x32(xp: Any, counter: tuple[Any, Any, Any, Any], key: tuple[Any, Any]
             k1 = (k1 + u64(PHILOX_W1)) & mask
         p0 = c0 * u64(PHILOX_M0)
         p1 = c2 * u64(PHILOX_M1)
-        c0, c1, c2, c3 = (p1 >> shift) ^ c1 ^ k0, p1 & mask, (p0 >> shift) ^ c3 ^ k1, p0 & mask
+        n0 = (p1 >> shift) ^ c1  # fresh arrays: the xors with the key and the masks below run in place
+        n0 ^= k0
+        n2 = (p0 >> shift) ^ c3
+        n2 ^= k1
+        p1 &= mask
+        p0 &= mask
+        c0, c1, c2, c3 = n0, p1, n2, p0
     return c0, c1, c2, c3
 
 
@@ -76,8 +82,10 @@ def philox_bits_array(xp: Any, seed: int, shape: tuple[int, ...], offset: int) -
     key = (key_bits & MASK32, key_bits >> 32)
     zero = np.uint64(0)
     words = philox4x32(xp, (ctr & np.uint64(MASK32), ctr >> np.uint64(32), zero, zero), key)
-    flat = xp.stack([xp.broadcast_to(w, (blocks,)) for w in words], axis=1).reshape(-1)[:n]
-    return flat.astype(np.int64).reshape(shape)
+    out = xp.empty((blocks, 4), dtype=np.int64)  # one write per word, no stacked uint64 copy
+    for k, w in enumerate(words):
+        out[:, k] = w
+    return out.reshape(-1)[:n].reshape(shape)
 
 
 def keep_threshold(p: float) -> int:
