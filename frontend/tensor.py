@@ -258,7 +258,7 @@ class Tensor:
         out = self
         if dev is not None:
             target = as_device(dev)
-            if target != self._device:
+            if target is not self._device and target != self._device:  # identity first: tensors hold canonical devices
                 from ember.cuda import to_device
 
                 out = to_device(out, target)
