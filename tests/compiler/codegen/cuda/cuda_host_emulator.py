@@ -53,7 +53,8 @@ static inline double __longlong_as_double(long long i) { double d; memcpy(&d, &i
 static inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
 static inline double rsqrt(double x) { return 1.0 / sqrt(x); }
 static inline float ember_emu_h2f(unsigned short h) { _Float16 x; memcpy(&x, &h, 2); return (float)x; }
-static inline unsigned short ember_emu_f2h(float f) { _Float16 x = (_Float16)f; unsigned short h; memcpy(&h, &x, 2); return h; }
+static inline unsigned short ember_emu_f2h(float f) {
+  _Float16 x = (_Float16)f; unsigned short h; memcpy(&h, &x, 2); return h; }
 """
 
 LAUNCHER = r"""
@@ -67,7 +68,10 @@ extern "C" void emu_launch(void *fn, int gx, int gy, int nthreads, const uint64_
   std::barrier<> block_bar(nthreads);
   emu_block_bar = &block_bar;
   std::vector<std::unique_ptr<std::barrier<>>> warps;
-  for (int w = 0; w < nthreads / 32; ++w) { warps.emplace_back(new std::barrier<>(32)); emu_warp_bar[w] = warps.back().get(); }
+  for (int w = 0; w < nthreads / 32; ++w) {
+    warps.emplace_back(new std::barrier<>(32));
+    emu_warp_bar[w] = warps.back().get();
+  }
   emu_fn f = (emu_fn)fn;
   std::vector<std::thread> threads;
   for (int t = 0; t < nthreads; ++t)
@@ -114,7 +118,7 @@ class EmulatedCuda:
     def __call__(self, *inputs: np.ndarray) -> tuple[np.ndarray, ...]:
         exe = self.exe
         ins = [np.ascontiguousarray(x) for x in inputs]
-        outs = [np.full(s.shape, 0x7F, dtype=s.dtype) if np.dtype(s.dtype).kind != "f" else np.full(s.shape, np.nan, s.dtype)
+        outs = [np.full(s.shape, np.nan if np.dtype(s.dtype).kind == "f" else 0x7F, dtype=s.dtype)
                 for s in exe.outputs]
         arena = np.full(max(exe.arena_bytes, 1), 0xFF, dtype=np.uint8)  # garbage, as a fresh GPU allocation
         lists = {"input": ins, "output": outs, "param": self.params}

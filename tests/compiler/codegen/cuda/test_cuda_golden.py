@@ -23,7 +23,8 @@ ELEMENTWISE = '''extern "C" __global__ void __launch_bounds__(256) ew_p0(
     float *b_x,
     float *b_w,
     float *b_y) {
-  for (long long t = (long long)blockIdx.x * blockDim.x + threadIdx.x; t < 256LL; t += (long long)gridDim.x * blockDim.x) {
+  for (long long t = (long long)blockIdx.x * blockDim.x + threadIdx.x; t < 256LL;
+       t += (long long)gridDim.x * blockDim.x) {
     const long long v_i1 = (t) % 64LL;
     const long long v_i0 = (t / 64LL) % 4LL;
     b_y[((v_i0 * 64LL) + v_i1)] = ember_fmax(((b_x[((v_i0 * 64LL) + v_i1)] * b_w[v_i1]) + 1.0f), 0.0f);

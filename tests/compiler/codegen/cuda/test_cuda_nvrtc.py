@@ -111,3 +111,11 @@ def test_cubin_resources_reads_registers_and_shared_memory() -> None:
            ' __syncthreads(); y[threadIdx.x] = s[99 - threadIdx.x]; }')
     res = cubin_resources(compile_cuda(src, "res.cu").cubin)
     assert res["k"]["shared_bytes"] >= 400 and res["k"]["registers"] > 0
+
+
+@pytest.mark.skipif(ember.cuda.is_available(), reason="checks the no-GPU error path")
+def test_compile_for_cuda_without_a_gpu_raises_device_error_with_the_install_hint() -> None:
+    from ember.runtime.errors import DeviceError
+
+    with pytest.raises(DeviceError, match=r'pip install "ember\[cuda\]"'):
+        ember.compile(lenet5(), target="cuda")
