@@ -3,8 +3,9 @@
     python benchmarks/conv_ab.py                  # whole models: ResNet-18 32x32 b1/b32, LeNet-5 b64, ...
     python benchmarks/conv_ab.py --runs 30 --rows resnet18
 
-Each model is compiled twice from the same graph: once with ``TARGET_COLUMNS = 0`` (every image its own
-GEMM, the schedule before batching) and once with the default (``lower_conv_batched``). Calls alternate
+Each model is compiled twice from the same graph: once with ``POSITION_ROWS = BATCH_MAX_POSITIONS = 0``
+(every image its own GEMM, the schedule before batching) and once with the defaults
+(``compiler/kernel/lower_conv_batched.py``). Calls alternate
 A, B, A, B in blocks; the figures are medians, and the ratio is per-image time / batched time.
 """
 
@@ -29,14 +30,16 @@ ROWS = [("lenet5", (64, 1, 28, 28)), ("resnet18", (1, 3, 32, 32)), ("resnet18", 
         ("vgg11_bn", (8, 3, 32, 32)), ("resnet18", (1, 3, 224, 224))]
 
 
-def _compiled(model: Any, x: Any, target: int) -> Callable[[], Any]:
-    saved = lower_conv_batched.TARGET_COLUMNS
-    lower_conv_batched.TARGET_COLUMNS = target
+def _compiled(model: Any, x: Any, per_image: bool) -> Callable[[], Any]:
+    """``model`` compiled for ``x``; ``per_image``: with the batched and positions schedules disabled."""
+    saved = lower_conv_batched.POSITION_ROWS, lower_conv_batched.BATCH_MAX_POSITIONS
+    if per_image:
+        lower_conv_batched.POSITION_ROWS, lower_conv_batched.BATCH_MAX_POSITIONS = 0, 0
     try:
         fast = ember.compile(model)
         fast(x)
     finally:
-        lower_conv_batched.TARGET_COLUMNS = saved
+        lower_conv_batched.POSITION_ROWS, lower_conv_batched.BATCH_MAX_POSITIONS = saved
     return lambda: fast(x)
 
 
@@ -67,8 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         model = getattr(models, name)().eval()
         x = ember.from_numpy(np.random.default_rng(0).standard_normal(shape).astype(np.float32))
         with ember.no_grad():
-            old = _compiled(model, x, 0)
-            new = _compiled(model, x, lower_conv_batched.TARGET_COLUMNS)
+            old = _compiled(model, x, True)
+            new = _compiled(model, x, False)
             np.testing.assert_allclose(old().numpy(), new().numpy(), rtol=1e-3, atol=1e-4)
             ms = interleaved({"old": old, "new": new}, args.runs)
         print(f"{name:<10}{'x'.join(map(str, shape)):>18}{ms['old']:>14.2f}{ms['new']:>12.2f}"

@@ -21,7 +21,7 @@ from ember.compiler.dtypes import bool_
 from ember.compiler.kernel.builder import iadd, imul
 from ember.compiler.kernel.group import FusionGroup
 from ember.compiler.kernel.ir import Binary, Buffer, Const, Expr, Gemm, Loop, Select, Stmt, Store
-from ember.compiler.kernel.lower_conv_batched import images_per_gemm, lower_batched_conv
+from ember.compiler.kernel.lower_conv_batched import choose_schedule, lower_batched_conv
 from ember.compiler.kernel.lower_depthwise import is_depthwise, lower_depthwise_group
 from ember.compiler.kernel.lower_gemm import lower_rest, match_epilogue, materialize, result_buffer
 from ember.compiler.kernel.values import ZERO, Index, Value, View, contiguous_strides, flat_index
@@ -165,9 +165,9 @@ def lower_conv_group(group: FusionGroup, gi: int, ev: Any, names: Any) -> tuple[
     p = 1
     for s in out:
         p *= s
-    chunk = images_per_gemm(batch, p)
-    if chunk > 1:
-        return lower_batched_conv(group, gi, ev, names, x, w, chunk, stmts, scratch)
+    how, chunk = choose_schedule(batch, p)
+    if how != "per_image":
+        return lower_batched_conv(group, gi, ev, names, x, w, chunk, stmts, scratch, how == "positions")
     epi, cur, j = match_epilogue(group, gi, ev.values, lambda v: _channel_role(v, out_shape), False)
     c_name = result_buffer(group, cur, scratch)
     pointwise = all(s == 1 for s in ksize) and all(s == 1 for s in attrs["stride"]) \

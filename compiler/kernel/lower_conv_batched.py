@@ -25,18 +25,37 @@ from ember.compiler.kernel.ir import Buffer, Const, Expr, Gemm, Loop, Stmt, Stor
 from ember.compiler.kernel.lower_gemm import match_epilogue
 from ember.compiler.kernel.values import ZERO, Index, View, contiguous_strides, flat_index
 
-__all__ = ["TARGET_COLUMNS", "images_per_gemm", "lower_batched_conv"]
+__all__ = ["BATCH_MAX_POSITIONS", "POSITION_ROWS", "TARGET_COLUMNS", "choose_schedule", "images_per_gemm",
+           "lower_batched_conv"]
 
+# Output planes up to this many positions are batched: below one register tile's width (16 columns) a
+# per-image GEMM wastes most of each tile, and the weights' repacking is paid per image. At 8x8 (64) the
+# per-image GEMMs were faster than batching plus the extra NCHW write (CPU time, 1 thread:
+# [32,64,8,8] 2.39 vs 2.87 ms; [32,128,4,4] 2.93 vs 2.65 ms; see docs/architecture.md).
+BATCH_MAX_POSITIONS = 32
 # GEMM columns per chunk: enough that packing the weights (Cog x K) is a small share of a chunk's
 # work, few enough that the im2col scratch (K x columns) stays in L3 for the K of a ResNet stage.
 TARGET_COLUMNS = 1024
+# batch * positions up to which the output positions are the GEMM's rows and the weights its transposed
+# B operand, which the template reads unpacked (its dot-product path for a few rows): the late stages
+# of a ResNet at batch 1, where repacking megabytes of weights for a handful of columns dominated
+# ([1,512,1,1] with a 512x512x3x3 kernel: 1.90 ms per image, 0.52 ms by positions; CPU time, 1 thread).
+POSITION_ROWS = 8
+
+
+def choose_schedule(batch: int, positions: int) -> tuple[str, int]:
+    """``("positions", batch)``, ``("batched", images per GEMM)`` or ``("per_image", 1)``."""
+    if batch * positions <= POSITION_ROWS:
+        return "positions", batch
+    chunk = images_per_gemm(batch, positions)
+    return ("batched", chunk) if chunk > 1 else ("per_image", 1)
 
 
 def images_per_gemm(batch: int, positions: int, target: int | None = None) -> int:
-    """Images per GEMM: 1 (the per-image schedule) when one plane already fills a GEMM's columns or
-    there is one image; otherwise enough images for about ``target`` columns."""
+    """Images per GEMM: 1 (the per-image schedule) when the plane is large enough for efficient
+    per-image GEMMs or there is one image; otherwise enough images for about ``target`` columns."""
     target = TARGET_COLUMNS if target is None else target
-    if batch <= 1 or positions >= target or target <= 0:
+    if batch <= 1 or positions > BATCH_MAX_POSITIONS or target <= 0:
         return 1
     return min(batch, -(-target // positions))
 
@@ -63,17 +82,21 @@ def _pad_chunk(x: View, n0: Expr, count: int, pad: tuple[int, ...], buf: Buffer,
 
 
 def _im2col_chunk(src: View, image: Any, c0: Expr, cg: int, ksize: tuple[int, ...], out: tuple[int, ...],
-                  attrs: dict[str, Any], count: int, cols: str, names: Any) -> list[Stmt]:
-    """Loops filling ``cols[(c, taps), (b, positions)]`` for ``count`` images (``image(b)`` is the
-    source image index of chunk image ``b``); ``src`` is unpadded or already zero-bordered."""
+                  attrs: dict[str, Any], count: int, cols: str, names: Any, transposed: bool) -> list[Stmt]:
+    """Loops filling ``cols[(c, taps), (b, positions)]`` (``transposed``: ``cols[(b, positions), (c,
+    taps)]``) for ``count`` images (``image(b)`` is the source image index of chunk image ``b``); ``src``
+    is unpadded or already zero-bordered."""
     from ember.compiler.kernel.lower import _nest, schedule
 
     nd = len(ksize)
     stride, dil = attrs["stride"], attrs["dilation"]
-    shape = (cg, *ksize, count, *out)
+    shape = (count, *out, cg, *ksize) if transposed else (cg, *ksize, count, *out)
 
     def body(idx: Index) -> list[Stmt]:
-        c, taps, b, pos = idx[0], idx[1:1 + nd], idx[1 + nd], idx[2 + nd:]
+        if transposed:
+            b, pos, c, taps = idx[0], idx[1:1 + nd], idx[1 + nd], idx[2 + nd:]
+        else:
+            c, taps, b, pos = idx[0], idx[1:1 + nd], idx[1 + nd], idx[2 + nd:]
         where = [image(b), iadd(c0, c)]
         where += [iadd(imul(pos[i], stride[i]), imul(taps[i], dil[i])) for i in range(nd)]
         return [Store(cols, flat_index(idx, shape), src.at(tuple(where)))]
@@ -81,19 +104,22 @@ def _im2col_chunk(src: View, image: Any, c0: Expr, cg: int, ksize: tuple[int, ..
     return schedule(_nest(shape, names, body, "c"), _numel(shape))
 
 
-def _row_role(v: Any, out_shape: tuple[int, ...]) -> str | None:
-    """Only per-channel vectors fuse into the channel-major GEMM; a residual is added when writing
-    NCHW (the GEMM's C is CNHW, so an NCHW residual is not a row-major [Co, N*P] matrix)."""
+def _channel_only(v: Any, out_shape: tuple[int, ...], transposed: bool) -> str | None:
+    """Only per-channel vectors fuse into the GEMM (GEMM rows are channels, or columns when
+    ``transposed``); a residual is added when writing NCHW, since the GEMM's C is CNHW (NHWC when
+    transposed), where an NCHW residual is not a row-major matrix."""
     from ember.compiler.kernel.lower_conv import _channel_role
 
-    role = _channel_role(v, out_shape)
-    return role if role == "row" else None
+    if _channel_role(v, out_shape) != "row":
+        return None
+    return "col" if transposed else "row"
 
 
 def lower_batched_conv(group: FusionGroup, gi: int, ev: Any, names: Any, x: View, w: View, chunk: int,
-                       stmts: list[Stmt], scratch: list[Buffer]) -> tuple[list[Stmt], list[Buffer]]:
+                       stmts: list[Stmt], scratch: list[Buffer],
+                       transposed: bool = False) -> tuple[list[Stmt], list[Buffer]]:
     """Finish a conv group (``x``/``w`` evaluated views; ``stmts``/``scratch`` so far) with ``chunk``
-    images per GEMM (see the module docstring)."""
+    images per GEMM (see the module docstring); ``transposed``: positions are the GEMM's rows."""
     from ember.compiler.kernel.lower import sanitize
 
     node = group.nodes[gi]
@@ -102,9 +128,10 @@ def lower_batched_conv(group: FusionGroup, gi: int, ev: Any, names: Any, x: View
     batch, co, ksize, out = out_shape[0], out_shape[1], tuple(w.shape[2:]), out_shape[2:]
     groups, cg = attrs["groups"], w.shape[1]
     cog, kdim, p = co // groups, cg * _numel(ksize), _numel(out)
-    epi, cur, j = match_epilogue(group, gi, ev.values, lambda v: _row_role(v, out_shape), False)
-    cbuf = Buffer(f"{base}_cnp", x.dtype, (co, batch * p), (batch * p, 1))
-    cols = Buffer(f"{base}_cols", x.dtype, (kdim, chunk * p), (chunk * p, 1))
+    epi, cur, j = match_epilogue(group, gi, ev.values, lambda v: _channel_only(v, out_shape, transposed), False)
+    cshape, colshape = ((batch * p, co), (chunk * p, kdim)) if transposed else ((co, batch * p), (kdim, chunk * p))
+    cbuf = Buffer(f"{base}_cnp", x.dtype, cshape, contiguous_strides(cshape))
+    cols = Buffer(f"{base}_cols", x.dtype, colshape, contiguous_strides(colshape))
     scratch += [cbuf, cols]
     src, geo, pbuf = x, attrs, None
     if any(attrs["padding"]):
@@ -117,17 +144,23 @@ def lower_batched_conv(group: FusionGroup, gi: int, ev: Any, names: Any, x: View
         src = View(pbuf.name, pshape, x.dtype, contiguous_strides(pshape))
         geo = {**attrs, "padding": (0,) * len(pad)}
 
+    def gemm(g: Expr, n0: Expr, count: int) -> Gemm:
+        operands = tuple((name, buf, iadd(off, imul(g, cog))) for name, buf, off in epi.operands)
+        w_off, zero = iadd(w.offset, imul(g, cog * kdim)), Const(0, ZERO.dtype)
+        if transposed:
+            return Gemm(count * p, cog, kdim, cols.name, zero, kdim, w.buffer, w_off, kdim, cbuf.name,
+                        iadd(imul(n0, p * co), imul(g, cog)), co, True, epi.build(), operands, 0)
+        return Gemm(cog, count * p, kdim, w.buffer, w_off, kdim, cols.name, zero, count * p, cbuf.name,
+                    iadd(imul(g, cog * batch * p), imul(n0, p)), batch * p, False, epi.build(), operands, 0)
+
     def chunk_stmts(n0: Expr, count: int) -> list[Stmt]:
         body: list[Stmt] = []
         if pbuf is not None:
             body += _pad_chunk(x, n0, count, attrs["padding"], pbuf, names)
         image = (lambda b: b) if pbuf is not None else (lambda b: iadd(n0, b))
         g = names.var("g") if groups > 1 else Const(0, ZERO.dtype)
-        operands = tuple((name, buf, iadd(off, imul(g, cog))) for name, buf, off in epi.operands)
-        inner = _im2col_chunk(src, image, imul(g, cg), cg, ksize, out, geo, count, cols.name, names)
-        inner.append(Gemm(cog, count * p, kdim, w.buffer, iadd(w.offset, imul(g, cog * kdim)), kdim, cols.name,
-                          Const(0, ZERO.dtype), count * p, cbuf.name, iadd(imul(g, cog * batch * p), imul(n0, p)),
-                          batch * p, False, epi.build(), operands, 0))
+        inner = _im2col_chunk(src, image, imul(g, cg), cg, ksize, out, geo, count, cols.name, names, transposed)
+        inner.append(gemm(g, n0, count))
         return body + ([Loop(g.name, groups, tuple(inner))] if groups > 1 else inner)
 
     full, rem = divmod(batch, chunk)
@@ -138,7 +171,9 @@ def lower_batched_conv(group: FusionGroup, gi: int, ev: Any, names: Any, x: View
         stmts += chunk_stmts(Const(0, ZERO.dtype), chunk)
     if rem:
         stmts += chunk_stmts(Const(full * chunk, ZERO.dtype), rem)
-    stmts += _write_nchw(group, ev, names, cur, cbuf, j, out_shape)
+    spatial = contiguous_strides(out)
+    strides = (p * co, 1, *(s * co for s in spatial)) if transposed else (p, batch * p, *spatial)
+    stmts += _write_nchw(group, ev, names, cur, View(cbuf.name, out_shape, x.dtype, strides), j)
     return stmts, scratch
 
 
@@ -151,16 +186,13 @@ def _zero(buf: Buffer, names: Any) -> list[Stmt]:
     return schedule(_nest(buf.shape, names, body, "z"), _numel(buf.shape))
 
 
-def _write_nchw(group: FusionGroup, ev: Any, names: Any, cur: str, cbuf: Buffer, j: int,
-                out_shape: tuple[int, ...]) -> list[Stmt]:
-    """The group's outputs from the channel-major result: ``cur`` read through a permuted view of
-    ``cbuf``, nodes ``j:`` (residual, activation, ...) computed on the way."""
+def _write_nchw(group: FusionGroup, ev: Any, names: Any, cur: str, result: View, j: int) -> list[Stmt]:
+    """The group's outputs from the GEMM's result: ``cur`` read through ``result`` (a permuted view of
+    the channel- or position-major scratch), nodes ``j:`` (residual, activation, ...) computed on the
+    way."""
     from ember.compiler.kernel.lower import _lower_elementwise
 
-    batch, p = out_shape[0], cbuf.shape[1] // out_shape[0]
-    spatial = contiguous_strides(out_shape[2:])
-    t = group.type_of(cur)
-    ev.values[cur] = View(cbuf.name, out_shape, t.dtype, (p, batch * p, *spatial))
+    ev.values[cur] = result
     defined = [*group.inputs, *(o for nd in group.nodes[:j] for o in nd.outputs)]
     rest = FusionGroup(group.name + "_nchw", group.nodes[j:], group.types, defined, list(group.outputs))
     return _lower_elementwise(rest, ev, names)

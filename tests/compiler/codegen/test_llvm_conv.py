@@ -102,6 +102,7 @@ def test_conv_matches_torch(k: int, results: tuple[np.ndarray, ...]) -> None:
 
 def test_resnet_tail_is_one_gemm_epilogue(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(lower_conv_batched, "TARGET_COLUMNS", 0)  # the per-image schedule
+    monkeypatch.setattr(lower_conv_batched, "POSITION_ROWS", 0)
     text = str(lower_group(CASES[-1][0]).kernel)
     assert "epilogue=row_scale_row_bias_residual_relu" in text
     assert text.count("gemm[") == 1
@@ -109,6 +110,7 @@ def test_resnet_tail_is_one_gemm_epilogue(monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_pointwise_conv_needs_no_im2col(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(lower_conv_batched, "TARGET_COLUMNS", 0)
+    monkeypatch.setattr(lower_conv_batched, "POSITION_ROWS", 0)
     text = str(lower_group(CASES[1][0]).kernel)
     assert "_cols" not in text and "gemm[16x64x8]" in text
 
