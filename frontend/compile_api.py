@@ -437,8 +437,10 @@ class CompiledModule:
 
     def _bisect_entry(self, entry: _Compiled, args: tuple[Any, ...]) -> Any:
         from ember.compiler.bisect import bisect
+        from ember.random import draw_seeds
 
         arrays = [a._data for a in args if isinstance(a, Tensor)]
+        arrays += [t._data for t in draw_seeds(entry.num_seeds)]  # train-mode dropout seeds
         return bisect(entry.result, arrays, {n: t._data for n, t in entry.live.items()})
 
     @staticmethod
@@ -462,7 +464,10 @@ class CompiledModule:
         if self.target != "llvm":
             raise CompileError("CompiledModule.report needs target 'llvm' (the report shows native kernels)")
         entry = self._entry_unchecked(example_inputs)
+        from ember.random import draw_seeds
+
         arrays = [a._data for a in example_inputs if isinstance(a, Tensor)]
+        arrays += [t._data for t in draw_seeds(entry.num_seeds)]  # train-mode dropout seeds
         params = {n: t._data for n, t in entry.live.items()}
         title = f"ember compile report: {type(self.model).__name__}"
         return write_report(path, entry.result, arrays, params, trace(self.model, *example_inputs),

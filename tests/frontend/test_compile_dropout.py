@@ -152,3 +152,11 @@ def test_dropout_zoo_models_in_train_mode_compiled_gradients_equal_eager(name: s
             assert float(np.abs(g).max()) < 1e-5 * top, n
             continue
         _close_to_scale(g, want[n], n)
+
+
+def test_bisector_feeds_seed_inputs_and_checks_the_mask_kernels() -> None:
+    ember.manual_seed(4)
+    cm = ember.compile(nn.Sequential(nn.Linear(4, 8), nn.Dropout(0.5), nn.Linear(8, 2)))
+    with ember.no_grad():
+        report = cm.bisect(ember.randn(3, 4))
+    assert report.ok, report.summary()
