@@ -71,15 +71,19 @@ def philox4x32(xp: Any, counter: tuple[Any, Any, Any, Any], key: tuple[Any, Any]
     return c0, c1, c2, c3
 
 
-def philox_bits_array(xp: Any, seed: int, shape: tuple[int, ...], offset: int) -> Any:
-    """The uint32 stream of ``philox_bits`` as an int64 array of ``shape`` (see the module docstring)."""
+def philox_bits_array(xp: Any, seed: Any, shape: tuple[int, ...], offset: int) -> Any:
+    """The uint32 stream of ``philox_bits`` as an int64 array of ``shape`` (see the module docstring).
+    ``seed`` is a Python int or a 0-d int64 array of ``xp``; it is never read back to the host, so the
+    same code runs on a GPU array module."""
     n = 1
     for s in shape:
         n *= s
     blocks = (n + 3) // 4
     ctr = xp.arange(blocks, dtype=np.uint64) + np.uint64(offset)
-    key_bits = int(seed) & ((1 << 64) - 1)
-    key = (key_bits & MASK32, key_bits >> 32)
+    if isinstance(seed, int):
+        seed = (seed + (1 << 63)) % (1 << 64) - (1 << 63)  # the int64 with the same 64 bits
+    key_bits = xp.asarray(seed, dtype=np.int64).reshape(()).view(np.uint64)
+    key = (key_bits & np.uint64(MASK32), key_bits >> np.uint64(32))
     zero = np.uint64(0)
     words = philox4x32(xp, (ctr & np.uint64(MASK32), ctr >> np.uint64(32), zero, zero), key)
     out = xp.empty((blocks, 4), dtype=np.int64)  # one write per word, no stacked uint64 copy
@@ -119,7 +123,7 @@ def _bits_infer(seed: Any, shape: tuple[int, ...], offset: int) -> TensorType:
 
 
 def _bits_ref(xp: Any, seed: Any, shape: tuple[int, ...], offset: int) -> Any:
-    return philox_bits_array(xp, int(np.asarray(seed).reshape(())), tuple(shape), offset)
+    return philox_bits_array(xp, seed, tuple(shape), offset)
 
 
 philox_bits = define_op(

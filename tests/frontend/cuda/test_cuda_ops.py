@@ -21,7 +21,6 @@ HOST_ONLY = {
     "fmod": "compiler/ops/elementwise.py:292 _modulo's reference calls np.asarray on its operands",
     "div": "compiler/ops/elementwise.py:210 _div_ref with a rounding_mode calls np.asarray on its operands",
     "mode_index": "compiler/ops/sorting.py:154 _mode_index_ref moves its input with np.asarray",
-    "philox_bits": "compiler/ops/random_ops.py:114 _bits_ref reads its seed with np.asarray",
 }
 
 
