@@ -4,7 +4,8 @@ Types: bool is C++ ``bool`` (one byte in memory, as numpy's), integers map to th
 float64 to ``double``. float16 lives in memory as ``unsigned short`` bits (``ember_half``) and is computed
 in float, rounded to half after every operation as the LLVM back end and PyTorch do; the conversions are
 one PTX instruction each (``cvt``), so the generated source needs no CUDA header and NVRTC compiles it
-with no include path (``EMBER_HOST_EMULATION`` swaps them for host code in the tests' CPU emulator). Loop variables and every index are ``long long`` (int64): a flat offset into a
+with no include path (``EMBER_HOST_EMULATION`` swaps them for host code in the tests' CPU
+emulator). Loop variables and every index are ``long long`` (int64): a flat offset into a
 large activation does not fit in 32 bits.
 
 Semantics follow ``codegen/llvm/exprs.py``: max/min propagate NaN, integer division by zero divides by 1

@@ -114,8 +114,8 @@ class NestEmitter:
         for lp in chain:
             total *= lp.extent
         self.lines += [
-            f"  for (long long t = (long long)blockIdx.x * blockDim.x + threadIdx.x; t < {total}LL;"
-            " t += (long long)gridDim.x * blockDim.x) {"]
+            f"  for (long long t = (long long)blockIdx.x * blockDim.x + threadIdx.x; t < {total}LL;",
+            "       t += (long long)gridDim.x * blockDim.x) {"]
         self._decompose(chain, "t", 2)
         self.stmts(body, 2)
         self.lines.append("  }")

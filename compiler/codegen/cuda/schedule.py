@@ -202,7 +202,27 @@ def parallel_safe(loop: Loop) -> bool:
         if ld.buffer in writes:
             writes[ld.buffer].append(ld.index)
     interest = frozenset(extents) | {loop.var}
-    return all(_owns_slices(indices, loop.var, interest, extents) for indices in writes.values())
+    own = {**extents, loop.var: loop.extent}
+    return all(_owns_slices(indices, loop.var, interest, extents) or _one_injective_map(indices, loop.var, own)
+               for indices in writes.values())
+
+
+def _one_injective_map(indices: list[Expr], var: str, extents: dict[str, int]) -> bool:
+    """Every access of one buffer uses the same affine index, and that index is injective over ``var``
+    and the inner loops, whose extents ``extents`` holds (sorted by stride, each stride exceeds the
+    reach of all smaller ones, as in a mixed-radix number): then different iterations never touch the same element, even interleaved
+    (a transposing copy, a reduction's full-shape output written along an outer dim)."""
+    forms = [_linear(idx, frozenset(extents)) for idx in indices]
+    first = forms[0]
+    if first is None or any(f != first for f in forms) or first.get(var, 0) == 0:
+        return False
+    terms = sorted((abs(c), extents[k]) for k, c in first.items() if k in extents and c)
+    reach = 0
+    for stride, extent in terms:
+        if stride <= reach:
+            return False
+        reach += stride * (extent - 1)
+    return True
 
 
 def _owns_slices(indices: list[Expr], var: str, interest: frozenset[str], extents: dict[str, int]) -> bool:

@@ -115,6 +115,16 @@ def test_disjoint_slices_are_parallel_and_overlaps_are_not() -> None:
     assert not parallel_safe(reads_neighbour)
 
 
+def test_interleaved_but_injective_accesses_are_parallel() -> None:
+    transpose = Loop("i", 10, (Loop("j", 2, (store("y", lin((1, "i"), (10, "j"))),)),))
+    assert parallel_safe(transpose)  # each i writes y[i], y[i + 10]: interleaved, never shared
+    folded = Loop("i", 4, (Loop("j", 4, (store("y", lin((1, "i"), (1, "j"))),)),))
+    assert not parallel_safe(folded)  # y[i + j]: i=1,j=0 and i=0,j=1 collide
+    read_other_form = Loop("i", 10, (Loop("j", 2, (store("y", lin((1, "i"), (10, "j")),
+                                                         Load("y", lin((10, "j"),), F)),)),))
+    assert not parallel_safe(read_other_form)
+
+
 def test_unsafe_loops_run_on_one_thread() -> None:
     k = Kernel("serial", (Buffer("y", F, (64,)),),
                (Loop("i", 4, (Loop("j", 8, (store("y", lin((4, "i"), (1, "j"))),)),)),))
