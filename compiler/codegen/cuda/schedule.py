@@ -210,8 +210,9 @@ def parallel_safe(loop: Loop) -> bool:
 def _one_injective_map(indices: list[Expr], var: str, extents: dict[str, int]) -> bool:
     """Every access of one buffer uses the same affine index, and that index is injective over ``var``
     and the inner loops, whose extents ``extents`` holds (sorted by stride, each stride exceeds the
-    reach of all smaller ones, as in a mixed-radix number): then different iterations never touch the same element, even interleaved
-    (a transposing copy, a reduction's full-shape output written along an outer dim)."""
+    reach of all smaller ones, as in a mixed-radix number): then different iterations never touch the
+    same element, even interleaved (a transposing copy, a reduction's full-shape output written along an
+    outer dim)."""
     forms = [_linear(idx, frozenset(extents)) for idx in indices]
     first = forms[0]
     if first is None or any(f != first for f in forms) or first.get(var, 0) == 0:
