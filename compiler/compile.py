@@ -99,7 +99,7 @@ def compile_graph(graph: Graph, target: str = "llvm", name: str | None = None,
     if target not in TARGETS:
         raise CompileError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}")
     start = time.perf_counter()
-    key = disk_cache.graph_key(graph, target, name, freeze) if cache and target == "llvm" else None
+    key = _cache_key(graph, name, freeze) if cache and target == "llvm" else None
     graph, report = PassManager(default_pipeline(freeze)).run(graph)
     if target == "interpret":
         params = [v for v in graph.inputs if v.kind in ("parameter", "buffer")] + list(graph.constants)
@@ -130,6 +130,15 @@ def compile_graph(graph: Graph, target: str = "llvm", name: str | None = None,
             print(f"---- {kernel_name} ----\n{source}")
     return CompileResult(graph, front.plan, report, exe, front.in_names, front.out_names, front.param_names,
                          seconds, front.notes, front.groups, program.memory)
+
+
+def _cache_key(graph: Graph, name: str | None, freeze: bool) -> str | None:
+    """The disk-cache key, or None (cache off, or a graph the key cannot describe: compiled uncached)."""
+    try:
+        return disk_cache.graph_key(graph, "llvm", name, freeze)
+    except Exception as e:  # noqa: BLE001 - the cache must never stop a compilation that would work
+        log.warning("ember compile cache: cannot key graph %s (%s); compiling without the cache", graph.name, e)
+        return None
 
 
 @dataclass
@@ -210,7 +219,7 @@ def _from_cache(key: str, graph: Graph, report: PassReport | None, start: float)
                          int(m["arena_bytes"]), {k: (int(a), int(b)) for k, (a, b) in m["memory_plan"].items()},
                          tuple(m["call_order"]), m["entry_symbol"], owner.address(m["entry_symbol"]),
                          owner=owner, sources=entry.sources)
-    except (KeyError, TypeError, ValueError, CompileError) as e:
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:  # CompileError is a RuntimeError
         disk_cache.STATS["hits"] -= 1
         disk_cache.STATS["rejected"] += 1
         log.warning("ember compile cache: entry %s does not fit this graph (%s); compiling again", key, e)

@@ -8,8 +8,10 @@
 ...     ember.testing.assert_close(fast(x), model(x), rtol=1e-4, atol=1e-5)
 
 One executable is cached per input signature (shapes, dtypes, Python-scalar arguments, train/eval); a
-new signature traces and compiles again, logged at ``EMBER_DEBUG>=1``. Weights are read at every call,
-so a model trained after compiling runs with its current weights.
+new signature traces and compiles again, logged at ``EMBER_DEBUG>=1``. Weights are live: each call checks
+cheaply that every parameter is still the tensor and array it was bound to (see ``_Compiled``), so a
+model trained after compiling runs with its current weights. Compilations go through the on-disk cache
+(``ember.compiler.cache``), so a new process compiling the same model loads the machine code.
 
 Training: when gradients are wanted (grad mode on and a parameter or an input requires grad), the call
 compiles a pair instead (``compiler.autodiff``): a forward that also returns the activations the
