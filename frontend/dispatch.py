@@ -80,7 +80,7 @@ def _run_eager(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any]) -> Any:
             if a.requires_grad:
                 needs_grad = True
             if a._device is not dev:
-                dev = _same_device(op, dev, a._device)
+                dev = _same_device(op, dev, a._device, args)
         else:
             arrays.append(a)
             sig.append(type(a))
@@ -146,15 +146,29 @@ def _types_suffice(op: OpDef, args: tuple[Any, ...], given: dict[str, Any], attr
         return False
 
 
-def _same_device(op: OpDef, dev: Any, other: Any) -> Any:
+def _same_device(op: OpDef, dev: Any, other: Any, args: tuple[Any, ...]) -> Any:
     if dev is None:
         return other
     if other != dev:
-        raise DeviceError(
-            f"{op.name}: Expected all tensors to be on the same device, but found at least two"
-            f" devices, {dev} and {other}!"
-        )
+        return _mixed_devices(op, dev, other, args)
     return dev
+
+
+def _mixed_devices(op: OpDef, dev: Any, other: Any, args: tuple[Any, ...]) -> Any:
+    """Inputs on two devices: as in PyTorch, a 0-d CPU tensor may join tensors on one GPU (it is copied
+    there, like a Python scalar; without grad here, since its gradient would have to come back to the
+    CPU); anything else is PyTorch's error."""
+    Tensor = _Tensor
+    devices = {a._device for a in args if isinstance(a, Tensor)
+               and not (a._device.type == "cpu" and not a._data.shape and not a.requires_grad)}
+    if len(devices) == 1:
+        (only,) = devices
+        if only.type == "cuda":
+            return only
+    raise DeviceError(
+        f"{op.name}: Expected all tensors to be on the same device, but found at least two"
+        f" devices, {dev} and {other}!"
+    )
 
 
 def _run_on_device(op: OpDef, dev: Any, arrays: list[Any], attrs: dict[str, Any], out_type: Any) -> Any:
@@ -164,6 +178,7 @@ def _run_on_device(op: OpDef, dev: Any, arrays: list[Any], attrs: dict[str, Any]
 
     xp = array_module(dev)
     with xp.cuda.Device(dev.index):
+        arrays = [xp.asarray(a) if type(a) is _NDARRAY else a for a in arrays]  # 0-d CPU tensors
         result = op.reference(xp, *arrays, **attrs)
         if op.num_outputs == 1:
             return xp.asarray(result, dtype=out_type.dtype.np)

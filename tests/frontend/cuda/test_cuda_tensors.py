@@ -81,6 +81,14 @@ def test_mixed_devices_raise_pytorchs_device_error(gpu: object) -> None:
     with pytest.raises(RuntimeError, match="same device"):  # DeviceError is a RuntimeError, as in PyTorch
         a - b
     assert (b + 1).device == b.device and (2 * b).device == b.device  # Python scalars go anywhere
+    # as in PyTorch, a 0-d CPU tensor joins GPU tensors like a scalar (its dtype still counts)
+    for y in (b * ember.tensor(3.0), ember.tensor(3.0) * b, ember.where(b > 0, ember.tensor(3.0), b)):
+        assert _on_device(y, gpu) and y.tolist() == [3.0, 3.0]
+    assert (b.long() * ember.tensor(2.5)).dtype is ember.float32
+    with pytest.raises(DeviceError, match=msg):  # ... but not one whose gradient would have to come back
+        b * ember.tensor(3.0, requires_grad=True)
+    with pytest.raises(DeviceError, match=msg):
+        ember.ones(2) + ember.tensor(1.0).cuda()  # a 0-d GPU tensor does not join CPU tensors
 
 
 def test_ops_on_the_device_give_the_cpu_numbers(gpu: object) -> None:
