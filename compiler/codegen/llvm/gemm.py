@@ -238,7 +238,7 @@ _ENTRY_ARGS: tuple[tuple[str, ir.Type], ...] = (
     ("C", _FPTR), ("ldc", _I64), ("col_scale", _FPTR), ("col_bias", _FPTR), ("row_scale", _FPTR),
     ("row_bias", _FPTR), ("R", _FPTR), ("ldr", _I64), ("num_threads", _I32),
 )
-_CTX_FIELDS = (*_ENTRY_ARGS, ("status", _I32))
+_CTX_FIELDS = (*_ENTRY_ARGS, ("status", _I32), ("next", _I64))  # next: gemv.py's shared tile counter
 _CTX_INDEX = {name: i for i, (name, _) in enumerate(_CTX_FIELDS)}
 _CTX_TYPE = ir.LiteralStructType([t for _, t in _CTX_FIELDS])
 _CTX_PTR = _CTX_TYPE.as_pointer()
@@ -660,8 +660,8 @@ def _build_entry(module: ir.Module, name: str, cfg: GemmConfig, worker: ir.Funct
     fn, b = _new_function(module, name, _I32, list(_ENTRY_ARGS), internal=False)
     args = dict(zip((n for n, _ in _ENTRY_ARGS), fn.args))
     ctx = b.alloca(_CTX_TYPE, name="ctx")
-    for field, _ in _CTX_FIELDS:
-        b.store(args[field] if field != "status" else _I32(0), _ctx_ptr(b, ctx, field))
+    for field, ty in _CTX_FIELDS:
+        b.store(args[field] if field in args else ir.Constant(ty, 0), _ctx_ptr(b, ctx, field))
     M, N, K = args["M"], args["N"], args["K"]
     with b.if_then(b.or_(b.icmp_signed("<=", M, _i64(0)), b.icmp_signed("<=", N, _i64(0)))):
         b.ret(_I32(0))

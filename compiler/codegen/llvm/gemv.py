@@ -8,8 +8,8 @@ each output is a dot product of two contiguous rows, so the code vectorizes alon
 columns keeps 8 independent ``<8 x float>`` accumulators (enough in flight to cover the FMA latency),
 reduces them with a shuffle tree into one vector of 8 sums, applies the same fused epilogue as the GEMM
 and stores 8 results at once. The tile's 8 rows of B (8*K floats) stay in L1 while the M rows of A run
-over them, so B is read from memory once for all rows. Tiles of columns are split between libgomp
-threads when the problem is large enough to repay the fork.
+over them, so B is read from memory once for all rows. When the problem is large enough to repay the
+fork, libgomp threads claim pieces of the column tiles from an atomic counter in the call's context.
 
 The multi-row path (``SMALL_M < M <= GemmConfig.dot_max_m``, trans_b, A small enough for L2) extends
 the same idea to a Linear at batch 2-96: packing a [N, K] weight is a strided 16-row transpose that
@@ -17,7 +17,7 @@ cost about as much as the product itself at M = 8 and still 7-16% at M = 64. Eac
 DOT_ROWS rows of A x DOT_COLS rows of B (12 ``<8 x float>`` accumulators, 8 loads per 12 FMAs); the
 tile's rows of B stay in L1 while every row pair of A streams from L2, so B is read from memory once;
 the K tail is one masked step; the 12 sums are reduced with the same shuffle tree and go through the
-scalar epilogue. Threads split the column tiles, so they share A and each reads its own part of B.
+scalar epilogue. Threads claim column tiles, so they share A and each reads its own part of B.
 
 The paths are selected inside the GEMM entry function (``emit_small_m_dispatch``) from M, K and
 ``trans_b``; at a compiled kernel's call site M is a constant, and every user of the template (matmul,
@@ -30,12 +30,13 @@ from collections.abc import Callable
 
 import llvmlite.ir as ir
 from ember.compiler.codegen.llvm import gemm as G
-from ember.compiler.codegen.llvm.irutil import ceil_div, declare, fop, i64, imin, loop, new_function, splat
+from ember.compiler.codegen.llvm.irutil import ceil_div, declare, fop, i64, imax, imin, loop, new_function, splat
 
 __all__ = ["DOT_COLS", "DOT_MAX_A", "DOT_ROWS", "PARALLEL_WORK", "SMALL_M", "emit_small_m_dispatch"]
 
 SMALL_M = 1  # rows of A up to which the one-row tiles run (from M = 2 the 2x6 tiles were 1.2-1.4x faster)
 PARALLEL_WORK = 1 << 20  # M*N*K from which splitting the columns between threads repays the fork
+CLAIMS_PER_THREAD = 4  # a thread's share of the column tiles is claimed in about this many pieces
 TILE = 8  # output columns per tile: one accumulator each, and one 8-lane vector of results
 DOT_ROWS, DOT_COLS = 2, 6  # the multi-row path's register tile: 12 accumulators, 8 loads per 12 FMAs
 DOT_MAX_A = 96 * 1024  # floats of A (M * K, 384 KiB) that stay in L2 while the rows of B stream past
@@ -140,17 +141,29 @@ def _build_tile(module: ir.Module, name: str, epi: G.Epilogue) -> ir.Function:
 
 
 def _build_worker(module: ir.Module, name: str, tile: ir.Function, width: int) -> ir.Function:
-    """``worker(void *ctx)``: this thread's even share of the ``width``-column tiles (libgomp's or the
-    caller's)."""
+    """``worker(void *ctx)``: runs ``width``-column tiles (on libgomp's threads or the caller's) until
+    none is left, claiming CLAIMS_PER_THREAD-th shares of a thread's part from a shared atomic counter.
+
+    Claimed rather than split in fixed halves because the machine is shared: a thread that loses its
+    core for a while leaves its tiles to the others instead of making every thread wait at the join.
+    """
     fn, b = new_function(module, name, ir.VoidType(), [("data", _I8PTR)])
     ctx = b.bitcast(fn.args[0], G._CTX_PTR)
     nt = b.sext(b.call(declare(module, "omp_get_num_threads", _I32, []), []), _I64)
-    tid = b.sext(b.call(declare(module, "omp_get_thread_num", _I32, []), []), _I64)
     N = G._ctx_get(b, ctx, "N")
     tiles = ceil_div(b, N, width)
-    lo, hi = G._split(b, tid, nt, tiles, 1, tiles)
-    with loop(b, lo, hi, name="gj") as t:
+    chunk = imax(b, b.sdiv(tiles, b.mul(nt, i64(CLAIMS_PER_THREAD))), i64(1))
+    counter = G._ctx_ptr(b, ctx, "next")
+    head, body, done = (b.append_basic_block(f"claim.{s}") for s in ("head", "body", "done"))
+    b.branch(head)
+    b.position_at_end(head)
+    start = b.atomic_rmw("add", counter, chunk, "monotonic")
+    b.cbranch(b.icmp_signed("<", start, tiles), body, done)
+    b.position_at_end(body)
+    with loop(b, start, imin(b, b.add(start, chunk), tiles), name="gj") as t:
         b.call(tile, [ctx, b.mul(t, i64(width))])
+    b.branch(head)
+    b.position_at_end(done)
     b.ret_void()
     return fn
 
