@@ -10,7 +10,8 @@ so nothing outside the input is touched). A 1x1 convolution with stride 1 and no
 ``cols``: the image itself is the [Cg, P] right operand. The output is NC* contiguous, so the GEMM's
 rows are output channels: a per-channel bias (shape [Co, 1, ...]) is the epilogue's ``row_bias``, a
 folded batch norm's per-channel scale its ``row_scale``, an [N, Co, *out] tensor its ``residual``, then
-relu/sigmoid/tanh. Depthwise convolutions take a direct loop instead (``lower_depthwise.py``).
+relu/sigmoid/tanh. Depthwise convolutions take a direct loop instead (``lower_depthwise.py``), and small
+output planes the batched or positions schedule of ``lower_conv_batched.py`` (``choose_schedule``).
 """
 
 from __future__ import annotations

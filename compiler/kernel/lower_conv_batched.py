@@ -1,18 +1,24 @@
-"""Batched convolution: the images of a chunk side by side in one GEMM, for small output planes.
+"""Batched and position-major convolution GEMMs, for small output planes.
 
 The per-image schedule of ``lower_conv.py`` runs ``W_g[Cog, K] @ cols[K, P]`` once per image. When the
-output plane ``P`` is small (the 8x8 and 4x4 stages of a ResNet on 32x32 inputs) each of those GEMMs
-has few columns, so the template repacks the whole weight matrix for a sliver of work and forks
-threads for it, once per image. Here ``chunk`` images share one im2col matrix and one GEMM::
+output plane ``P`` is small (the 8x8 .. 1x1 stages of a ResNet on 32x32 inputs) each of those GEMMs
+has few columns, so most of each 16-column register tile is wasted, and the template repacks the whole
+weight matrix and forks threads for a sliver of work, once per image. ``choose_schedule`` picks:
 
-    C[Co, N*P] (columns n*P + p) = W_g[Cog, K] @ cols[K, chunk*P]      for each chunk and group
+* batched: ``chunk`` images share one im2col matrix and one GEMM::
 
-with the weights packed once per chunk. ``C`` is channel-major (CNHW), so the GEMM's rows are still
-output channels: a per-channel bias / batch-norm scale stays the fused ``row_bias`` / ``row_scale``
-(and the activation too when nothing else follows). One loop nest then writes the NCHW output from
-``C`` (a permuted view), computing the rest of the group on the way: a residual add and its relu cost
-no extra pass there. The chunk is sized so a GEMM has about ``TARGET_COLUMNS`` columns, which bounds
-the im2col scratch to ``K * TARGET_COLUMNS`` floats whatever the batch.
+      C[Co, N*P] (columns n*P + p) = W_g[Cog, K] @ cols[K, chunk*P]      for each chunk and group
+
+  with the weights packed once per chunk. ``C`` is channel-major (CNHW), so the GEMM's rows are still
+  output channels: a per-channel bias / batch-norm scale stays the fused ``row_bias`` / ``row_scale``
+  (and the activation too when nothing else follows). The chunk is sized so a GEMM has about
+  ``TARGET_COLUMNS`` columns, which bounds the im2col scratch to ``K * TARGET_COLUMNS`` floats.
+* positions (batch x plane <= ``POSITION_ROWS``): ``C[N*P, Co] = colsT[N*P, K] @ W_g^T``, the weights
+  being the template's transposed B, which its small-M path reads without packing (at batch 1 the late
+  ResNet stages are a few positions against megabytes of weights); per-channel vectors are columns.
+
+Either way one loop nest then writes the NCHW output from ``C`` (a permuted view), computing the rest
+of the group on the way: a residual add and its relu cost no extra pass there.
 """
 
 from __future__ import annotations
