@@ -110,13 +110,20 @@ def _all_subclasses(cls: type) -> list[type]:
     return out
 
 
+def _traced_detach(self: Any) -> Any:
+    return _active().detach(self)
+
+
 @contextlib.contextmanager
 def _optimizers_traced() -> Iterator[None]:
     """While the step is traced, ``step`` and ``zero_grad`` of every optimizer class record graph nodes
-    (or refuse) instead of updating tensors; the class attributes are restored afterwards."""
+    (or refuse) instead of updating tensors, and a traced tensor's ``detach`` marks a gradient stop; the
+    class attributes are restored afterwards."""
     from ember.optim.optimizer import Optimizer
+    from ember.tracing import TracedTensor
 
-    saved = []
+    saved = [(TracedTensor, "detach", TracedTensor.__dict__["detach"])]
+    TracedTensor.detach = _traced_detach  # type: ignore[method-assign]
     for cls in _all_subclasses(Optimizer):
         for name, repl in (("step", _traced_step), ("zero_grad", _traced_zero_grad)):
             if name in cls.__dict__:
@@ -151,6 +158,26 @@ class StepTracer(Tracer):
         self.scalars: dict[tuple[Any, ...], Value] = {}
         self.steps: dict[tuple[int, int], tuple[Any, int, list[Tensor]]] = {}  # (opt, group) -> steps
         self.opt_guards: dict[int, tuple[Any, Any]] = {}
+        self.modules_seen: dict[int, Any] = {}             # every module the step called (train/eval guard)
+        self.stopped: set[int] = set()                     # ids of values made by .detach(): no gradient
+
+    def detach(self, t: Any) -> Any:
+        """``x.detach()`` while tracing a step: ``x * 1.0`` (exact; the passes fold it away) whose result
+        is a gradient stop for ``trace_backward``, so gradients stop where eager's would."""
+        from ember.compiler.autodiff.emit import GraphEmitter
+
+        v = self.value_of(t)
+        if not v.type.dtype.is_floating_point:
+            return _traced(v, self)
+        b = GraphEmitter()
+        b.graph = self.builder
+        v = b.mul(v, 1.0)
+        self.stopped.add(id(v))
+        return _traced(v, self)
+
+    def module_scope(self, module: Any) -> Any:
+        self.modules_seen[id(module)] = module
+        return super().module_scope(module)
 
     # ---- inputs the step adds ---------------------------------------------------------------------
 
@@ -214,7 +241,7 @@ class StepTracer(Tracer):
             roots.append((self.value_of(t), seed))
         params = self._differentiable_params(inputs)
         wrt = [self.lifted[id(p._data)][1] for p in params]
-        for p, g in zip(params, emit_backward(b, self.builder.nodes, roots, wrt)):
+        for p, g in zip(params, emit_backward(b, self.builder.nodes, roots, wrt, self.stopped)):
             if g is None:
                 continue
             cur = self._read_grad(p)
@@ -507,7 +534,9 @@ class _Guards:
     """What a traced step assumed about the world outside its inputs; checked before every call."""
 
     def __init__(self, tracer: StepTracer, modules: list[Any]) -> None:
-        self.modules = [(m, m.training) for root in modules for m in root.modules()]
+        seen = {id(m): m for root in modules for m in root.modules()}
+        seen.update(tracer.modules_seen)
+        self.modules = [(m, m.training) for m in seen.values() if hasattr(m, "training")]
         self.opts = list(tracer.opt_guards.values())
         self.requires = [(p, p.requires_grad) for p, _ in tracer.known.values()]
         read = set(tracer.observed) | {pid for pid, v in tracer.grad_inputs.items() if v.name in tracer.feeds}

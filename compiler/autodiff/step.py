@@ -25,22 +25,23 @@ from ember.compiler.autodiff.emit import GraphEmitter
 from ember.compiler.ir.graph import Node, Value
 
 
-def _live_set(nodes: list[Node], wrt: list[Value]) -> set[int]:
-    """ids of values that depend on a ``wrt`` value through differentiable ops."""
+def _live_set(nodes: list[Node], wrt: list[Value], stop: set[int]) -> set[int]:
+    """ids of values that depend on a ``wrt`` value through differentiable ops (not through ``stop``)."""
     live = {id(v) for v in wrt}
     for node in nodes:
         if node.op.differentiable and any(id(x) in live for x in node.value_inputs):
-            live.update(id(o) for o in node.outputs if o.type.dtype.is_floating_point)
+            live.update(id(o) for o in node.outputs if o.type.dtype.is_floating_point and id(o) not in stop)
     return live
 
 
 def emit_backward(b: GraphEmitter, nodes: list[Node], roots: list[tuple[Value, Any]],
-                  wrt: list[Value]) -> list[Any]:
+                  wrt: list[Value], stop: set[int] | None = None) -> list[Any]:
     """Gradients of ``roots`` (value, seed gradient) with respect to ``wrt`` (any values of the graph,
-    usually parameters), emitted through ``b``. ``nodes``: the graph's nodes so far, in order. Returns one
-    gradient value per ``wrt`` value, or None where no gradient reaches it."""
+    usually parameters), emitted through ``b``. ``nodes``: the graph's nodes so far, in order; ``stop``:
+    ids of values no gradient flows through (results of ``.detach()``). Returns one gradient value per
+    ``wrt`` value, or None where no gradient reaches it."""
     nodes = list(nodes)  # the emitter appends to the same builder while the rules run
-    live = _live_set(nodes, wrt)
+    live = _live_set(nodes, wrt, stop or set())
     grads: dict[int, Any] = {}
     for v, seed in roots:
         if id(v) in live:

@@ -245,6 +245,40 @@ def test_train_eval_switch_retraces() -> None:
     assert sum(len(v) for v in fast._cache.values()) == 2
 
 
+def test_detach_stops_gradients_and_method_steps_guard_train_eval() -> None:
+    """A step written as a method (model and optimizer reached through ``self``): ``.detach()`` inside
+    stops the gradient as in eager mode, and switching the model to eval mode traces a new entry."""
+
+    class Trainer:
+        def __init__(self, model: nn.Module) -> None:
+            self.model = model
+            self.opt = ember.optim.SGD(model.parameters(), lr=0.1, momentum=0.5)
+
+        def step(self, x: Any) -> Any:
+            self.opt.zero_grad()
+            out = self.model(x)
+            loss = (out * out.detach()).mean() + out.data.sum() * 0.0
+            loss.backward()
+            self.opt.step()
+            return loss
+
+    ember.manual_seed(10)
+    model = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.Linear(6, 3))
+    fast_t, slow_t = Trainer(model), Trainer(copy.deepcopy(model))
+    fast = ember.compile(fast_t.step, target="interpret")
+    x = ember.randn(5, 4)
+    for mode in ("train", "eval", "train"):
+        for t in (fast_t, slow_t):
+            getattr(t.model, mode)()
+        np.testing.assert_allclose(fast(x).item(), slow_t.step(x).item(), rtol=1e-5)
+        for p, q in zip(fast_t.model.parameters(), slow_t.model.parameters()):
+            np.testing.assert_allclose(p.grad.numpy(), q.grad.numpy(), rtol=1e-5, atol=1e-7)
+            np.testing.assert_allclose(p.detach().numpy(), q.detach().numpy(), rtol=1e-5, atol=1e-7)
+        for b, c in zip(fast_t.model.buffers(), slow_t.model.buffers()):
+            np.testing.assert_allclose(b.numpy(), c.numpy(), rtol=1e-5, atol=1e-7)
+    assert sum(len(v) for v in fast._cache.values()) == 2
+
+
 # ---- refusals --------------------------------------------------------------------------------------
 
 
