@@ -193,10 +193,15 @@ def _div_infer(a: Any, b: Any, rounding_mode: str | None) -> TensorType:
     return elementwise("div", a, b, to_float=rounding_mode is None)
 
 
+def _kind(v: Any) -> str:
+    """The dtype kind of an array on any device, or of a Python scalar (no host copy of device arrays)."""
+    dt = getattr(v, "dtype", None)
+    return dt.kind if dt is not None else np.asarray(v).dtype.kind
+
+
 def _check_int_divisor(op: str, b: Any) -> None:
     """Integer division by zero is an error in PyTorch (numpy would warn and return 0)."""
-    arr = np.asarray(b)
-    if arr.dtype.kind in "iub" and not np.all(arr):
+    if _kind(b) in "iub" and not bool((b != 0).all() if hasattr(b, "all") else b):
         raise ArgumentError(f"{op}: ZeroDivisionError (integer division by zero)")
 
 
@@ -207,12 +212,12 @@ def _div_ref(xp: Any, a: Any, b: Any, rounding_mode: str | None) -> Any:
         if all(getattr(v, "dtype", np.dtype(np.int8)).kind != "f" for v in (a, b)):
             a, b = _as_float(a), _as_float(b)
         return xp.true_divide(a, b)
-    ints = all(np.asarray(v).dtype.kind in "iub" for v in (a, b))
+    ints = all(_kind(v) in "iub" for v in (a, b))
     if ints:
         _check_int_divisor("div", b)
         q = xp.floor_divide(a, b)
         if rounding_mode == "trunc":  # floor and trunc differ where the exact quotient is negative
-            q = q + ((xp.remainder(a, b) != 0) & ((np.sign(a) * np.sign(b)) < 0))
+            q = q + ((xp.remainder(a, b) != 0) & ((a < 0) ^ (b < 0)))
         return q
     q = xp.true_divide(a, b)
     return xp.trunc(q) if rounding_mode == "trunc" else xp.floor(q)
@@ -242,8 +247,8 @@ neg = define_op(
 
 @quiet
 def _pow_ref(xp: Any, a: Any, b: Any) -> Any:
-    ints = all(np.asarray(v).dtype.kind in "iub" for v in (a, b))
-    if ints and np.any(np.asarray(b) < 0):
+    ints = all(_kind(v) in "iub" for v in (a, b))
+    if ints and bool(xp.any(xp.asarray(b) < 0)):
         raise ArgumentError("pow: Integers to negative integer powers are not allowed.")
     return xp.power(a, b)
 
@@ -289,7 +294,7 @@ atan2 = define_op(
 def _modulo(name: str, np_name: str, rounding: str) -> Any:
     @quiet
     def ref(xp: Any, a: Any, b: Any) -> Any:
-        if all(np.asarray(v).dtype.kind in "iub" for v in (a, b)):
+        if all(_kind(v) in "iub" for v in (a, b)):
             _check_int_divisor(name, b)
         return getattr(xp, np_name)(a, b)
 

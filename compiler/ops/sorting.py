@@ -151,7 +151,7 @@ def _mode_row(row: np.ndarray) -> int:
 def _mode_index_ref(xp: Any, x: Any, dim: int) -> Any:
     if x.ndim == 0:
         return xp.zeros((), dtype=np.int64)
-    host = np.moveaxis(np.asarray(x), dim, -1)
+    host = np.moveaxis(x.get() if hasattr(x, "get") else np.asarray(x), dim, -1)  # cupy: explicit copy
     flat = host.reshape(-1, host.shape[-1])
     idx = np.array([_mode_row(r) for r in flat], dtype=np.int64).reshape(host.shape[:-1] + (1,))
     return xp.asarray(np.moveaxis(idx, -1, dim))

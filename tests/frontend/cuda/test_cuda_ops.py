@@ -15,13 +15,7 @@ import pytest
 # References that convert their inputs to numpy on the host (np.asarray on a cupy array raises), so they
 # fail on a real GPU. They live in compiler/ops (not this area); each entry names the line. The replay
 # test below is strict about them: when one is fixed, its xfail turns into a failure and it must go.
-HOST_ONLY = {
-    "pow": "compiler/ops/elementwise.py:245 _pow_ref calls np.asarray on its operands",
-    "remainder": "compiler/ops/elementwise.py:292 _modulo's reference calls np.asarray on its operands",
-    "fmod": "compiler/ops/elementwise.py:292 _modulo's reference calls np.asarray on its operands",
-    "div": "compiler/ops/elementwise.py:210 _div_ref with a rounding_mode calls np.asarray on its operands",
-    "mode_index": "compiler/ops/sorting.py:154 _mode_index_ref moves its input with np.asarray",
-}
+HOST_ONLY: dict[str, str] = {}
 
 
 @pytest.fixture(scope="module")
