@@ -16,8 +16,9 @@ the same idea to a Linear at batch 2-96: packing a [N, K] weight is a strided 16
 cost about as much as the product itself at M = 8 and still 7-16% at M = 64. Each register tile is
 DOT_ROWS rows of A x DOT_COLS rows of B (12 ``<8 x float>`` accumulators, 8 loads per 12 FMAs); the
 tile's rows of B stay in L1 while every row pair of A streams from L2, so B is read from memory once;
-the K tail is one masked step; the 12 sums are reduced with the same shuffle tree and go through the
-scalar epilogue. Threads claim column tiles, so they share A and each reads its own part of B.
+a K tail is one masked step; each row's 6 sums are reduced with the same shuffle tree into one vector
+that goes through the vector epilogue with masked loads and stores. Threads claim column tiles, so
+they share A and each reads its own part of B.
 
 The paths are selected inside the GEMM entry function (``emit_small_m_dispatch``) from M, K and
 ``trans_b``; at a compiled kernel's call site M is a constant, and every user of the template (matmul,
@@ -181,8 +182,9 @@ def _masked_load(b: ir.IRBuilder, ptr: ir.Value, mask: ir.Value) -> ir.Value:
 
 
 def _dot_block(b: ir.IRBuilder, arows: list[ir.Value], brows: list[ir.Value], k: ir.Value) -> list[ir.Value]:
-    """Dot products of every row in ``arows`` with every row in ``brows`` over ``k`` elements, as scalars
-    in row-major order. One accumulator vector per pair; the K tail is one masked step."""
+    """Dot products of every row in ``arows`` with every row in ``brows`` over ``k`` elements: one vector
+    per row of A whose first ``len(brows)`` lanes hold its sums. One accumulator vector per pair; a K
+    tail is one masked step."""
     kv = b.and_(k, i64(-8))
     zero = ir.Constant(_V8, [0.0] * 8)
 
@@ -199,22 +201,54 @@ def _dot_block(b: ir.IRBuilder, arows: list[ir.Value], brows: list[ir.Value], k:
         return step(lambda row: G._vload(b, G._at(b, row, kk)), accs)
 
     accs = _phi_loop(b, i64(0), kv, 8, [zero] * (len(arows) * len(brows)), main, "dk")
-    rem = splat(b, b.trunc(b.sub(k, kv), _I32), ir.VectorType(_I32, 8))
-    mask = b.icmp_signed("<", ir.Constant(ir.VectorType(_I32, 8), list(range(8))), rem)
-    accs = step(lambda row: _masked_load(b, G._at(b, row, kv), mask), accs)
-    sums: list[ir.Value] = []
-    for g in range(0, len(accs), TILE):
-        chunk = accs[g:g + TILE]
-        reduced = reduce8(b, chunk + [zero] * (TILE - len(chunk)))
-        sums += [b.extract_element(reduced, _I32(lane)) for lane in range(len(chunk))]
-    return sums
+    rem = b.sub(k, kv)
+    pre = b.block
+    with b.if_then(b.icmp_signed(">", rem, i64(0))):
+        mask = _lanes_below(b, rem)
+        tail = step(lambda row: _masked_load(b, G._at(b, row, kv), mask), accs)
+        tail_block = b.block
+    merged = []
+    for before, after in zip(accs, tail):
+        phi = b.phi(_V8)
+        phi.add_incoming(before, pre)
+        phi.add_incoming(after, tail_block)
+        merged.append(phi)
+    c = len(brows)
+    return [reduce8(b, merged[i * c:(i + 1) * c] + [zero] * (TILE - c)) for i in range(len(arows))]
+
+
+def _lanes_below(b: ir.IRBuilder, count: ir.Value) -> ir.Value:
+    """The <8 x i1> mask of lanes ``l < count`` (``count`` an i64)."""
+    bound = splat(b, b.trunc(imin(b, count, i64(TILE)), _I32), ir.VectorType(_I32, 8))
+    return b.icmp_signed("<", ir.Constant(ir.VectorType(_I32, 8), list(range(8))), bound)
+
+
+def _masked_store(b: ir.IRBuilder, value: ir.Value, ptr: ir.Value, mask: ir.Value) -> None:
+    fn = declare(b.module, "llvm.masked.store.v8f32.p0", ir.VoidType(),
+                 [_V8, _V8.as_pointer(), _I32, ir.VectorType(ir.IntType(1), 8)])
+    b.call(fn, [value, b.bitcast(ptr, _V8.as_pointer()), _I32(4), mask])
+
+
+def _masked_operands(b: ir.IRBuilder, epi: G.Epilogue, ctx: ir.Value, row: ir.Value, col: ir.Value,
+                     mask: ir.Value) -> dict[str, ir.Value]:
+    """The epilogue operands for C[row, col:col+8] where ``mask`` is set (``row`` must be in range)."""
+    ops = {name: _masked_load(b, G._at(b, G._ctx_get(b, ctx, name), col), mask)
+           for name in ("col_scale", "col_bias") if getattr(epi, name)}
+    for name in ("row_scale", "row_bias"):
+        if getattr(epi, name):
+            ops[name] = splat(b, b.load(G._at(b, G._ctx_get(b, ctx, name), row)), _V8)
+    if epi.residual:
+        ptr = G._at(b, G._ctx_get(b, ctx, "R"), b.mul(row, G._ctx_get(b, ctx, "ldr")), col)
+        ops["residual"] = _masked_load(b, ptr, mask)
+    return ops
 
 
 def _build_dot_tile(module: ir.Module, name: str, epi: G.Epilogue) -> ir.Function:
     """``tile(ctx, col)``: C[:, col:col+DOT_COLS] (clipped at N), DOT_ROWS rows of A at a time.
 
     Row and column pointers past M or N are clamped to the last row (in bounds; their results are not
-    stored), so edge tiles run the same loop. The tile's rows of B stay in L1 while A streams from L2."""
+    stored), so edge tiles run the same loop; the epilogue runs on each row's vector of sums with masked
+    loads and stores. The tile's rows of B stay in L1 while A streams from L2."""
     fn, b = new_function(module, name, ir.VoidType(), [("ctx", G._CTX_PTR), ("col", _I64)])
     ctx, col = fn.args
     M, N, K = (G._ctx_get(b, ctx, n) for n in ("M", "N", "K"))
@@ -222,19 +256,15 @@ def _build_dot_tile(module: ir.Module, name: str, epi: G.Epilogue) -> ir.Functio
     B, ldb = G._ctx_get(b, ctx, "B"), G._ctx_get(b, ctx, "ldb")
     C, ldc = G._ctx_get(b, ctx, "C"), G._ctx_get(b, ctx, "ldc")
     brows = [G._at(b, B, b.mul(imin(b, b.add(col, i64(c)), b.sub(N, i64(1))), ldb)) for c in range(DOT_COLS)]
-    ncols = b.sub(N, col)
+    mask = _lanes_below(b, imin(b, b.sub(N, col), i64(DOT_COLS)))
     with loop(b, 0, M, DOT_ROWS, name="dm") as m0:
         rows = [imin(b, b.add(m0, i64(r)), b.sub(M, i64(1))) for r in range(DOT_ROWS)]
         sums = _dot_block(b, [G._at(b, A, b.mul(r, lda)) for r in rows], brows, K)
-        nrows = b.sub(M, m0)
         for r in range(DOT_ROWS):
-            for c in range(DOT_COLS):
-                valid = b.and_(b.icmp_signed("<", i64(r), nrows), b.icmp_signed("<", i64(c), ncols))
-                with b.if_then(valid, likely=True):
-                    row, cc = b.add(m0, i64(r)), b.add(col, i64(c))
-                    ops = G._epi_operands(b, epi, ctx, row, cc, _F32)
-                    out = G._at(b, C, b.mul(row, ldc), cc)
-                    b.store(G._apply_epilogue(b, epi, sums[r * DOT_COLS + c], ops), out)
+            with b.if_then(b.icmp_signed("<", b.add(m0, i64(r)), M), likely=True):
+                ops = _masked_operands(b, epi, ctx, rows[r], col, mask)
+                value = G._apply_epilogue(b, epi, sums[r], ops)
+                _masked_store(b, value, G._at(b, C, b.mul(rows[r], ldc), col), mask)
     b.ret_void()
     return fn
 
