@@ -65,6 +65,11 @@ __device__ __forceinline__ float ember_fremf(float a, float b) {
   float r = fmodf(a, b); return (r != 0.0f && ((r < 0.0f) != (b < 0.0f))) ? r + b : r; }
 __device__ __forceinline__ double ember_frem(double a, double b) {
   double r = fmod(a, b); return (r != 0.0 && ((r < 0.0) != (b < 0.0))) ? r + b : r; }
+template <typename T> __device__ __forceinline__ T ember_ipow(T b, T e) {
+  if (e < 0) return b == T(1) ? T(1) : (b == T(-1) ? ((e & 1) ? T(-1) : T(1)) : T(0));
+  unsigned long long r = 1, x = (unsigned long long)(long long)b;
+  for (; e; e >>= 1, x *= x) if (e & 1) r *= x;
+  return (T)r; }
 template <typename T> __device__ __forceinline__ T ember_fsign(T x) {
   return x > T(0) ? T(1) : (x < T(0) ? T(-1) : x); }
 """
@@ -188,6 +193,8 @@ def _int_binary(op: str, x: str, y: str, dt: DType) -> str:
         return f"(({t})({x} {bitwise[op]} {y}))"
     if op in ("max", "min"):
         return f"ember_i{op}<{t}>({x}, {y})"
+    if op == "pow":  # square-and-multiply, wrapping like PyTorch's integer pow
+        return f"ember_ipow<{t}>({x}, {y})"
     if op in ("floordiv", "mod", "remainder") and dt.is_signed:
         return f"ember_i{'floordiv' if op == 'floordiv' else 'mod'}<{t}>({x}, {y})"
     if op in ("floordiv", "truncdiv"):

@@ -2,7 +2,8 @@
 
 The translation unit is compiled by the host C++ compiler behind a small shim: ``__shared__`` becomes
 ``static`` (blocks run one after another, so a static array is the block's shared memory), each of a
-block's 256 threads is an OS thread with its own ``threadIdx``/``blockIdx``, ``__syncthreads()`` is a
+block's 256 threads is an OS thread (a pool started at the first launch) with its own
+``threadIdx``/``blockIdx``, ``__syncthreads()`` is a
 ``std::barrier`` over them and ``__shfl_down_sync`` an exchange through a per-warp array between two
 warp barriers. Launches then run exactly the generated code (grid-stride loops, block reductions, the
 tiled GEMM) with the launch table's arguments on numpy buffers, so numbers can be compared with eager
@@ -62,31 +63,54 @@ typedef void (*emu_fn)(uint64_t, uint64_t, uint64_t, uint64_t, uint64_t, uint64_
                        uint64_t, uint64_t, uint64_t, uint64_t, uint64_t, uint64_t, uint64_t, uint64_t,
                        uint64_t, uint64_t, uint64_t, uint64_t, uint64_t, uint64_t, uint64_t, uint64_t,
                        uint64_t, uint64_t, uint64_t, uint64_t, uint64_t, uint64_t, uint64_t, uint64_t);
-extern "C" void emu_launch(void *fn, int gx, int gy, int nthreads, const uint64_t *a) {
-  blockDim = {(unsigned)nthreads, 1, 1};
-  gridDim = {(unsigned)gx, (unsigned)gy, 1};
-  std::barrier<> block_bar(nthreads);
-  emu_block_bar = &block_bar;
-  std::vector<std::unique_ptr<std::barrier<>>> warps;
-  for (int w = 0; w < nthreads / 32; ++w) {
-    warps.emplace_back(new std::barrier<>(32));
-    emu_warp_bar[w] = warps.back().get();
+/* a pool of EMU_THREADS workers started once; each launch is two rounds of a barrier with the caller */
+#define EMU_THREADS 256
+static std::barrier<> *emu_go, *emu_done;
+static emu_fn emu_f;
+static const uint64_t *emu_a;
+static bool emu_quit;
+static std::vector<std::thread> *emu_pool;
+static void emu_worker(unsigned t) {
+  threadIdx = {t, 0, 0};
+  for (;;) {
+    emu_go->arrive_and_wait();
+    if (emu_quit) return;
+    const uint64_t *a = emu_a;
+    for (unsigned by = 0; by < gridDim.y; ++by)
+      for (unsigned bx = 0; bx < gridDim.x; ++bx) {
+        blockIdx = {bx, by, 0};
+        emu_f(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13], a[14], a[15],
+              a[16], a[17], a[18], a[19], a[20], a[21], a[22], a[23], a[24], a[25], a[26], a[27], a[28], a[29],
+              a[30], a[31]);
+        emu_block_bar->arrive_and_wait();
+      }
+    emu_done->arrive_and_wait();
   }
-  emu_fn f = (emu_fn)fn;
-  std::vector<std::thread> threads;
-  for (int t = 0; t < nthreads; ++t)
-    threads.emplace_back([=, &block_bar] {
-      threadIdx = {(unsigned)t, 0, 0};
-      for (int by = 0; by < gy; ++by)
-        for (int bx = 0; bx < gx; ++bx) {
-          blockIdx = {(unsigned)bx, (unsigned)by, 0};
-          f(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13], a[14], a[15],
-            a[16], a[17], a[18], a[19], a[20], a[21], a[22], a[23], a[24], a[25], a[26], a[27], a[28], a[29], a[30],
-            a[31]);
-          block_bar.arrive_and_wait();
-        }
-    });
-  for (auto &th : threads) th.join();
+}
+extern "C" void emu_launch(void *fn, int gx, int gy, int nthreads, const uint64_t *a) {
+  if (nthreads != EMU_THREADS) abort();
+  if (emu_pool == nullptr) {
+    emu_go = new std::barrier<>(EMU_THREADS + 1);
+    emu_done = new std::barrier<>(EMU_THREADS + 1);
+    emu_block_bar = new std::barrier<>(EMU_THREADS);
+    for (int w = 0; w < EMU_THREADS / 32; ++w) emu_warp_bar[w] = new std::barrier<>(32);
+    blockDim = {EMU_THREADS, 1, 1};
+    emu_pool = new std::vector<std::thread>();
+    for (unsigned t = 0; t < EMU_THREADS; ++t) emu_pool->emplace_back(emu_worker, t);
+  }
+  emu_f = (emu_fn)fn;
+  emu_a = a;
+  gridDim = {(unsigned)gx, (unsigned)gy, 1};
+  emu_go->arrive_and_wait();
+  emu_done->arrive_and_wait();
+}
+extern "C" void emu_shutdown(void) {
+  if (emu_pool == nullptr) return;
+  emu_quit = true;
+  emu_go->arrive_and_wait();
+  for (auto &th : *emu_pool) th.join();
+  delete emu_pool;
+  emu_pool = nullptr;
 }
 """
 
@@ -137,3 +161,13 @@ class EmulatedCuda:
             fn = ctypes.cast(getattr(self.lib, ln.function), ctypes.c_void_p).value
             self.lib.emu_launch(fn, gx, gy, ln.block[0], args.ctypes.data)
         return tuple(outs)
+
+    def close(self) -> None:
+        """Stop the emulator's worker threads (they would otherwise wait for the next launch forever)."""
+        self.lib.emu_shutdown()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except (AttributeError, OSError):
+            pass
