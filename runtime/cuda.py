@@ -140,6 +140,10 @@ class CudaExecutable:
             self._graph = self.stream.end_capture()
         self._graph.launch(stream=self.stream)
 
+    def run(self, inputs: Any) -> tuple[Any, ...]:
+        """``self(*inputs)`` with the inputs as one sequence (the CPU back end's calling convention)."""
+        return self(*inputs)
+
     def __call__(self, *inputs: Any) -> tuple[Any, ...]:
         exe, cp = self.exe, self.cp
         if len(inputs) != len(exe.inputs):

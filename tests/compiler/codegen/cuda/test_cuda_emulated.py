@@ -95,3 +95,17 @@ def test_lenet_training_graphs_match_the_cpu_code(tmp_path: Path) -> None:
     assert len(bwd_gpu) == len(bwd_cpu) >= 9
     for g, c in zip(bwd_gpu, bwd_cpu):
         np.testing.assert_allclose(g, c, rtol=1e-4, atol=1e-4)
+
+
+def test_conv_variants_and_pools_match_eager(tmp_path: Path) -> None:
+    """Grouped, depthwise, dilated and strided convolutions, conv_transpose, batch norm, max/avg pooling
+    and adaptive average pooling through the generated CUDA."""
+    ember.manual_seed(5)
+    model = nn.Sequential(nn.Conv2d(4, 8, 3, padding=1, groups=2), nn.BatchNorm2d(8), nn.ReLU(),
+                          nn.Conv2d(8, 8, 3, padding=2, dilation=2, groups=8), nn.Sigmoid(),
+                          nn.Conv2d(8, 6, 3, stride=2), nn.MaxPool2d(2, ceil_mode=True),
+                          nn.ConvTranspose2d(6, 5, 3, stride=2, padding=1, output_padding=1), nn.Tanh(),
+                          nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False),
+                          nn.AdaptiveAvgPool2d((2, 3)), nn.Flatten(), nn.Linear(30, 7)).eval()
+    (got,), (want,) = emulate(model, (ember.randn(2, 4, 17, 15),), tmp_path)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
