@@ -229,7 +229,10 @@ def _from_cache(key: str, graph: Graph, report: PassReport | None, start: float)
         print(f"ember.compile: {graph.name}: {len(exe.call_order)} kernels loaded from the cache in "
               f"{seconds:.3f} s")
     return CachedCompileResult(graph, None, report, exe, list(m["in_names"]), list(m["out_names"]),
-                               list(m["param_names"]), seconds, [f"loaded from the compile cache ({key})"])
+                               list(m["param_names"]), seconds, [f"{_ORIGIN} ({key})"])
+
+
+_ORIGIN = "loaded from the compile cache"
 
 
 class CachedCompileResult(CompileResult):
@@ -248,6 +251,9 @@ class CachedCompileResult(CompileResult):
     groups = property(lambda self: self._rebuilt().groups, lambda self, value: None)  # type: ignore[assignment]
     memory = property(lambda self: self._rebuilt().program.memory,  # type: ignore[assignment]
                       lambda self, value: None)
+    # the front end's notes (refusals, splits) and then where the code came from
+    notes = property(lambda self: [*self._rebuilt().notes, *self._origin],  # type: ignore[assignment]
+                     lambda self, value: setattr(self, "_origin", [n for n in value if n.startswith(_ORIGIN)]))
 
 
 def _keep_unused_inputs(groups: list[FusionGroup], users: list[Value]) -> None:

@@ -58,6 +58,16 @@ def _twin(model: nn.Module) -> torch.nn.Module:
     return twin
 
 
+def _ew(x: ember.Tensor) -> ember.Tensor:
+    """A weightless function that compiles in a fraction of a second (no GEMM template)."""
+    return (x * 2 + 1).tanh() - x
+
+
+def _ew_torch(x: ember.Tensor) -> np.ndarray:
+    t = torch.from_numpy(x.numpy())
+    return ((t * 2 + 1).tanh() - t).numpy()
+
+
 def _compiled(model: nn.Module, x: ember.Tensor) -> np.ndarray:
     with ember.no_grad():
         return ember.compile(model)(x).numpy()
@@ -103,24 +113,22 @@ def test_hit_in_process_equals_torch_and_uses_live_weights(cache_dir):
     assert not np.allclose(third, first)
 
 
-def test_changed_shape_misses(cache_dir):
-    model = _mlp()
-    _compiled(model, ember.randn(3, 5))
-    before = dict(cache.STATS)
-    x = ember.randn(4, 5)
-    got = _compiled(model, x)
-    assert _delta(before)["misses"] == 1 and _delta(before)["hits"] == 0
-    assert len(_entries(cache_dir)) == 2
-    np.testing.assert_allclose(got, _twin(model)(torch.from_numpy(x.numpy())).detach().numpy(), rtol=1e-5,
-                               atol=1e-6)
+def test_changed_shape_or_dtype_misses(cache_dir):
+    _compiled(_ew, ember.randn(3, 5))
+    for x in (ember.randn(4, 5), ember.randn(3, 5, dtype=ember.float64)):
+        before = dict(cache.STATS)
+        got = _compiled(_ew, x)
+        assert _delta(before)["misses"] == 1 and _delta(before)["hits"] == 0
+        np.testing.assert_allclose(got, _ew_torch(x), rtol=1e-6, atol=1e-7)
+    assert len(_entries(cache_dir)) == 3
 
 
 def test_changed_compiler_source_misses(cache_dir, monkeypatch):
-    model, x = _mlp(), ember.randn(3, 5)
-    _compiled(model, x)
+    x = ember.randn(3, 5)
+    _compiled(_ew, x)
     monkeypatch.setattr(cache, "compiler_digest", lambda: "an edited compiler")
     before = dict(cache.STATS)
-    _compiled(model, x)
+    _compiled(_ew, x)
     assert _delta(before)["misses"] == 1 and _delta(before)["hits"] == 0
 
 
@@ -153,18 +161,19 @@ def _garbage(path: str) -> None:
 
 @pytest.mark.parametrize("damage", [_corrupt_last_byte, _truncate, _foreign_key, _garbage])
 def test_damaged_entry_is_ignored_and_rewritten(cache_dir, caplog, damage):
-    model, x = _mlp(), ember.randn(3, 5)
-    want = _compiled(model, x)
+    x = ember.randn(3, 5)
+    want = _compiled(_ew, x)
     (path,) = _entries(cache_dir)
     damage(path)
     before = dict(cache.STATS)
     with caplog.at_level(logging.WARNING, logger="ember.cache"):
-        got = _compiled(model, x)
+        got = _compiled(_ew, x)
     assert _delta(before)["rejected"] == 1 and _delta(before)["hits"] == 0 and _delta(before)["writes"] == 1
     assert "ignoring" in caplog.text and path in caplog.text
     np.testing.assert_array_equal(got, want)
+    np.testing.assert_allclose(got, _ew_torch(x), rtol=1e-6, atol=1e-7)
     before = dict(cache.STATS)
-    _compiled(model, x)  # the rewritten entry is whole again
+    _compiled(_ew, x)  # the rewritten entry is whole again
     assert _delta(before)["hits"] == 1
 
 
@@ -175,10 +184,8 @@ def test_cache_off_writes_nothing(tmp_path, monkeypatch):
     for off in ("off", "0"):
         monkeypatch.setenv("EMBER_CACHE_DIR", off)
         before = dict(cache.STATS)
-        model, x = _mlp(), ember.randn(2, 5)
-        got = _compiled(model, x)
-        np.testing.assert_allclose(got, _twin(model)(torch.from_numpy(x.numpy())).detach().numpy(), rtol=1e-5,
-                                   atol=1e-6)
+        x = ember.randn(2, 5)
+        np.testing.assert_allclose(_compiled(_ew, x), _ew_torch(x), rtol=1e-6, atol=1e-7)
         assert _delta(before) == dict.fromkeys(cache.STATS, 0)
     assert not os.path.exists(tmp_path / "xdg") and not os.path.exists(home)
     assert not os.path.exists(os.path.join(os.getcwd(), "off"))
@@ -187,7 +194,7 @@ def test_cache_off_writes_nothing(tmp_path, monkeypatch):
 def test_default_folder_follows_xdg(tmp_path, monkeypatch):
     monkeypatch.delenv("EMBER_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    _compiled(_mlp(), ember.randn(2, 5))
+    _compiled(_ew, ember.randn(2, 5))
     assert len(_entries(str(tmp_path / "xdg" / "ember"))) == 1
     monkeypatch.setenv("XDG_CACHE_HOME", "relative/is/ignored")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
@@ -201,12 +208,11 @@ def test_unwritable_folder_still_compiles(tmp_path, monkeypatch, caplog):
     blocker.write_text("not a folder")
     monkeypatch.setenv("EMBER_CACHE_DIR", str(blocker))
     before = dict(cache.STATS)
-    model, x = _mlp(), ember.randn(2, 5)
+    x = ember.randn(2, 5)
     with caplog.at_level(logging.WARNING, logger="ember.cache"):
-        got = _compiled(model, x)
+        got = _compiled(_ew, x)
     assert _delta(before)["write_errors"] == 1 and "cannot write" in caplog.text
-    np.testing.assert_allclose(got, _twin(model)(torch.from_numpy(x.numpy())).detach().numpy(), rtol=1e-5,
-                               atol=1e-6)
+    np.testing.assert_allclose(got, _ew_torch(x), rtol=1e-6, atol=1e-7)
 
 
 def test_cached_result_rebuilds_plan_and_serves_inspection(cache_dir):
@@ -244,5 +250,35 @@ def test_frozen_weights_are_part_of_the_key(cache_dir):
         from ember.runtime.cpu import CpuExecutable
 
         got = CpuExecutable(result.executable)(x.numpy())[0]
+    np.testing.assert_allclose(got, _twin(model)(torch.from_numpy(x.numpy())).detach().numpy(), rtol=1e-5,
+                               atol=1e-6)
+
+
+def test_compiled_training_hits_for_forward_and_backward(cache_dir):
+    x = ember.randn(3, 5)
+    grads = []
+    for expected_hits in (0, 2):
+        model = _mlp()
+        before = dict(cache.STATS)
+        ember.compile(model)(x).pow(2).sum().backward()
+        assert _delta(before)["hits"] == expected_hits
+        grads.append(model[0].weight.grad.numpy())
+    twin = _twin(_mlp())
+    twin(torch.from_numpy(x.numpy())).pow(2).sum().backward()
+    np.testing.assert_array_equal(grads[1], grads[0])
+    np.testing.assert_allclose(grads[1], twin[0].weight.grad.numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_export_of_a_cache_hit_is_byte_identical(tmp_path, cache_dir):
+    model, x = _mlp(), ember.randn(2, 5)
+    plain = ember.export(model, (x,), str(tmp_path / "a.so"))
+    warm = ember.compile(model)
+    with ember.no_grad():
+        warm(x)
+    assert isinstance(warm.compiled_for(x).result, CachedCompileResult)
+    os.makedirs(tmp_path / "b")
+    hit = ember.export(warm, (x,), str(tmp_path / "b" / "a.so"))
+    assert pathlib.Path(hit).read_bytes() == pathlib.Path(plain).read_bytes()
+    got = ember.runtime.load(hit)(x.numpy())
     np.testing.assert_allclose(got, _twin(model)(torch.from_numpy(x.numpy())).detach().numpy(), rtol=1e-5,
                                atol=1e-6)

@@ -12,6 +12,19 @@ from ember.runtime.cpu import CpuExecutable
 from ember.runtime.errors import ArgumentError
 
 
+@pytest.fixture(scope="module")
+def _shared_cache(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return str(tmp_path_factory.mktemp("ember-cache-callpath"))
+
+
+@pytest.fixture(autouse=True)
+def _ember_cache_dir(_shared_cache: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Overrides the suite's per-test cache folder: these tests compile the same shapes (weights are
+    live, not part of the key) and patch nothing, so one cold compile serves the whole file."""
+    monkeypatch.setenv("EMBER_CACHE_DIR", _shared_cache)
+    return _shared_cache
+
+
 def _model() -> nn.Module:
     ember.manual_seed(1)
     return nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 3)).eval()
