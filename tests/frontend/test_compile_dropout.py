@@ -16,8 +16,8 @@ from ember.nn import functional as F
 
 
 def _mlp() -> nn.Module:
-    return nn.Sequential(nn.Linear(12, 48), nn.ReLU(), nn.Dropout(0.5), nn.Linear(48, 24), nn.Tanh(),
-                         nn.Dropout(0.2), nn.Linear(24, 5))
+    return nn.Sequential(nn.Linear(12, 48), nn.ReLU(), nn.Dropout(0.5), nn.Linear(48, 24),
+                         nn.Dropout(0.2, inplace=True), nn.Tanh(), nn.Linear(24, 5))
 
 
 def _conv_net() -> nn.Module:
