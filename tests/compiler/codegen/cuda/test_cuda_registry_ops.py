@@ -1,6 +1,7 @@
 """Every sample of the math op table (tests/compiler/ops/opinfo_math.py: elementwise, reduce and sorting
 ops, all dtypes and special values) compiled for CUDA as one graph, run by the host emulator, against
-torch. One compilation serves all cases (a module fixture), so the per-case tests only compare."""
+torch; on a GPU also run for real (runtime/cuda.py). One compilation serves all cases (a module
+fixture), so the per-case tests only compare."""
 
 from __future__ import annotations
 
@@ -48,13 +49,16 @@ def _all_cases(*tensors: ember.Tensor) -> tuple[ember.Tensor, ...]:
 
 
 @pytest.fixture(scope="module")
-def emulated(tmp_path_factory: pytest.TempPathFactory) -> list[list[np.ndarray]]:
+def compiled() -> tuple[Any, list[np.ndarray]]:
+    """The executable of all cases and its input arrays."""
     arrays = [a for c in CASES for a in c.args if isinstance(a, np.ndarray)]
     tensors = [O._convert(ember, a, False, False) for a in arrays]
     exe = compile_graph(trace(_all_cases, *tensors), "cuda", cache=False).executable
-    emu = EmulatedCuda(exe, tmp_path_factory.mktemp("cuda_ops"))
-    flat = iter(emu(*[np.ascontiguousarray(t.numpy()) for t in tensors]))
-    emu.close()
+    return exe, [np.ascontiguousarray(t.numpy()) for t in tensors]
+
+
+def _per_case(flat_outputs: tuple[np.ndarray, ...]) -> list[list[np.ndarray]]:
+    flat = iter(flat_outputs)
     per_case = []
     for case in CASES:
         n = sum(isinstance(o, ember.Tensor) for o in _call(ember, case, [O._convert(ember, a, False, False)
@@ -63,16 +67,36 @@ def emulated(tmp_path_factory: pytest.TempPathFactory) -> list[list[np.ndarray]]
     return per_case
 
 
+@pytest.fixture(scope="module")
+def emulated(compiled: tuple[Any, list[np.ndarray]], tmp_path_factory: pytest.TempPathFactory) -> list[list[Any]]:
+    exe, inputs = compiled
+    emu = EmulatedCuda(exe, tmp_path_factory.mktemp("cuda_ops"))
+    outs = emu(*inputs)
+    emu.close()
+    return _per_case(outs)
+
+
+@pytest.fixture(scope="module")
+def on_gpu(compiled: tuple[Any, list[np.ndarray]]) -> list[list[Any]]:
+    if not ember.cuda.is_available():
+        pytest.skip("no usable CUDA GPU (ember.cuda.is_available() is False)")
+    from ember.runtime.cuda import CudaExecutable
+
+    exe, inputs = compiled
+    return _per_case(CudaExecutable(exe)(*inputs))
+
+
 _BUG = pytest.mark.xfail(strict=True, reason="known lowering bug (the LLVM target gives the same wrong value)")
 
 
 @pytest.mark.parametrize("k", [pytest.param(k, id=str(c), marks=[_BUG] if str(c) in KNOWN_BAD else [])
                                for k, c in enumerate(CASES)])
-def test_case_matches_torch(k: int, emulated: list[list[np.ndarray]]) -> None:
+@pytest.mark.parametrize("where", ["emulated", "on_gpu"])
+def test_case_matches_torch(k: int, where: str, request: pytest.FixtureRequest) -> None:
     case = CASES[k]
+    got = request.getfixturevalue(where)[k]
     expected = [e for e in _call(torch, case, [O._convert(torch, a, False, False) for a in case.args])
                 if isinstance(e, torch.Tensor)]
-    got = emulated[k]
     assert len(got) == len(expected)
     for g, e in zip(got, expected):
         e = e.numpy()
