@@ -382,7 +382,8 @@ class StepTracer(Tracer):
         key = (id(opt), gi, done, what, p.dtype.name)
         v = self.scalars.get(key)
         if v is None:
-            v = self.extra_input(f"optimizer.{gi}.{what}", TensorType((), p.dtype), ("scalar", opt, gi, done, what))
+            v = self.extra_input(f"optimizer.{gi}.{what}", TensorType((), p.dtype),
+                                 ("scalar", opt, gi, done, what, p.dtype.np))
             self.scalars[key] = v
         return v
 
@@ -578,8 +579,7 @@ class _StepEntry:
             _, opt, p, key = feed
             t = opt.state.get(p, {}).get(key)
             return _contiguous(t._data) if t is not None else np.zeros(p.shape, p.dtype.np)
-        _, opt, gi, done, what = feed
-        dtype = opt.param_groups[gi]["params"][0].dtype.np
+        _, opt, gi, done, what, dtype = feed
         return np.array(_scalar_value(opt, gi, done, what, self._steps_of(opt, gi)), dtype=dtype)
 
     def _steps_of(self, opt: Any, gi: int) -> int:

@@ -175,6 +175,16 @@ def test_without_zero_grad_gradients_accumulate_as_in_eager() -> None:
     assert sum(len(v) for v in trio.fast._cache.values()) == 2
 
 
+def test_float64_model_gets_float64_runtime_scalars() -> None:
+    ember.manual_seed(11)
+    trio = _Trio(_mlp().double(), _torch_mlp().double(), "adamw", target="interpret", lr=1e-2)
+    x, y = ember.randn(8, 10, dtype=ember.float64), ember.randint(0, 5, (8,))
+    for _ in range(2):
+        trio.step(x, y)
+    assert next(trio.model.parameters()).dtype == ember.float64
+    trio.check(rtol=1e-9)
+
+
 def test_twenty_step_loss_curves_equal_eager_and_torch_lenet5() -> None:
     ember.manual_seed(5)
     trio = _Trio(lenet5(), TWINS["lenet5"](), "sgd", lr=0.05, momentum=0.9)
