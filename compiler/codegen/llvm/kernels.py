@@ -60,16 +60,24 @@ _I8PTR = I8.as_pointer()
 
 
 def _has_local(e: Expr) -> bool:
-    if isinstance(e, Local):
-        return True
-    if isinstance(e, (Unary, Cast)):
-        return _has_local(e.x)
-    if isinstance(e, Binary):
-        return _has_local(e.a) or _has_local(e.b)
-    if isinstance(e, Select):
-        return _has_local(e.cond) or _has_local(e.a) or _has_local(e.b)
-    if isinstance(e, Load):
-        return _has_local(e.index)
+    """Whether ``e`` reads a local. Visits each shared subexpression once: expressions are DAGs (a
+    Philox round reads each product twice), whose unfolded trees can be far larger than the DAG."""
+    stack, seen = [e], set()
+    while stack:
+        x = stack.pop()
+        if id(x) in seen:
+            continue
+        seen.add(id(x))
+        if isinstance(x, Local):
+            return True
+        if isinstance(x, (Unary, Cast)):
+            stack.append(x.x)
+        elif isinstance(x, Binary):
+            stack += (x.a, x.b)
+        elif isinstance(x, Select):
+            stack += (x.cond, x.a, x.b)
+        elif isinstance(x, Load):
+            stack.append(x.index)
     return False
 
 
