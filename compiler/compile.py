@@ -15,13 +15,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from ember.compiler import cache as disk_cache
 from ember.compiler.ir.graph import Graph, Value
-from ember.compiler.kernel.group import FusionGroup, GroupNode
-from ember.compiler.kernel.lower import lower_group, sanitize
 from ember.compiler.passes.manager import PassManager, PassReport
 from ember.runtime import settings
 from ember.runtime.errors import CompileError
 
 if TYPE_CHECKING:
+    from ember.compiler.kernel.group import FusionGroup
     from ember.compiler.passes.fuse import FusionPlan
 
 log = logging.getLogger("ember.compile")
@@ -51,13 +50,23 @@ class CompileResult:
     notes: list[str] = field(default_factory=list)
     groups: list[FusionGroup] = field(default_factory=list)  # the kernels, in call order (for reports)
     memory: Any = None                 # passes/memory_plan.py MemoryPlan of the arena (for reports)
+    param_keys: dict[str, str] = field(default_factory=dict)  # param_names -> executable constant name
 
     @property
     def kernel_count(self) -> int:
         return self.plan.kernel_count if self.plan is not None else 0
 
 
+def sanitize(name: str) -> str:
+    """``kernel.lower.sanitize``, imported on first use: a cache hit never loads the kernel lowering."""
+    from ember.compiler.kernel.lower import sanitize as lowered_name
+
+    return lowered_name(name)
+
+
 def _identity_group(name: str, value: Value, out_name: str) -> FusionGroup:
+    from ember.compiler.kernel.group import FusionGroup, GroupNode
+
     return FusionGroup(f"copy_{sanitize(out_name)}", [GroupNode("clone", (name,), (out_name,))],
                        {name: value.type, out_name: value.type}, [name], [out_name])
 
@@ -65,6 +74,9 @@ def _identity_group(name: str, value: Value, out_name: str) -> FusionGroup:
 def _checked_groups(plan: FusionPlan, notes: list[str]) -> list[FusionGroup]:
     """Lower each group once to validate it. A fused group that lowering rejects is split into single
     nodes (recorded); a single node that cannot be lowered is a CompileError naming its op."""
+    from ember.compiler.kernel.group import FusionGroup
+    from ember.compiler.kernel.lower import lower_group
+
     out: list[FusionGroup] = []
     for g in plan.groups:
         try:
@@ -116,7 +128,8 @@ def compile_graph(graph: Graph, target: str = "llvm", name: str | None = None,
         from ember.compiler.codegen.llvm.program import compile_program
 
     program = front.program
-    constants = {sanitize(k): _param_data(graph, k) for k in front.param_names}
+    keys = {k: sanitize(k) for k in front.param_names}
+    constants = {keys[k]: _param_data(graph, k) for k in front.param_names}
     exe = compile_program(program, constants, {sanitize(v): v for v in [*front.in_names, *front.out_names]})
     seconds = time.perf_counter() - start
     if key is not None:
@@ -129,7 +142,7 @@ def compile_graph(graph: Graph, target: str = "llvm", name: str | None = None,
         for kernel_name, source in exe.sources.items():
             print(f"---- {kernel_name} ----\n{source}")
     return CompileResult(graph, front.plan, report, exe, front.in_names, front.out_names, front.param_names,
-                         seconds, front.notes, front.groups, program.memory)
+                         seconds, front.notes, front.groups, program.memory, keys)
 
 
 def _cache_key(graph: Graph, name: str | None, freeze: bool) -> str | None:
@@ -195,7 +208,8 @@ def _to_cache(key: str, exe: Any, front: _FrontEnd) -> None:
             "params": _spec_json(exe.params), "arena_bytes": exe.arena_bytes,
             "memory_plan": {k: list(v) for k, v in exe.memory_plan.items()}, "call_order": list(exe.call_order),
             "entry_symbol": exe.entry_symbol, "externals": jm.externals(), "in_names": front.in_names,
-            "out_names": front.out_names, "param_names": front.param_names}
+            "out_names": front.out_names, "param_names": front.param_names,
+            "param_keys": [sanitize(k) for k in front.param_names]}
     path = disk_cache.store(key, meta, jm.object_code, exe.sources)
     if path is not None and settings.get("DEBUG") >= 1:
         print(f"ember.compile: cached as {path}")
@@ -213,7 +227,8 @@ def _from_cache(key: str, graph: Graph, report: PassReport | None, start: float)
     try:
         specs = {k: tuple(TensorSpec(n, tuple(shape), dt) for n, shape, dt in m[k])
                  for k in ("inputs", "outputs", "params")}
-        constants = {sanitize(k): _param_data(graph, k) for k in m["param_names"]}
+        keys = dict(zip(m["param_names"], m["param_keys"], strict=True))
+        constants = {keys[k]: _param_data(graph, k) for k in m["param_names"]}
         owner = load_object(entry.object_code, m["name"], list(m["externals"]))
         exe = Executable(m["name"], specs["inputs"], specs["outputs"], specs["params"], constants,
                          int(m["arena_bytes"]), {k: (int(a), int(b)) for k, (a, b) in m["memory_plan"].items()},
@@ -229,7 +244,7 @@ def _from_cache(key: str, graph: Graph, report: PassReport | None, start: float)
         print(f"ember.compile: {graph.name}: {len(exe.call_order)} kernels loaded from the cache in "
               f"{seconds:.3f} s")
     return CachedCompileResult(graph, None, report, exe, list(m["in_names"]), list(m["out_names"]),
-                               list(m["param_names"]), seconds, [f"{_ORIGIN} ({key})"])
+                               list(m["param_names"]), seconds, [f"{_ORIGIN} ({key})"], param_keys=keys)
 
 
 _ORIGIN = "loaded from the compile cache"

@@ -58,6 +58,12 @@ def _contiguous(a: np.ndarray) -> np.ndarray:
     return a if a.flags.c_contiguous else np.ascontiguousarray(a).reshape(a.shape)
 
 
+def _sanitize(name: str) -> str:
+    from ember.compiler.compile import sanitize
+
+    return sanitize(name)
+
+
 def _store_of(module: Any, attr: str) -> dict[str, Any]:
     """The dict that holds ``module.<attr>`` (its parameters, its buffers or its plain attributes)."""
     d = module.__dict__
@@ -135,14 +141,14 @@ class _Compiled:
         return self.runner.run(arrays)
 
     def _bind(self, live: dict[str, Tensor]) -> None:
-        from ember.compiler.kernel.lower import sanitize
         from ember.runtime.cpu import CpuExecutable
 
         exe = self.result.executable
+        keys = getattr(self.result, "param_keys", None) or {}
         constants = dict(exe.constants)
         checks, copied = [], []
         for name, t in live.items():
-            key = sanitize(name)
+            key = keys.get(name) or _sanitize(name)
             if key in constants:
                 constants[key] = _contiguous(t._data)
                 if constants[key] is not t._data:

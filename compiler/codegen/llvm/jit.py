@@ -22,7 +22,6 @@ Why it looks the way it does:
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import threading
 from typing import Any
@@ -62,6 +61,8 @@ def _gomp_path() -> str:
         candidate = os.path.join(folder, "libgomp.so.1")
         if os.path.isfile(candidate):
             return candidate
+    import ctypes.util
+
     return ctypes.util.find_library("gomp") or "libgomp.so.1"
 
 
@@ -274,11 +275,13 @@ def load_object(data: bytes, name: str, externals: list[str]) -> LoadedObject:
 
     ``externals`` are the functions it calls outside itself; each must resolve here first, for the same
     reason as in ``JitModule`` (an unresolved one would only fail when called)."""
-    from ember.compiler.codegen.llvm.program import ensure_libm
-
     _ensure_initialized()
-    ensure_libm()
     missing = [n for n in externals if not llvm.address_of_symbol(n)]
+    if missing:  # libm's functions, unless something loaded libm for LLVM already
+        from ember.compiler.codegen.llvm.program import ensure_libm
+
+        ensure_libm()
+        missing = [n for n in missing if not llvm.address_of_symbol(n)]
     if missing:
         raise CompileError(f"object code {name!r} calls external functions the process cannot resolve: "
                            f"{', '.join(missing)}")
