@@ -308,7 +308,7 @@ def test_resnet18_train_mode_compiled_gradients_equal_eager_and_torch() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["alexnet", "vgg11_bn"])
 def test_dropout_zoo_models_in_eval_mode_compiled_gradients_equal_eager(name: str) -> None:
-    # eval mode: their dropout is off (train-mode dropout is refused by the tracer: no in-graph RNG yet)
+    # eval mode: their dropout is off (train mode with dropout: tests/frontend/test_compile_dropout.py)
     from ember.vision import models
 
     ember.manual_seed(9)
