@@ -23,7 +23,10 @@ def _check_p(p: float) -> None:
 def _masked(input: Tensor, p: float, mask_shape: tuple[int, ...], inplace: bool) -> Tensor:
     from ember.random import draw_seed
 
-    mask = apply(_KEEP_MASK, (draw_seed(),), {"shape": mask_shape, "p": p})  # True with probability 1 - p
+    seed = draw_seed()
+    if input.device != seed.device:  # the mask is computed where the input lives (a GPU's array module)
+        seed = seed.to(input.device)
+    mask = apply(_KEEP_MASK, (seed,), {"shape": mask_shape, "p": p})  # True with probability 1 - p
     if inplace:
         from ember._inplace import inplace_apply
 
