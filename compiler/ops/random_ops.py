@@ -36,12 +36,7 @@ MASK32 = 0xFFFFFFFF
 UNIFORM_BITS = 24  # float32 uniforms use the top 24 bits: k / 2**24 is exact in float32
 
 __all__ = ["MASK32", "PHILOX_M0", "PHILOX_M1", "PHILOX_ROUNDS", "PHILOX_W0", "PHILOX_W1", "keep_threshold",
-           "philox4x32", "philox_bits_array", "round_keys"]
-
-
-def round_keys(k0: int, k1: int, rounds: int = PHILOX_ROUNDS) -> list[tuple[int, int]]:
-    """The key of each round: the key is bumped by the Weyl constants between rounds (mod 2**32)."""
-    return [((k0 + r * PHILOX_W0) & MASK32, (k1 + r * PHILOX_W1) & MASK32) for r in range(rounds)]
+           "philox4x32", "philox_bits_array"]
 
 
 def philox4x32(xp: Any, counter: tuple[Any, Any, Any, Any], key: tuple[Any, Any],
