@@ -372,7 +372,10 @@ class _ReduceBody:
         self.stmts.append(Declare(acc, t.dtype, reduce_identity(op, t.dtype)))
 
         def red_body(red_idx: Index) -> list[Stmt]:
-            return [Reduce(acc, op, cast(src.at(self.dom.merge(self.kept, red_idx)), t.dtype))]
+            v = src.at(self.dom.merge(self.kept, red_idx))
+            if op in ("and", "or"):  # truth values, not bits: any(uint8 [1, 2]) is 1, not 1 | 2
+                v = cast(v, bool_)
+            return [Reduce(acc, op, cast(v, t.dtype))]
 
         innermost = bool(self.dom.dims) and self.dom.dims[-1] == len(self.dom.full) - 1
         self.stmts.extend(schedule(_nest(self.red_shape, self.names, red_body, "r"), 0,

@@ -161,3 +161,18 @@ def test_large_reduction_runs_parallel_and_matches() -> None:
     assert "parallel for" in text and "vectorized for" in text
     (y,) = compile_groups("big_sum", [g], ["x"], ["y"])(x)
     np.testing.assert_allclose(y, x.astype(np.float64).sum(1, keepdims=True), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("op_name", ["any", "all"])
+def test_logical_reductions_over_uint8_count_truth_not_bits(op_name: str) -> None:
+    """any/all over uint8 give uint8 0/1 as torch does; 1 | 2 must not leak through as 3, nor 1 & 2 as 0."""
+    op = REGISTRY[op_name]
+    x = np.array([[1, 2, 0], [2, 4, 8], [0, 0, 0]], dtype=np.uint8)
+    t = TensorType(x.shape, from_numpy(x.dtype))
+    attrs = op.normalize(op.check_attrs({"dim": (1,), "keepdim": False}), t)
+    g = FusionGroup("g", [GroupNode(op_name, ("x",), ("y",), attrs)], {"x": t, "y": op.infer(t, **attrs)},
+                    ["x"], ["y"])
+    (got,) = compile_groups(f"logical_{op_name}", [g], ["x"], ["y"])(x)
+    want = getattr(torch.from_numpy(x), op_name)(dim=1).numpy()
+    assert got.dtype == want.dtype == np.uint8
+    np.testing.assert_array_equal(got, want)

@@ -29,8 +29,8 @@ _SORTING = ("argsort", "sort", "topk", "median", "mode", "msort", "kthvalue", "n
 # 0-d inputs to sorting ops are eager-only (lowering refuses them with a CompileError naming the op)
 CASES = [c for c in O.CASES
          if not (c.op in _SORTING and any(isinstance(a, np.ndarray) and a.ndim == 0 for a in c.args))]
-# known lowering bug shared with the LLVM target: any/all over uint8 combine the bytes bitwise (1|2 = 3)
-KNOWN_BAD = {"any(uint8[3])"}
+# cases with a known lowering bug, marked as strict xfails (none at present)
+KNOWN_BAD: set[str] = set()
 
 
 def _call(lib: Any, case: O.Case, args: list[Any]) -> list[Any]:
