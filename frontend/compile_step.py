@@ -566,6 +566,10 @@ class _StepEntry:
         self.bound_arrays: list[Any] = []
         self.runner: Any = None
         self.group_steps = {(id(o), gi): ps for o, gi, _, ps in writes.steps}
+        user_tree = result.graph.outputs[0]
+        self.num_user = sum(isinstance(v, Value) for v in flatten_tree(user_tree))
+        names = {id(t): n for n, t in self.bound}
+        self.aliased = _alias_plan(result, self.feeds, writes, self.num_user, names)
 
     def _input(self, feed: tuple[Any, ...], tensors: list[Tensor], seeds: Iterator[Any]) -> np.ndarray:
         kind = feed[0]
@@ -602,24 +606,58 @@ class _StepEntry:
         arrays = [self._input(f, tensors, seeds) for f in self.feeds]
         for p in self.writes.drops:  # eager's zero_grad frees them before the forward
             p.grad = None
-        flat = self._execute(arrays)
+        flat, in_place = self._execute(arrays)
         del arrays
-        user_tree, _ = self.result.graph.outputs
-        n = sum(isinstance(v, Value) for v in flatten_tree(user_tree))
+        n = self.num_user
+        user_tree = self.result.graph.outputs[0]
         outs = iter(flat[:n])
         result = map_tree(user_tree, lambda v: from_numpy(next(outs)) if isinstance(v, Value) else v)
-        self._write_back(flat[n:])
+        self._write_back(flat[n:], in_place)
         return result
 
-    def _execute(self, arrays: list[np.ndarray]) -> tuple[np.ndarray, ...]:
+    def _execute(self, arrays: list[np.ndarray]) -> tuple[tuple[np.ndarray, ...], set[int]]:
+        """Outputs, and the write indices the executable already wrote into the live arrays."""
         if self.result.executable is None:  # target "interpret"
             from ember.compiler.ir.interpreter import interpret
 
             params = {n: t._data for n, t in self.bound}
-            return tuple(np.asarray(x) for x in flatten_tree(interpret(self.result.graph, arrays, params)))
+            flat = interpret(self.result.graph, arrays, params)
+            return tuple(np.asarray(x) for x in flatten_tree(flat)), set()
         if self.runner is None or any(a is not t._data for a, (_, t) in zip(self.bound_arrays, self.bound)):
             self._bind()
-        return self.runner(*arrays)
+        if not self.aliased:
+            return self.runner(*arrays), set()
+        out, in_place = self._output_arrays(arrays)
+        return self.runner(*arrays, out=out), in_place
+
+    def _output_arrays(self, arrays: list[np.ndarray]) -> tuple[list[np.ndarray], set[int]]:
+        """Fresh arrays for the outputs, except that a new parameter or optimizer state whose update the
+        plan proved hazard-free (``_alias_plan``) is written straight into the array it replaces."""
+        out, in_place = [], set()
+        for k, spec in enumerate(self.runner.exe.outputs):
+            j = k - self.num_user
+            target = self.aliased.get(j)
+            live = self._live_array(target, arrays) if target is not None else None
+            if live is not None:
+                out.append(live)
+                in_place.add(j)
+            else:
+                out.append(np.empty(tuple(spec.shape), np.dtype(spec.dtype)))
+        return out, in_place
+
+    def _live_array(self, target: tuple[Any, int | None], arrays: list[np.ndarray]) -> np.ndarray | None:
+        """The live array an aliased output may be written into: the very array the executable reads."""
+        (kind, *rest), pos = target
+        if kind == "state":
+            return arrays[pos] if pos is not None and self._state_exists(*rest) else None
+        t = rest[0]
+        a = t._data
+        return a if a.flags.c_contiguous and a.flags.writeable else None
+
+    @staticmethod
+    def _state_exists(opt: Any, p: Tensor, key: str) -> bool:
+        t = opt.state.get(p, {}).get(key)
+        return t is not None and t._data.flags.c_contiguous
 
     def _bind(self) -> None:
         """Parameters and buffers are read from the live arrays (written in place, so bound once)."""
@@ -635,12 +673,15 @@ class _StepEntry:
         self.runner = CpuExecutable(dataclasses.replace(exe, constants=constants))
         self.bound_arrays = [t._data for _, t in self.bound]
 
-    def _write_back(self, arrays: tuple[np.ndarray, ...]) -> None:
+    def _write_back(self, arrays: tuple[np.ndarray, ...], in_place: set[int]) -> None:
         from ember.creation import from_numpy
 
-        for target, new in zip(self.writes.targets, arrays):
+        for j, (target, new) in enumerate(zip(self.writes.targets, arrays)):
             kind = target[0]
-            if kind in ("param", "buffer"):
+            if j in in_place:  # already written by the executable: only the version moves
+                t = target[1] if kind != "state" else target[1].state[target[2]][target[3]]
+                t._version[0] += 1
+            elif kind in ("param", "buffer"):
                 _copy_into(target[1], new)
             elif kind == "grad":
                 p = target[1]
@@ -659,6 +700,45 @@ class _StepEntry:
             for p in params:
                 st = opt.state[p]
                 st["step"] = int(st.get("step", 0)) + n
+
+
+def _alias_plan(result: Any, feeds: list[tuple[Any, ...]], writes: _Writes, num_user: int,
+                names: dict[int, str]) -> dict[int, tuple[tuple[Any, ...], int | None]]:
+    """Which new parameters, buffers and optimizer states the executable may write straight into the
+    array they replace: write index -> (target, position of the state's input array or None).
+
+    Safe when, in the kernel order, no kernel after the one writing the new value reads the old one,
+    and that kernel reads the old value (if at all) only elementwise at the same index: every op in it
+    has a scalar lowering and old and new have the same type. Otherwise the value goes to a fresh
+    output and is copied back after the call."""
+    from ember.compiler.ops.registry import REGISTRY
+
+    groups = result.groups
+    if result.executable is None or not groups:
+        return {}
+    writer = {o: k for k, g in enumerate(groups) for o in g.outputs}
+    last_read: dict[str, int] = {}
+    for k, g in enumerate(groups):
+        for x in g.inputs:
+            last_read[x] = k
+    out_names = result.output_names
+    state_pos = {f[1:]: i for i, f in enumerate(feeds) if f[0] == "state"}
+    plan: dict[int, tuple[tuple[Any, ...], int | None]] = {}
+    for j, target in enumerate(writes.targets):
+        if target[0] == "grad":
+            continue
+        pos = state_pos.get(target[1:]) if target[0] == "state" else None
+        old = result.input_names[pos] if pos is not None else names.get(id(target[1]))
+        new = out_names[num_user + j]
+        k = writer.get(new)
+        if old is None or k is None or out_names.count(new) != 1 or last_read.get(old, -1) > k:
+            continue
+        g = groups[k]
+        if old in g.inputs and not (all("scalar" in REGISTRY[n.op].lowering for n in g.nodes)
+                                    and g.type_of(old) == g.type_of(new)):
+            continue
+        plan[j] = (target, pos)
+    return plan
 
 
 def _copy_into(t: Tensor, new: np.ndarray) -> None:

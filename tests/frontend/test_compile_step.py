@@ -235,6 +235,15 @@ def test_one_arena_covers_forward_and_backward() -> None:
     fast(x, y)
     (plan,) = fast.memory_plans
     assert 0 < plan.lower_bound <= plan.arena_bytes < plan.naive_bytes
+    # every parameter and momentum update is written straight into the live array (no copy back)
+    entry = fast.entry_for(x, y)
+    kinds = [t[0] for t in entry.writes.targets]
+    assert sorted(t[0][0] for t in entry.aliased.values()) == sorted(k for k in kinds if k != "grad")
+    arrays = [p._data for p in model.parameters()]
+    before = [a.copy() for a in arrays]
+    fast(x, y)
+    assert all(p._data is a for p, a in zip(model.parameters(), arrays))
+    assert all(not np.array_equal(a, b) for a, b in zip(arrays, before))
     ops = [n.op.name for n in fast.graph(x, y).nodes]
     assert "matmul" in ops and ops.count("matmul") >= 3 * 3 - 1  # forward and both backward GEMMs
 
