@@ -21,14 +21,14 @@ from typing import Any
 from ember.compiler.dtypes import bool_
 from ember.compiler.kernel.builder import iadd, imul
 from ember.compiler.kernel.group import FusionGroup
-from ember.compiler.kernel.ir import Binary, Buffer, Const, Expr, Gemm, Loop, Select, Stmt, Store
+from ember.compiler.kernel.ir import Binary, Buffer, Const, Expr, Gemm, Loop, LoopKind, Select, Stmt, Store
 from ember.compiler.kernel.lower_conv_batched import choose_schedule, lower_batched_conv
 from ember.compiler.kernel.lower_depthwise import is_depthwise, lower_depthwise_group
 from ember.compiler.kernel.lower_gemm import lower_rest, match_epilogue, materialize, result_buffer
 from ember.compiler.kernel.values import ZERO, Index, Value, View, contiguous_strides, flat_index
 from ember.runtime.errors import CompileError
 
-__all__ = ["lower_conv_group"]
+__all__ = ["image_slots", "lower_conv_group"]
 
 
 def bounded(at: Expr, size: int) -> tuple[Expr, Expr]:
@@ -38,6 +38,17 @@ def bounded(at: Expr, size: int) -> tuple[Expr, Expr]:
                     bool_)
     clamped = Binary("max", Binary("min", at, Const(size - 1, ZERO.dtype), ZERO.dtype), ZERO, ZERO.dtype)
     return clamped, inside
+
+
+def image_slots(batch: int) -> int:
+    """Images processed side by side by the per-image schedule: one parallel loop over slots (each
+    with its own padded image and im2col scratch) instead of forking inside every image's im2col and
+    GEMM. A small per-image GEMM (LeNet's) runs serially, so without slots it used one thread; with
+    them the batch is split between threads and each GEMM runs unforked. 1 (serial over images, the
+    GEMM threaded inside) for batch 1 and odd batches, where slots would leave a thread idle."""
+    if batch % 4 == 0:
+        return 4
+    return 2 if batch % 2 == 0 else 1
 
 
 def _channel_role(v: Value, out_shape: tuple[int, ...]) -> str | None:
@@ -60,8 +71,10 @@ def _channel_role(v: Value, out_shape: tuple[int, ...]) -> str | None:
 
 
 def _im2col(x: View, n: Expr, c0: Expr, cg: int, ksize: tuple[int, ...], out: tuple[int, ...],
-            attrs: dict[str, Any], cols: str, names: Any) -> list[Stmt]:
-    """Loops filling cols[(c, taps), positions] from image ``n``, channels ``c0 .. c0 + cg``."""
+            attrs: dict[str, Any], cols: str, names: Any, base: Expr = ZERO,
+            threaded: bool = True) -> list[Stmt]:
+    """Loops filling cols[base + (c, taps), positions] from image ``n``, channels ``c0 .. c0 + cg``
+    (``threaded=False``: never a parallel loop, for a body that already runs on one thread per image)."""
     from ember.compiler.kernel.lower import _nest, schedule
 
     nd = len(ksize)
@@ -82,22 +95,24 @@ def _im2col(x: View, n: Expr, c0: Expr, cg: int, ksize: tuple[int, ...], out: tu
         value = x.at(tuple(where))
         if valid is not None:
             value = Select(valid, value, Const(0.0, x.dtype), x.dtype)
-        return [Store(cols, flat_index(idx, shape), value)]
+        return [Store(cols, iadd(base, flat_index(idx, shape)), value)]
 
     n_el = 1
     for s in shape:
         n_el *= s
-    return schedule(_nest(shape, names, body, "c"), n_el)
+    return schedule(_nest(shape, names, body, "c"), n_el if threaded else 0)
 
 
-def _pad_image(x: View, n: Expr, pad: tuple[int, ...], name: str, names: Any,
-               scratch: list[Buffer]) -> tuple[View, list[Stmt], list[Stmt]]:
+def _pad_image(x: View, n: Expr, pad: tuple[int, ...], name: str, names: Any, scratch: list[Buffer],
+               slots: int = 1, slot: Expr = ZERO) -> tuple[View, list[Stmt], list[Stmt]]:
     """A zero-padded copy of one image: the border is zeroed once, the interior copied per image with
-    unit-stride loads and stores, so im2col then reads without bounds tests."""
+    unit-stride loads and stores, so im2col then reads without bounds tests. With ``slots`` > 1 the
+    scratch holds one padded image per slot (threads working on different images), image ``n`` going
+    to slot ``slot``; the returned view is indexed by slot, not by image."""
     from ember.compiler.kernel.lower import _nest, schedule
 
     nd = len(x.shape) - 2
-    shape = (x.shape[1], *(x.shape[2 + i] + pad[2 * i] + pad[2 * i + 1] for i in range(nd)))
+    shape = (slots, x.shape[1], *(x.shape[2 + i] + pad[2 * i] + pad[2 * i + 1] for i in range(nd)))
     buf = Buffer(name, x.dtype, shape, contiguous_strides(shape))
     scratch.append(buf)
     numel = 1
@@ -108,10 +123,10 @@ def _pad_image(x: View, n: Expr, pad: tuple[int, ...], name: str, names: Any,
         return [Store(name, flat_index(idx, shape), Const(0.0, x.dtype))]
 
     def copy(idx: Index) -> list[Stmt]:
-        dst = (idx[0], *(iadd(idx[1 + i], pad[2 * i]) for i in range(nd)))
+        dst = (slot, idx[0], *(iadd(idx[1 + i], pad[2 * i]) for i in range(nd)))
         return [Store(name, flat_index(dst, shape), x.at((n, *idx)))]
 
-    view = View(name, (1, *shape), x.dtype, (0, *contiguous_strides(shape)))
+    view = View(name, shape, x.dtype, contiguous_strides(shape))
     zero_loops = schedule(_nest(shape, names, zero, "z"), numel)
     return view, zero_loops, schedule(_nest(x.shape[1:], names, copy, "q"), 0)
 
@@ -173,27 +188,33 @@ def lower_conv_group(group: FusionGroup, gi: int, ev: Any, names: Any) -> tuple[
     c_name = result_buffer(group, cur, scratch)
     pointwise = all(s == 1 for s in ksize) and all(s == 1 for s in attrs["stride"]) \
         and not any(attrs["padding"]) and x.strides == contiguous_strides(x.shape)
-    n, g = names.var("n"), names.var("g")
-    inner: list[Stmt] = []
-    per_image: list[Stmt] = []
+    slots = image_slots(batch)
+    g, per_image, inner = names.var("g"), [], []
+    if slots > 1:  # a parallel loop over slots, each running its images one after another
+        slot, i = names.var("s"), names.var("n")
+        n: Expr = iadd(imul(slot, batch // slots), i)
+    else:
+        slot, i = ZERO, names.var("n")
+        n = i
     if pointwise:
         b_buf, b_off, ldb = x.buffer, iadd(x.offset, iadd(imul(n, x.strides[0]), imul(g, cg * p))), p
     else:
-        src, geo = x, attrs
+        src, geo, image = x, attrs, n
         if any(attrs["padding"]):
             pad_name = f"{sanitize(node.output)}_pad"
-            src, zero, copy = _pad_image(x, n, attrs["padding"], pad_name, names, scratch)
+            src, zero, copy = _pad_image(x, n, attrs["padding"], pad_name, names, scratch, slots, slot)
             stmts += zero
             per_image += copy
-            geo = {**attrs, "padding": (0,) * len(attrs["padding"])}
-        cols = Buffer(f"{sanitize(node.output)}_cols", x.dtype, (kdim, p), (p, 1))
+            geo, image = {**attrs, "padding": (0,) * len(attrs["padding"])}, slot
+        cols = Buffer(f"{sanitize(node.output)}_cols", x.dtype, (slots * kdim, p), (p, 1))
         scratch.append(cols)
-        inner += _im2col(src, n, imul(g, cg), cg, ksize, out, geo, cols.name, names)
-        b_buf, b_off, ldb = cols.name, Const(0, ZERO.dtype), p
+        b_buf, b_off, ldb = cols.name, imul(slot, kdim * p), p
+        inner += _im2col(src, image, imul(g, cg), cg, ksize, out, geo, cols.name, names, b_off, slots == 1)
     _operand_offsets(epi, g, n, cog, out_shape)
     inner.append(Gemm(cog, p, kdim, w.buffer, iadd(w.offset, imul(g, cog * kdim)), kdim, b_buf, b_off, ldb,
                       c_name, iadd(imul(n, co * p), imul(g, cog * p)), p, False, epi.build(),
                       tuple(epi.operands), epi.ldr))
-    stmts.append(Loop(n.name, batch, (*per_image, Loop(g.name, groups, tuple(inner)))))
+    body = Loop(i.name, batch // slots, (*per_image, Loop(g.name, groups, tuple(inner))))
+    stmts.append(Loop(slot.name, slots, (body,), LoopKind.PARALLEL) if slots > 1 else body)
     stmts += lower_rest(group, ev, names, cur, c_name, j)
     return stmts, scratch

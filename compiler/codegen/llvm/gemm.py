@@ -620,6 +620,10 @@ def _build_worker(module: ir.Module, name: str, cfg: GemmConfig, rect: ir.Functi
     ctx = b.bitcast(fn.args[0], _CTX_PTR)
     nt = b.sext(b.call(_declare(module, "omp_get_num_threads", _I32, []), []), _I64)
     tid = b.sext(b.call(_declare(module, "omp_get_thread_num", _I32, []), []), _I64)
+    # called directly (serial): the whole of C, even inside another parallel region (a conv kernel's
+    # loop over images), where libgomp's team size and thread number are the outer team's
+    serial = b.icmp_signed("<=", _ctx_get(b, ctx, "num_threads"), _I32(1))
+    nt, tid = b.select(serial, _i64(1), nt), b.select(serial, _i64(0), tid)
     M, N, K = (_ctx_get(b, ctx, n) for n in ("M", "N", "K"))
     tiles_m, tiles_n = _ceil_div(b, M, MR), _ceil_div(b, N, NR)
     tm = _emit_partition(b, nt, tiles_m, tiles_n)
@@ -680,6 +684,7 @@ def _build_entry(module: ir.Module, name: str, cfg: GemmConfig, worker: ir.Funct
                             [worker.type, _I8PTR, _I32, _I32])
             b.call(gomp, [worker, data, b.trunc(nt, _I32), _I32(0)])
         with serial:
+            b.store(_I32(1), _ctx_ptr(b, ctx, "num_threads"))  # the worker then takes all of C
             b.call(worker, [data])
     b.ret(b.load(_ctx_ptr(b, ctx, "status")))
     return fn

@@ -303,7 +303,8 @@ class KernelCodegen:
                              f"ember.k.{self.kernel.name}.par{self.n_outlined}")
         worker.linkage = "internal"
         worker.attributes.add("nounwind")
-        saved = (self.fn, self.b, self.ptrs, self.cache, self.status)
+        saved = (self.fn, self.b, self.ptrs, self.cache, self.status, self.nthreads)
+        self.nthreads = I32(1)  # inside a worker: a nested parallel loop or GEMM runs on this thread
         self.fn = worker
         self.b = ir.IRBuilder(worker.append_basic_block("entry"))
         wctx = self.b.bitcast(worker.args[0], ctx_ty.as_pointer())
@@ -319,7 +320,7 @@ class KernelCodegen:
         inner = Loop(s.var, s.extent, s.body, LoopKind.SERIAL)
         self.serial(inner, lo, hi)
         self.b.ret_void()
-        self.fn, self.b, self.ptrs, self.cache, self.status = saved
+        self.fn, self.b, self.ptrs, self.cache, self.status, self.nthreads = saved
         nthreads = self.b.select(self.b.icmp_signed(">", self.nthreads, I32(s.extent)), I32(s.extent),
                                  self.nthreads)
         data = self.b.bitcast(ctx, _I8PTR)
