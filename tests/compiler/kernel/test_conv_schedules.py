@@ -101,6 +101,7 @@ def _force(monkeypatch: pytest.MonkeyPatch, schedule: str) -> None:
 @pytest.mark.parametrize("schedule", list(SCHEDULES))
 def test_every_schedule_matches_torch(schedule: str, monkeypatch: pytest.MonkeyPatch) -> None:
     _force(monkeypatch, schedule)
+    monkeypatch.setenv("EMBER_NUM_THREADS", "2")  # image slots and GEMMs really run on two threads
     groups = [c[0] for c in CASES]
     exe = compile_groups(f"convs_{schedule}", groups, [i for g in groups for i in g.inputs],
                          [g.outputs[0] for g in groups])
@@ -155,3 +156,13 @@ def test_batched_conv_through_ember_compile_matches_eager() -> None:
         x = ember.randn(batch, 3, 8, 8)
         with ember.no_grad():
             np.testing.assert_allclose(ember.compile(model)(x).numpy(), model(x).numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_per_image_schedule_splits_even_batches_over_slots(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ember.compiler.kernel.lower_conv import image_slots
+
+    assert [image_slots(b) for b in (1, 2, 3, 4, 6, 64)] == [1, 2, 1, 4, 2, 4]
+    text = _kernel_text(8, "per_image", monkeypatch)  # batch 4, padded: 4 slots of one image each
+    assert "parallel for s" in text and "c8_y_pad: float32[4,3," in text and "c8_y_cols: float32[108,35]" in text
+    text = _kernel_text(0, "per_image", monkeypatch)  # batch 3: images in turn, threads inside each GEMM
+    assert "parallel for s" not in text
