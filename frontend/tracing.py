@@ -262,7 +262,11 @@ class Tracer:
         name = self.module_names.get(id(module))
         if name is None:  # a module called by a traced function: its state becomes parameters too
             parent = self.scopes[-1]
-            name = f"{parent}.{type(module).__name__}" if parent else type(module).__name__
+            name = base = f"{parent}.{type(module).__name__}" if parent else type(module).__name__
+            taken, k = set(self.module_names.values()), 0
+            while name in taken:  # a second module of that class: its own parameter names
+                k += 1
+                name = f"{base}_{k}"
             if hasattr(module, "named_modules"):
                 self._index_module(module, name)
         self.scopes.append(name)
