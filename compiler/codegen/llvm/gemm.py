@@ -129,7 +129,7 @@ class GemmConfig:
     kc: int = 384
     nc: int = 4096
     serial_work: int = 1 << 20
-    dot_max_m: int = 96  # trans_b with M up to this runs gemv.py's unpacked dot path (0: never)
+    dot_max_m: int = 64  # trans_b with M up to this runs gemv.py's unpacked dot path (0: never)
 
     def __post_init__(self) -> None:
         if self.mc <= 0 or self.mc % MR or self.nc <= 0 or self.nc % NR or self.kc <= 0:

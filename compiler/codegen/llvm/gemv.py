@@ -12,13 +12,14 @@ over them, so B is read from memory once for all rows. When the problem is large
 fork, libgomp threads claim pieces of the column tiles from an atomic counter in the call's context.
 
 The multi-row path (``SMALL_M < M <= GemmConfig.dot_max_m``, trans_b, A small enough for L2) extends
-the same idea to a Linear at batch 2-96: packing a [N, K] weight is a strided 16-row transpose that
-cost about as much as the product itself at M = 8 and still 7-16% at M = 64. Each register tile is
-DOT_ROWS rows of A x DOT_COLS rows of B (12 ``<8 x float>`` accumulators, 8 loads per 12 FMAs); the
-tile's rows of B stay in L1 while every row pair of A streams from L2, so B is read from memory once;
-a K tail is one masked step; each row's 6 sums are reduced with the same shuffle tree into one vector
-that goes through the vector epilogue with masked loads and stores. Threads claim column tiles, so
-they share A and each reads its own part of B.
+the same idea to a Linear at batch 2-64: packing a [N, K] weight is a strided 16-row transpose that
+cost about as much as the product itself at M = 8 and 0-19% at M = 64 (break-even near M = 96 or
+M * K = 64 Ki floats, when A no longer sits comfortably in L2). Each register tile is DOT_ROWS rows
+of A x DOT_COLS rows of B (12 ``<8 x float>`` accumulators, 8 loads per 12 FMAs); the tile's rows of
+B stay in L1 while every row pair of A streams from L2, so B is read from memory once; a K tail is
+one masked step; each row's 6 sums are reduced with the same shuffle tree into one vector that goes
+through the vector epilogue with masked loads and stores. Threads claim column tiles, so they share
+A and each reads its own part of B.
 
 The paths are selected inside the GEMM entry function (``emit_small_m_dispatch``) from M, K and
 ``trans_b``; at a compiled kernel's call site M is a constant, and every user of the template (matmul,
@@ -40,7 +41,7 @@ PARALLEL_WORK = 1 << 20  # M*N*K from which splitting the columns between thread
 CLAIMS_PER_THREAD = 4  # a thread's share of the column tiles is claimed in about this many pieces
 TILE = 8  # output columns per tile: one accumulator each, and one 8-lane vector of results
 DOT_ROWS, DOT_COLS = 2, 6  # the multi-row path's register tile: 12 accumulators, 8 loads per 12 FMAs
-DOT_MAX_A = 96 * 1024  # floats of A (M * K, 384 KiB) that stay in L2 while the rows of B stream past
+DOT_MAX_A = 1 << 16  # floats of A (M * K, 256 KiB: half of L2) up to which the dot path won; 1.5x that lost 20%
 
 _F32, _I32, _I64 = ir.FloatType(), ir.IntType(32), ir.IntType(64)
 _V8 = ir.VectorType(_F32, 8)
