@@ -22,21 +22,15 @@ pytestmark = [pytest.mark.skipif(not nvrtc_available(), reason="NVRTC missing: p
               pytest.mark.skipif(not compiler_available(), reason="the host emulator needs g++")]
 
 
-def emulate(fn: Any, inputs: tuple[ember.Tensor, ...], folder: Path) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """(outputs of the generated CUDA run by the emulator, eager outputs)."""
-    exe = compile_graph(trace(fn, *inputs), "cuda", cache=False).executable
-    got = EmulatedCuda(exe, folder)(*[x.numpy() for x in inputs])
-    with ember.no_grad():
-        want = fn(*inputs)
-    want = list(want) if isinstance(want, tuple) else [want]
-    return list(got), [w.numpy() for w in want]
-
-
-def test_lenet5_matches_eager(tmp_path: Path) -> None:
-    ember.manual_seed(0)
-    model = lenet5().eval()
-    (got,), (want,) = emulate(model, (ember.randn(2, 1, 28, 28),), tmp_path)
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+def conv_stack() -> nn.Module:
+    """Grouped, depthwise, dilated and strided convolutions, batch norm, conv_transpose, max/avg pooling,
+    adaptive average pooling and a linear head."""
+    return nn.Sequential(nn.Conv2d(4, 8, 3, padding=1, groups=2), nn.BatchNorm2d(8), nn.ReLU(),
+                         nn.Conv2d(8, 8, 3, padding=2, dilation=2, groups=8), nn.Sigmoid(),
+                         nn.Conv2d(8, 6, 3, stride=2), nn.MaxPool2d(2, ceil_mode=True),
+                         nn.ConvTranspose2d(6, 5, 3, stride=2, padding=1, output_padding=1), nn.Tanh(),
+                         nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False),
+                         nn.AdaptiveAvgPool2d((2, 3)), nn.Flatten(), nn.Linear(30, 7)).eval()
 
 
 def ops(x: ember.Tensor, y: ember.Tensor, i: ember.Tensor) -> tuple[ember.Tensor, ...]:
@@ -45,12 +39,36 @@ def ops(x: ember.Tensor, y: ember.Tensor, i: ember.Tensor) -> tuple[ember.Tensor
             (i % 3) // 2, x @ y.t(), F.relu(x[:, :5] @ y[:, :5].t() + 0.5), (x > 0).any(dim=1))
 
 
-def test_reductions_scans_dtypes_and_gemm_epilogues_match_eager(tmp_path: Path) -> None:
-    ember.manual_seed(1)
-    got, want = emulate(ops, (ember.randn(8, 300), ember.randn(5, 300), ember.arange(-12, 12).reshape(4, 6)),
-                        tmp_path)
-    assert len(got) == len(want)
-    for g, w in zip(got, want):
+N_OPS = 12
+
+
+@pytest.fixture(scope="module")
+def outputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[list[np.ndarray], list[np.ndarray]]]:
+    """LeNet-5, an MLP with log-softmax, the op mix and the conv stack traced as ONE function, compiled
+    and emulated once (NVRTC and the host compiler cost seconds per program): name -> (got, eager)."""
+    ember.manual_seed(0)
+    lenet = lenet5().eval()
+    mlp = nn.Sequential(nn.Linear(100, 70), nn.ReLU(), nn.Linear(70, 130), nn.LogSoftmax(dim=1)).eval()
+    convs = conv_stack()
+
+    def everything(a: Any, b: Any, x: Any, y: Any, i: Any, c: Any) -> tuple[Any, ...]:
+        return (lenet(a), mlp(b), *ops(x, y, i), convs(c))
+
+    inputs = (ember.randn(2, 1, 28, 28), ember.randn(3, 100), ember.randn(8, 300), ember.randn(5, 300),
+              ember.arange(-12, 12).reshape(4, 6), ember.randn(2, 4, 17, 15))
+    exe = compile_graph(trace(everything, *inputs), "cuda", cache=False).executable
+    emu = EmulatedCuda(exe, tmp_path_factory.mktemp("cuda_emulated"))
+    got = list(emu(*[x.numpy() for x in inputs]))
+    emu.close()
+    with ember.no_grad():
+        want = [w.numpy() for w in everything(*inputs)]
+    assert len(got) == len(want) == 3 + N_OPS
+    return {"lenet": (got[:1], want[:1]), "mlp": (got[1:2], want[1:2]),
+            "ops": (got[2:2 + N_OPS], want[2:2 + N_OPS]), "convs": (got[-1:], want[-1:])}
+
+
+def check(got: list[np.ndarray], want: list[np.ndarray]) -> None:
+    for g, w in zip(got, want, strict=True):
         assert g.dtype == w.dtype and g.shape == w.shape
         if w.dtype.kind == "f":
             np.testing.assert_allclose(g.astype(np.float64), w.astype(np.float64), rtol=1e-5, atol=1e-5)
@@ -58,11 +76,20 @@ def test_reductions_scans_dtypes_and_gemm_epilogues_match_eager(tmp_path: Path) 
             np.testing.assert_array_equal(g, w)
 
 
-def test_mlp_with_log_softmax_matches_eager(tmp_path: Path) -> None:
-    ember.manual_seed(2)
-    model = nn.Sequential(nn.Linear(100, 70), nn.ReLU(), nn.Linear(70, 130), nn.LogSoftmax(dim=1)).eval()
-    (got,), (want,) = emulate(model, (ember.randn(3, 100),), tmp_path)
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+def test_lenet5_matches_eager(outputs: dict[str, Any]) -> None:
+    check(*outputs["lenet"])
+
+
+def test_mlp_with_log_softmax_matches_eager(outputs: dict[str, Any]) -> None:
+    check(*outputs["mlp"])
+
+
+def test_reductions_scans_dtypes_and_gemm_epilogues_match_eager(outputs: dict[str, Any]) -> None:
+    check(*outputs["ops"])
+
+
+def test_conv_variants_and_pools_match_eager(outputs: dict[str, Any]) -> None:
+    check(*outputs["convs"])
 
 
 @pytest.mark.slow
@@ -95,17 +122,3 @@ def test_lenet_training_graphs_match_the_cpu_code(tmp_path: Path) -> None:
     assert len(bwd_gpu) == len(bwd_cpu) >= 9
     for g, c in zip(bwd_gpu, bwd_cpu):
         np.testing.assert_allclose(g, c, rtol=1e-4, atol=1e-4)
-
-
-def test_conv_variants_and_pools_match_eager(tmp_path: Path) -> None:
-    """Grouped, depthwise, dilated and strided convolutions, conv_transpose, batch norm, max/avg pooling
-    and adaptive average pooling through the generated CUDA."""
-    ember.manual_seed(5)
-    model = nn.Sequential(nn.Conv2d(4, 8, 3, padding=1, groups=2), nn.BatchNorm2d(8), nn.ReLU(),
-                          nn.Conv2d(8, 8, 3, padding=2, dilation=2, groups=8), nn.Sigmoid(),
-                          nn.Conv2d(8, 6, 3, stride=2), nn.MaxPool2d(2, ceil_mode=True),
-                          nn.ConvTranspose2d(6, 5, 3, stride=2, padding=1, output_padding=1), nn.Tanh(),
-                          nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False),
-                          nn.AdaptiveAvgPool2d((2, 3)), nn.Flatten(), nn.Linear(30, 7)).eval()
-    (got,), (want,) = emulate(model, (ember.randn(2, 4, 17, 15),), tmp_path)
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)

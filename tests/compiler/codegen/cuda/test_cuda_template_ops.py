@@ -19,7 +19,8 @@ from ember.compiler.kernel.program import build_program
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from test_llvm_coverage import CASES, SPECS  # noqa: E402
 
-pytestmark = [pytest.mark.skipif(not nvrtc_available(), reason="NVRTC missing: pip install nvidia-cuda-nvrtc-cu12"),
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not nvrtc_available(), reason="NVRTC missing: pip install nvidia-cuda-nvrtc-cu12"),
               pytest.mark.skipif(not compiler_available(), reason="the host emulator needs g++")]
 
 
