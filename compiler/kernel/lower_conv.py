@@ -128,7 +128,8 @@ def _pad_image(x: View, n: Expr, pad: tuple[int, ...], name: str, names: Any, sc
 
     view = View(name, shape, x.dtype, contiguous_strides(shape))
     zero_loops = schedule(_nest(shape, names, zero, "z"), numel)
-    return view, zero_loops, schedule(_nest(x.shape[1:], names, copy, "q"), 0)
+    numel //= slots
+    return view, zero_loops, schedule(_nest(x.shape[1:], names, copy, "q"), numel)
 
 
 def _operand_offsets(epi: Any, g: Expr, n: Expr, cog: int, out_shape: tuple[int, ...]) -> None:
@@ -189,12 +190,16 @@ def lower_conv_group(group: FusionGroup, gi: int, ev: Any, names: Any) -> tuple[
     pointwise = all(s == 1 for s in ksize) and all(s == 1 for s in attrs["stride"]) \
         and not any(attrs["padding"]) and x.strides == contiguous_strides(x.shape)
     slots = image_slots(batch)
-    g, per_image, inner = names.var("g"), [], []
+    # no loop of extent 1 around one image or one group: the im2col and copy loops inside then stay
+    # top-level loops, which may run in parallel (the code generator runs nested loops serially)
+    g: Expr = names.var("g") if groups > 1 else ZERO
+    per_image: list[Stmt] = []
+    inner: list[Stmt] = []
     if slots > 1:  # a parallel loop over slots, each running its images one after another
-        slot, i = names.var("s"), names.var("n")
+        slot, i = names.var("s"), names.var("n") if batch > slots else ZERO
         n: Expr = iadd(imul(slot, batch // slots), i)
     else:
-        slot, i = ZERO, names.var("n")
+        slot, i = ZERO, names.var("n") if batch > 1 else ZERO
         n = i
     if pointwise:
         b_buf, b_off, ldb = x.buffer, iadd(x.offset, iadd(imul(n, x.strides[0]), imul(g, cg * p))), p
@@ -214,7 +219,9 @@ def lower_conv_group(group: FusionGroup, gi: int, ev: Any, names: Any) -> tuple[
     inner.append(Gemm(cog, p, kdim, w.buffer, iadd(w.offset, imul(g, cog * kdim)), kdim, b_buf, b_off, ldb,
                       c_name, iadd(imul(n, co * p), imul(g, cog * p)), p, False, epi.build(),
                       tuple(epi.operands), epi.ldr))
-    body = Loop(i.name, batch // slots, (*per_image, Loop(g.name, groups, tuple(inner))))
-    stmts.append(Loop(slot.name, slots, (body,), LoopKind.PARALLEL) if slots > 1 else body)
+    body = [*per_image, *([Loop(g.name, groups, tuple(inner))] if groups > 1 else inner)]
+    if batch // slots > 1:
+        body = [Loop(i.name, batch // slots, tuple(body))]
+    stmts += [Loop(slot.name, slots, tuple(body), LoopKind.PARALLEL)] if slots > 1 else body
     stmts += lower_rest(group, ev, names, cur, c_name, j)
     return stmts, scratch
