@@ -150,16 +150,19 @@ def has_gemm(s: Stmt) -> bool:
 _CONST = "#"  # key of the literal constant term in ``_linear``'s result
 
 
-def _linear(e: Expr, interest: frozenset[str]) -> dict[str, int] | None:
+def _linear(e: Expr, interest: frozenset[str], var: str | None = None,
+            bounded: dict[str, Expr] | None = None) -> dict[str, int] | None:
     """``e`` as ``{term: coefficient}``: loop variables in ``interest`` by name, the literal constant under
     ``_CONST``, anything else free of them (outer loop variables, loads of them) under its text, so
-    two accesses can be compared; None when ``e`` is not affine in ``interest`` or reads locals."""
+    two accesses can be compared. With ``bounded``, a non-affine term of inner variables only (not
+    ``var``: a clamped tap position) goes under ``"~" + text`` and into ``bounded``, to be bounded by
+    interval arithmetic. None when ``e`` is not affine in ``interest`` otherwise or reads locals."""
     if isinstance(e, Var):
         return {e.name if e.name in interest else "@" + e.name: 1}
     if isinstance(e, Const):
         return {_CONST: int(e.value)}
     if isinstance(e, Binary) and e.op in ("add", "sub"):
-        a, b = _linear(e.a, interest), _linear(e.b, interest)
+        a, b = _linear(e.a, interest, var, bounded), _linear(e.b, interest, var, bounded)
         if a is None or b is None:
             return None
         sign = 1 if e.op == "add" else -1
@@ -170,13 +173,50 @@ def _linear(e: Expr, interest: frozenset[str]) -> dict[str, int] | None:
     if isinstance(e, Binary) and e.op == "mul":
         for x, y in ((e.a, e.b), (e.b, e.a)):
             if isinstance(y, Const):
-                inner = _linear(x, interest)
+                inner = _linear(x, interest, var, bounded)
                 return None if inner is None else {name: c * int(y.value) for name, c in inner.items()}
     if isinstance(e, Cast):
-        return _linear(e.x, interest)
-    if any(isinstance(sub, Local) for sub in _sub_exprs(e)) or free_vars(e) & interest:
+        return _linear(e.x, interest, var, bounded)
+    if any(isinstance(sub, (Local, Load)) for sub in _sub_exprs(e)) and free_vars(e) & interest:
         return None
+    if any(isinstance(sub, Local) for sub in _sub_exprs(e)):
+        return None
+    if free_vars(e) & interest:
+        if bounded is None or var is None or var in free_vars(e):
+            return None
+        bounded["~" + repr(e)] = e
+        return {"~" + repr(e): 1}
     return {"@" + repr(e): 1}
+
+
+def _bounds(e: Expr, extents: dict[str, int]) -> tuple[int, int] | None:
+    """Smallest and largest value of an integer expression over the loop ranges in ``extents`` (interval
+    arithmetic: add, sub, mul by a constant, max, min, select), or None."""
+    if isinstance(e, Const):
+        return int(e.value), int(e.value)
+    if isinstance(e, Var):
+        return (0, extents[e.name] - 1) if e.name in extents else None
+    if isinstance(e, Cast):
+        return _bounds(e.x, extents)
+    if isinstance(e, Select):
+        a, b = _bounds(e.a, extents), _bounds(e.b, extents)
+        return None if a is None or b is None else (min(a[0], b[0]), max(a[1], b[1]))
+    if not isinstance(e, Binary):
+        return None
+    a, b = _bounds(e.a, extents), _bounds(e.b, extents)
+    if a is None or b is None:
+        return None
+    if e.op == "add":
+        return a[0] + b[0], a[1] + b[1]
+    if e.op == "sub":
+        return a[0] - b[1], a[1] - b[0]
+    if e.op == "mul":
+        corners = [x * y for x in a for y in b]
+        return min(corners), max(corners)
+    if e.op in ("max", "min"):
+        pick = max if e.op == "max" else min
+        return pick(a[0], b[0]), pick(a[1], b[1])
+    return None
 
 
 def parallel_safe(loop: Loop) -> bool:
@@ -230,7 +270,8 @@ def _owns_slices(indices: list[Expr], var: str, interest: frozenset[str], extent
     """The accesses ``indices`` of one buffer stay in disjoint per-iteration slices of ``var``."""
     stride, outer, lo, hi = None, None, None, None
     for idx in indices:
-        lin = _linear(idx, interest)
+        bounded: dict[str, Expr] = {}
+        lin = _linear(idx, interest, var, bounded)
         if lin is None:
             return False
         c = lin.get(var, 0)
@@ -238,10 +279,18 @@ def _owns_slices(indices: list[Expr], var: str, interest: frozenset[str], extent
         if c <= 0 or (stride is not None and c != stride) or (outer is not None and terms != outer):
             return False
         stride, outer = c, terms
-        base = lin.get(_CONST, 0)
-        inner = [(k, n) for k, n in lin.items() if k in extents and k != var]
-        span_lo = base + sum(min(0, n * (extents[k] - 1)) for k, n in inner)
-        span_hi = base + sum(max(0, n * (extents[k] - 1)) for k, n in inner)
+        span_lo = span_hi = lin.get(_CONST, 0)
+        for k, n in lin.items():
+            if k in extents and k != var:
+                box: tuple[int, int] | None = (0, extents[k] - 1)
+            elif k in bounded:
+                box = _bounds(bounded[k], extents)
+            else:
+                continue
+            if box is None:
+                return False
+            span_lo += min(n * box[0], n * box[1])
+            span_hi += max(n * box[0], n * box[1])
         lo = span_lo if lo is None else min(lo, span_lo)
         hi = span_hi if hi is None else max(hi, span_hi)
     return stride is not None and hi - lo < stride

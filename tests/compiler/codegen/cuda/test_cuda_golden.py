@@ -125,6 +125,20 @@ def test_interleaved_but_injective_accesses_are_parallel() -> None:
     assert not parallel_safe(read_other_form)
 
 
+def clamp(e: object, hi: int) -> Binary:
+    return Binary("max", Binary("min", e, i(hi), int64), i(0), int64)  # type: ignore[arg-type]
+
+
+def test_clamped_positions_inside_a_slice_are_bounded_by_interval_arithmetic() -> None:
+    pos = Binary("add", Binary("mul", v("k"), i(2), int64), i(-1), int64)  # a tap position, maybe outside
+    inside = Loop("c", 5, (Loop("k", 9, (store("y", Binary("add", Binary("mul", v("c"), i(16), int64),
+                                                            clamp(pos, 15), int64)),)),))
+    assert parallel_safe(inside)  # col2im over channels: each channel adds into its own 16 elements
+    spills = Loop("c", 5, (Loop("k", 10, (store("y", Binary("add", Binary("mul", v("c"), i(16), int64),
+                                                             clamp(pos, 16), int64)),)),))
+    assert not parallel_safe(spills)  # position 16 is the next channel's first element
+
+
 def test_unsafe_loops_run_on_one_thread() -> None:
     k = Kernel("serial", (Buffer("y", F, (64,)),),
                (Loop("i", 4, (Loop("j", 8, (store("y", lin((4, "i"), (1, "j"))),)),)),))
