@@ -118,6 +118,21 @@ class Cast(Expr):
     dtype: DType
 
 
+def _cached_hash(self: Expr) -> int:
+    """Expressions are immutable trees that lowering and codegen use as dict keys over and over (a
+    Philox round is a DAG whose unfolded tree is ~100x its node count), so each hashes its fields once.
+    The value lives in the instance dict, outside the dataclass fields (eq, repr and replace ignore it)."""
+    h = self.__dict__.get("_hash")
+    if h is None:
+        h = hash((type(self).__name__,) + tuple(self.__dict__[f] for f in self.__dataclass_fields__))
+        object.__setattr__(self, "_hash", h)
+    return h
+
+
+for _cls in (Const, Var, Load, Local, Unary, Binary, Select, Cast):
+    _cls.__hash__ = _cached_hash  # type: ignore[method-assign]
+
+
 # --------------------------------------------------------------------------------------------------
 # statements and kernels
 
