@@ -187,6 +187,8 @@ def compile_program(program: Program, constants: dict[str, np.ndarray] | None = 
                       binary.resources)
     sources = {k.name: str(k) for k in program.kernels}
     sources["cuda"] = src.source
+    sources["cuda.resources"] = "\n".join(f"{fn}: {r['registers']} registers, {r['shared_bytes']} shared bytes"
+                                          for fn, r in sorted(binary.resources.items()))
     return Executable(
         name=program.name,
         inputs=tuple(_spec(b, names.get(b.name)) for b in program.inputs),

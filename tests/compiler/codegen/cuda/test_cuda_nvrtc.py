@@ -33,6 +33,7 @@ def check_program(model: Any, *inputs: Any) -> Any:
     assert set(image.functions) == set(image.resources), "every __global__ is in the cubin"
     for fn in image.functions:
         assert 0 < image.resources[fn]["registers"] <= 255, fn
+    assert len(exe.sources["cuda.resources"].splitlines()) == len(image.functions)
     for kernel in exe.call_order:
         launched = {ln.function for ln in image.launches if ln.kernel == kernel}
         assert launched and launched <= set(image.functions), kernel
