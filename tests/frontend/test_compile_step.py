@@ -76,37 +76,41 @@ class _Trio:
             for g in opt.param_groups:
                 g["lr"] = lr
 
-    def check(self, rtol: float = 1e-4, grad_rtol: float | None = None) -> None:
+    def check(self, rtol: float = 1e-4, grad_rtol: float | None = None, torch_param_atol: float = 0.0,
+              torch_all: bool = True) -> None:
         """Parameters, gradients, buffers and optimizer state of all three agree (gradients to
-        ``grad_rtol``, default ``rtol``)."""
+        ``grad_rtol``, default ``rtol``; parameters against torch also to ``torch_param_atol``;
+        without ``torch_all`` only the parameters are compared with torch)."""
         grad_rtol = grad_rtol or rtol
         mine, eager = dict(self.model.named_parameters()), dict(self.eager.named_parameters())
         theirs = dict(self.ref.named_parameters())
         for n, p in mine.items():
-            for want in (eager[n].detach().numpy(), theirs[n].detach().numpy()):
-                _close(p.detach().numpy(), want, rtol, n)
-            _close(p.grad.numpy(), eager[n].grad.numpy(), grad_rtol, n + ".grad")
-            _close(p.grad.numpy(), theirs[n].grad.numpy(), grad_rtol, n + ".grad")
+            _close(p.detach().numpy(), eager[n].detach().numpy(), rtol, n + " vs eager")
+            _close(p.detach().numpy(), theirs[n].detach().numpy(), rtol, n + " vs torch", torch_param_atol)
+            _close(p.grad.numpy(), eager[n].grad.numpy(), grad_rtol, n + ".grad vs eager")
+            if torch_all:
+                _close(p.grad.numpy(), theirs[n].grad.numpy(), grad_rtol, n + ".grad vs torch")
         t_buffers = dict(self.ref.named_buffers())
         for (n, b), (_, e) in zip(self.model.named_buffers(), self.eager.named_buffers()):
-            _close(b.numpy(), e.numpy(), rtol, n)
-            _close(b.numpy(), t_buffers[n].numpy(), rtol, n)
+            _close(b.numpy(), e.numpy(), rtol, n + " vs eager")
+            if torch_all:
+                _close(b.numpy(), t_buffers[n].numpy(), rtol, n + " vs torch")
         states = (self.opt.state_dict()["state"], self.e_opt.state_dict()["state"],
                   self.t_opt.state_dict()["state"])
         assert set(states[0]) == set(states[1]) == set(states[2])
         for i, entry in states[0].items():
             assert set(entry) == set(states[1][i]) == set(states[2][i])
             for key, v in entry.items():
-                for other in (states[1][i][key], states[2][i][key]):
+                for other in (states[1][i][key], states[2][i][key])[:2 if torch_all else 1]:
                     _close(np.asarray(v.numpy() if hasattr(v, "numpy") else v), np.asarray(
                         other.numpy() if hasattr(other, "numpy") else other), rtol, f"state {i}.{key}")
 
 
-def _close(got: np.ndarray, want: np.ndarray, rtol: float, name: str) -> None:
+def _close(got: np.ndarray, want: np.ndarray, rtol: float, name: str, atol: float = 0.0) -> None:
     """rtol, with an absolute floor of rtol times the tensor's largest entry: float32 sums in another
     order leave entries near zero with no meaningful relative precision."""
     scale = float(np.abs(want).max()) if np.size(want) else 0.0
-    np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * scale + 1e-7, err_msg=name)
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * scale + 1e-7 + atol, err_msg=name)
 
 
 def _data(batch: int = 8, shape: tuple[int, ...] = (10,), classes: int = 5) -> tuple[ember.Tensor, ember.Tensor]:
@@ -222,6 +226,26 @@ def test_resnet18_train_mode_steps_equal_eager_and_torch() -> None:
     trio.check(rtol=1e-4, grad_rtol=1e-3)
     plan = trio.fast.memory_plans[0]
     assert plan.lower_bound <= plan.arena_bytes < plan.naive_bytes
+
+
+@pytest.mark.slow
+def test_resnet18_adam_steps_equal_eager_and_torch() -> None:
+    """Adam on train-mode ResNet-18 through the graph interpreter (the traced update rules and the
+    batch-norm write-back; the native path is the slow SGD test above). Compiled == eager ember to
+    rtol 1e-4; against torch the parameters may differ by a fraction of Adam's step (lr per step):
+    m / sqrt(v) turns float32 noise in a near-zero gradient into a step of up to lr (bound: 2 steps in
+    opposite directions), and the second step's gradients, statistics and moments are compared with
+    eager ember only (layer4's batch norm sees 4 values per channel at this size, which amplifies
+    those differences; eager ember and torch differ as much)."""
+    from ember.vision.models import resnet18
+
+    ember.manual_seed(12)
+    trio = _Trio(resnet18(num_classes=10).train(), TWINS["resnet18"](num_classes=10).train(), "adam",
+                 target="interpret", lr=1e-3)
+    x, y = _data(4, (3, 32, 32), 10)
+    for _ in range(2):
+        trio.step(x, y)
+    trio.check(rtol=1e-4, grad_rtol=1e-4, torch_param_atol=2 * 2 * 1.5e-3, torch_all=False)
 
 
 def test_one_arena_covers_forward_and_backward() -> None:
