@@ -168,23 +168,32 @@ def lower_conv_group(group: FusionGroup, gi: int, ev: Any, names: Any) -> tuple[
     if not isinstance(w, View) or w.strides != contiguous_strides(w.shape):
         w, copy = materialize(w, f"{sanitize(node.output)}_w", names, scratch)
         stmts += copy
-    attrs = node.attrs
-    out_t = group.type_of(node.output)
-    out_shape = tuple(out_t.shape)
-    groups = attrs["groups"]
-    if is_depthwise(x, w, groups):
+    out_shape = tuple(group.type_of(node.output).shape)
+    if is_depthwise(x, w, node.attrs["groups"]):
         return lower_depthwise_group(group, gi, ev, names, x, w, stmts, scratch)
-    batch, co, ksize, out = out_shape[0], out_shape[1], tuple(w.shape[2:]), out_shape[2:]
-    cg, cog = w.shape[1], co // groups
-    kdim = cg
-    for s in ksize:
-        kdim *= s
     p = 1
-    for s in out:
+    for s in out_shape[2:]:
         p *= s
-    how, chunk = choose_schedule(batch, p)
+    how, chunk = choose_schedule(out_shape[0], p)
     if how != "per_image":
         return lower_batched_conv(group, gi, ev, names, x, w, chunk, stmts, scratch, how == "positions")
+    return _lower_per_image(group, gi, ev, names, x, w, stmts, scratch)
+
+
+def _lower_per_image(group: FusionGroup, gi: int, ev: Any, names: Any, x: View, w: View, stmts: list[Stmt],
+                     scratch: list[Buffer]) -> tuple[list[Stmt], list[Buffer]]:
+    """The per-image schedule: im2col and one GEMM per image and group (see the module docstring)."""
+    from ember.compiler.kernel.lower import sanitize
+
+    node = group.nodes[gi]
+    attrs, out_shape = node.attrs, tuple(group.type_of(node.output).shape)
+    batch, co, ksize, out = out_shape[0], out_shape[1], tuple(w.shape[2:]), out_shape[2:]
+    groups, cg = attrs["groups"], w.shape[1]
+    cog, kdim, p = co // groups, cg, 1
+    for s in ksize:
+        kdim *= s
+    for s in out:
+        p *= s
     epi, cur, j = match_epilogue(group, gi, ev.values, lambda v: _channel_role(v, out_shape), False)
     c_name = result_buffer(group, cur, scratch)
     pointwise = all(s == 1 for s in ksize) and all(s == 1 for s in attrs["stride"]) \
