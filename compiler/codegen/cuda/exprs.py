@@ -17,6 +17,7 @@ unsigned, since signed overflow is undefined in C++).
 from __future__ import annotations
 
 import math
+import re
 
 from ember.compiler.dtypes import BOOL, FLOATING, DType
 from ember.compiler.kernel.ir import (
@@ -56,6 +57,8 @@ template <typename T> __device__ __forceinline__ T ember_fmax(T a, T b) { return
 template <typename T> __device__ __forceinline__ T ember_fmin(T a, T b) { return a != a ? a : (a < b ? a : b); }
 template <typename T> __device__ __forceinline__ T ember_imax(T a, T b) { return a > b ? a : b; }
 template <typename T> __device__ __forceinline__ T ember_imin(T a, T b) { return a < b ? a : b; }
+__device__ __forceinline__ long long ember_mul64(long long a, long long b) {
+  return (long long)((unsigned long long)a * (unsigned long long)b); }  // signed overflow is UB in C
 template <typename T> __device__ __forceinline__ T ember_nz(T d) { return d == T(0) ? T(1) : d; }
 template <typename T> __device__ __forceinline__ T ember_ifloordiv(T a, T b) {
   b = ember_nz(b); T q = a / b, r = a % b; return (r != 0 && ((r < 0) != (b < 0))) ? q - 1 : q; }
@@ -173,6 +176,19 @@ def _float_binary(op: str, x: str, y: str, dt: DType) -> str:
     raise CompileError(f"no CUDA code generator for float operation {op!r}")
 
 
+_LOOP_VAR = re.compile(r"v_\w+")
+_LITERAL = re.compile(r"-?\d+LL")
+
+
+def _small_index_product(x: str, y: str) -> bool:
+    """A loop variable (below its extent, < 2^32) times a literal below 2^31 cannot overflow int64, so
+    index arithmetic keeps a plain, readable ``*``; any other int64 product wraps through unsigned."""
+    for var, lit in ((x, y), (y, x)):
+        if _LOOP_VAR.fullmatch(var) and _LITERAL.fullmatch(lit) and abs(int(lit[:-2])) < 2**31:
+            return True
+    return False
+
+
 def _int_binary(op: str, x: str, y: str, dt: DType) -> str:
     t = reg_type(dt)
     if dt.category == BOOL:
@@ -182,6 +198,8 @@ def _int_binary(op: str, x: str, y: str, dt: DType) -> str:
         raise CompileError(f"no CUDA code generator for bool operation {op!r}")
     if op in ("add", "sub", "mul"):
         sym = {"add": "+", "sub": "-", "mul": "*"}[op]
+        if dt.name == "int64" and op == "mul" and not _small_index_product(x, y):
+            return f"ember_mul64({x}, {y})"  # wraps like LLVM's mul (Philox's products pass 2^63)
         if dt.name == "int64":  # index arithmetic: long long in, long long out
             return f"({x} {sym} {y})"
         if dt.name in _UNSIGNED:  # wrap like PyTorch instead of signed-overflow undefined behaviour

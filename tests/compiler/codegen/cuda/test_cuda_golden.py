@@ -165,3 +165,17 @@ def test_a_statement_without_cuda_code_is_a_compile_error_naming_it() -> None:
     (step,) = schedule_kernel(k)
     with pytest.raises(CompileError, match="odd.*Barrier"):
         emit_nest(k, step)
+
+
+def test_int64_products_wrap_except_loop_index_times_small_stride() -> None:
+    """Signed overflow is undefined in C, while the LLVM back end's mul wraps: Philox's 32x32-bit products
+    pass 2^63, so any int64 product that could overflow goes through unsigned arithmetic."""
+    from ember.compiler.codegen.cuda.exprs import ExprEmitter
+    from ember.compiler.dtypes import int64
+    from ember.compiler.kernel.ir import Binary, Const, Load, Var
+
+    em = ExprEmitter({"s": ("b_s", int64)}, "k")
+    assert em.emit(Binary("mul", Var("i0"), Const(64, int64), int64)) == "(v_i0 * 64LL)"
+    wrapped = em.emit(Binary("mul", Load("s", Var("i0"), int64), Const(0xD2511F53, int64), int64))
+    assert wrapped.startswith("ember_mul64(") and "3528531795LL" in wrapped
+    assert em.emit(Binary("mul", Var("i0"), Const(2**40, int64), int64)).startswith("ember_mul64(")
