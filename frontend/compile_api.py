@@ -141,7 +141,7 @@ class _Compiled:
         return self.runner.run(arrays)
 
     def _bind(self, live: dict[str, Tensor]) -> None:
-        from ember.runtime.cpu import CpuExecutable
+        from ember.runtime.executable import make_runner
 
         exe = self.result.executable
         keys = getattr(self.result, "param_keys", None) or {}
@@ -155,7 +155,7 @@ class _Compiled:
                     copied.append((t._version, t._version[0]))
             mod, attr = self.paths[name]
             checks.append((_store_of(mod, attr), attr, t, t._data))
-        self.runner = CpuExecutable(dataclasses.replace(exe, constants=constants))
+        self.runner = make_runner(dataclasses.replace(exe, constants=constants))
         self.bound = {n: t._data for n, t in live.items()}
         self._checks, self._copied = checks, copied
 
@@ -207,10 +207,10 @@ class _Training:
 
             return tuple(np.asarray(x) for x in flatten_tree(interpret(self.bwd.graph, arrays)))
         if self.bwd_runner is None:
-            from ember.runtime.cpu import CpuExecutable
+            from ember.runtime.executable import make_runner
 
-            self.bwd_runner = CpuExecutable(self.bwd.executable)
-        return self.bwd_runner(*arrays)
+            self.bwd_runner = make_runner(self.bwd.executable)
+        return self.bwd_runner.run(arrays)
 
 
 class _StepCall:
@@ -266,8 +266,7 @@ class CompiledModule:
         if not callable(model):
             raise ArgumentError(f"ember.compile expects a module or a function, got {type(model).__name__}")
         if target not in ("llvm", "interpret", "cuda"):
-            raise CompileError(f"ember.compile: unknown target {target!r}; expected 'llvm' or 'interpret'"
-                               + ("; the CUDA back end is not implemented yet" if target == "cuda" else ""))
+            raise CompileError(f"ember.compile: unknown target {target!r}; expected 'llvm', 'interpret' or 'cuda'")
         self.model = model
         self.target = target
         self._cupy = __import__("ember.runtime.cuda", fromlist=["_"]).require_gpu() if target == "cuda" else None

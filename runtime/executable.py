@@ -68,3 +68,15 @@ class Executable:
         lines += [f"  output {s}" for s in self.outputs]
         lines += [f"  call   {k}" for k in self.call_order]
         return "\n".join(lines)
+
+
+def make_runner(exe: Executable) -> Any:
+    """The runtime back end for an executable, by its ``backend`` field: ``CpuExecutable`` for "cpu",
+    ``CudaExecutable`` (cupy; DeviceError without a GPU) for "cuda". Both are called with ``run(seq)``."""
+    if exe.backend == "cuda":
+        from ember.runtime.cuda import CudaExecutable
+
+        return CudaExecutable(exe)
+    from ember.runtime.cpu import CpuExecutable
+
+    return CpuExecutable(exe)
