@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 import statistics
 import sys
 import time
@@ -39,14 +40,16 @@ def main() -> int:
     import cupy as cp
     import numpy as np
     import torch
-    import torchvision
     from ember.compiler.compile import compile_graph
     from ember.runtime.cuda import CudaExecutable
     from ember.tracing import trace
     from ember.vision.models import resnet18
 
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from torch_twins import TWINS  # the same architecture in torch (torchvision does not import beside 2.13)
+
     model = resnet18().eval()
-    tmodel = torchvision.models.resnet18().eval().cuda()
+    tmodel = TWINS["resnet18"]().eval().cuda()
     tmodel.load_state_dict({k: torch.from_numpy(v.numpy()) for k, v in model.state_dict().items()})
     tcompiled = torch.compile(tmodel)
     for batch in args.batches:
