@@ -444,13 +444,15 @@ def _collect_writes(tracer: StepTracer) -> _Writes:
     for k, v in tracer.state_now.items():
         if v is not tracer.state_in.get(k):
             w.add(("state", *tracer.state_owner[k]), v)
-    for pid, (p, before) in tracer.known.items():
+    for pid, (p, _) in tracer.known.items():
         g = p.grad
         if isinstance(g, Tensor) and isinstance(g._data, _TraceData):
             if g._data.value is not tracer.grad_inputs.get(pid):
                 w.add(("grad", p), g._data.value)
-        if before is not None and pid in tracer.overwritten and pid not in tracer.zeroed_in_place:
-            w.drops.append(p)  # kept only if the graph does not read the incoming .grad (_finish)
+        if pid in tracer.overwritten and pid not in tracer.observed | tracer.zeroed_in_place:
+            # the step discards whatever .grad comes in (zero_grad): free it before the call, as eager
+            # does, also on later calls whose .grad exists where the traced call had none
+            w.drops.append(p)
     for (_, gi), (opt, n, params) in tracer.steps.items():
         if isinstance(opt, Adam):
             w.steps.append((opt, gi, n, params))
