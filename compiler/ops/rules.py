@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ember.compiler.dtypes import BOOL, DEFAULT_FLOAT, FLOATING, DType, bool_, result_type
+from ember.compiler import dtypes as _dtypes
+from ember.compiler.dtypes import BOOL, FLOATING, DType, bool_, result_type
 from ember.compiler.ops.registry import TensorType
 from ember.runtime.errors import DimError, DTypeError, ShapeError
 
@@ -67,8 +68,9 @@ def norm_dims(op: str, dims: tuple[int, ...] | None, ndim: int) -> tuple[int, ..
 
 
 def float_result(dtype: DType) -> DType:
-    """Ops like exp or division compute in floating point: integers and bools go to float32."""
-    return dtype if dtype.category == FLOATING else DEFAULT_FLOAT
+    """Ops like exp or division compute in floating point: integers and bools go to the default float
+    dtype (read at call time: ``ember.set_default_dtype`` changes it)."""
+    return dtype if dtype.category == FLOATING else _dtypes.DEFAULT_FLOAT
 
 
 def elementwise(op: str, *inputs: Any, to_float: bool = False, out_dtype: DType | None = None) -> TensorType:
