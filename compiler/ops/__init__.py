@@ -6,6 +6,7 @@ from ember.compiler.ops import (  # noqa: F401  (registers)
     creation,
     elementwise,
     joining,
+    joining_extra,
     linalg,
     movement,
     nn,

@@ -4,11 +4,13 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from ember.api import alias, function, method
 from ember.compiler.ops import REGISTRY
 from ember.dispatch import apply
+from ember.runtime.errors import ArgumentError
 
 _op = REGISTRY.__getitem__
 
@@ -56,20 +58,42 @@ def index_select(input: Any, dim: int, index: Any) -> Any:
     return apply(_op("index_select"), (input, index), {"dim": dim})
 
 
-def _scatter_src(src: Any, value: Any, reduce: Any) -> Any:
-    if reduce is not None:
-        raise NotImplementedError("scatter(reduce=...) is not supported; use scatter_add for sums")
+def _scatter_src(src: Any, value: Any) -> Any:
     if (src is None) == (value is None):
         raise TypeError("scatter() expects exactly one of src= or value=")
     return src if src is not None else value
+
+
+_SCATTER_REDUCE = {"add": "sum", "multiply": "prod"}
+
+
+def _scatter_args(input: Any, dim: int, index: Any, src: Any, value: Any, reduce: Any) -> tuple[Any, ...]:
+    """(op, inputs, attrs) of ``scatter``; with ``reduce='add'|'multiply'`` the scatter_reduce op."""
+    src = _scatter_src(src, value)
+    if reduce is None:
+        return _op("scatter"), (input, index, src), {"dim": dim}
+    if reduce not in _SCATTER_REDUCE:
+        raise ArgumentError(f"reduce argument must be either add or multiply., got {reduce!r}")
+    if hasattr(src, "shape"):
+        warnings.warn(
+            "The reduce argument of torch.scatter with Tensor src is deprecated and will be removed in a"
+            " future PyTorch release. Use torch.scatter_reduce instead for more reduction options.",
+            UserWarning, stacklevel=3,
+        )
+    else:
+        src = apply(_op("full"), (), {"shape": tuple(index.shape), "value": src, "dtype": input.dtype})
+    attrs = {"dim": dim, "reduce": _SCATTER_REDUCE[reduce], "include_self": True}
+    return _op("scatter_reduce"), (input, index, src), attrs
 
 
 @method
 def scatter(
     input: Any, dim: int, index: Any, src: Any = None, *, value: Any = None, reduce: Any = None
 ) -> Any:
-    """A copy of ``input`` with ``out[index[i][j]][j] = src[i][j]`` (dim=0); ``src`` may be a number."""
-    return apply(_op("scatter"), (input, index, _scatter_src(src, value, reduce)), {"dim": dim})
+    """A copy of ``input`` with ``out[index[i][j]][j] = src[i][j]`` (dim=0); ``src`` may be a number.
+    ``reduce='add'``/``'multiply'`` combine with the existing value instead (scatter_reduce's sum/prod)."""
+    op, inputs, attrs = _scatter_args(input, dim, index, src, value, reduce)
+    return apply(op, inputs, attrs)
 
 
 @method
@@ -77,12 +101,33 @@ def scatter_add(input: Any, dim: int, index: Any, src: Any) -> Any:
     return apply(_op("scatter_add"), (input, index, src), {"dim": dim})
 
 
+@method
+def scatter_reduce(input: Any, dim: int, index: Any, src: Any, reduce: str, *, include_self: bool = True) -> Any:
+    """Reduce ``src`` into a copy of ``input`` at ``index`` along ``dim``: reduce is one of "sum", "prod",
+    "mean", "amax", "amin"; ``include_self=False`` leaves the input's own values out where index points.
+
+    >>> import ember
+    >>> ember.tensor([1., 2.]).scatter_reduce(0, ember.tensor([0, 0]), ember.tensor([5., 3.]), "amax")
+    tensor([5., 2.])
+    """
+    attrs = {"dim": dim, "reduce": reduce, "include_self": include_self}
+    return apply(_op("scatter_reduce"), (input, index, src), attrs)
+
+
 def scatter_(
     self: Any, dim: int, index: Any, src: Any = None, *, value: Any = None, reduce: Any = None
 ) -> Any:
     from ember._inplace import inplace_apply
 
-    return inplace_apply(self, _op("scatter"), (index, _scatter_src(src, value, reduce)), {"dim": dim})
+    op, inputs, attrs = _scatter_args(self, dim, index, src, value, reduce)
+    return inplace_apply(self, op, inputs[1:], attrs)
+
+
+def scatter_reduce_(self: Any, dim: int, index: Any, src: Any, reduce: str, *, include_self: bool = True) -> Any:
+    from ember._inplace import inplace_apply
+
+    attrs = {"dim": dim, "reduce": reduce, "include_self": include_self}
+    return inplace_apply(self, _op("scatter_reduce"), (index, src), attrs)
 
 
 def scatter_add_(self: Any, dim: int, index: Any, src: Any) -> Any:
@@ -118,4 +163,5 @@ def masked_select(input: Any, mask: Any) -> Any:
 
 alias("scatter_", scatter_)
 alias("scatter_add_", scatter_add_)
+alias("scatter_reduce_", scatter_reduce_)
 alias("index_fill", index_fill)
