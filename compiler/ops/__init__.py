@@ -14,6 +14,7 @@ from ember.compiler.ops import (  # noqa: F401  (registers)
     random_ops,
     reduce,
     resample,
+    resample_extra,
     sorting,
 )
 from ember.compiler.ops.builder import Builder

@@ -87,8 +87,9 @@ def interpolate(
     """Resize the spatial dims of (N, C, *spatial): nearest, nearest-exact, (bi/tri)linear, bicubic, area."""
     if mode not in _MODES:
         raise ArgumentError(f"interpolate: unknown mode '{mode}' (expected one of {', '.join(_MODES)})")
-    if antialias:
-        raise ArgumentError("interpolate: antialias=True is not supported")
+    if antialias and mode not in ("bilinear", "bicubic"):
+        raise ArgumentError("Anti-alias option is restricted to bilinear and bicubic modes and requires a"
+                            " 4-D tensor as input")
     kind, need = _MODES[mode]
     nd = input.dim() - 2
     if nd < 1:
@@ -108,7 +109,7 @@ def interpolate(
 
         return adaptive_avg_poolnd(input, out, nd)
     attrs = {"size": out, "mode": kind, "align_corners": bool(align_corners), "scales": scales}
-    return apply(_op("upsample"), (input,), attrs)
+    return apply(_op("upsample_aa" if antialias else "upsample"), (input,), attrs)
 
 
 def upsample(
