@@ -40,9 +40,12 @@ def _renorm_(weight: Tensor, indices: Tensor, max_norm: float, norm_type: float)
 
 def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None, max_norm: float | None = None,
               norm_type: float = 2.0, scale_grad_by_freq: bool = False, sparse: bool = False) -> Tensor:
-    """Rows of ``weight`` selected by the integer tensor ``input``."""
-    if scale_grad_by_freq or sparse:
-        raise ArgumentError("embedding: scale_grad_by_freq and sparse gradients are not supported by ember")
+    """Rows of ``weight`` selected by the integer tensor ``input``.
+
+    ``sparse=True`` is accepted, but ember has no sparse tensors: ``weight.grad`` is the dense tensor
+    equal to PyTorch's sparse gradient ``.to_dense()`` (rows not looked up are zero)."""
+    if scale_grad_by_freq:
+        raise ArgumentError("embedding: scale_grad_by_freq is not supported by ember")
     pad = _padding_index(padding_idx, weight.shape[0])
     if max_norm is not None:
         _renorm_(weight, input, max_norm, norm_type)
