@@ -42,6 +42,11 @@ class Builder:
     def dtype(x: Any) -> Any:
         return x.dtype
 
+    def differentiates_result(self) -> bool:
+        """Whether what a rule builds will itself be differentiated (eager ``create_graph``). A rule whose
+        cheap form is exact in value but not in derivative (cumprod at zeros) picks its exact form then."""
+        return False
+
     def sum_to(self, g: Any, like: Any) -> Any:
         """Reduce a broadcast gradient ``g`` back to the shape of ``like`` (a tensor or a type)."""
         if not hasattr(like, "shape"):  # a Python scalar operand

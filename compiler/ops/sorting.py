@@ -278,12 +278,40 @@ def _reverse_cumsum(b: Any, g: Any, dim: int) -> Any:
     return b.add(b.sub(total, b.cumsum(g, dim=dim)), g)
 
 
+def _cumprod_grad_dense(b: Any, g: Any, x: Any, dim: int, dtype: Any) -> Any:
+    """sum_{j >= i} g_j prod_{m <= j, m != i} x_m for every i, with an (n, n) axis pair per slice: exact
+    in value and in every derivative (PyTorch's O(n^2) path for higher-order gradients at zeros)."""
+    nd, n = len(x.shape), x.shape[dim]
+    xm = b.movedim(x, source=(dim,), destination=(nd - 1,))
+    gm = b.movedim(g, source=(dim,), destination=(nd - 1,))
+    ramp = b.cumsum(b.full(shape=(n,), value=1, dtype=x.dtype), dim=0)
+    rows, cols = b.reshape(ramp, shape=(n, 1)), b.reshape(ramp, shape=(1, n))
+    omit = b.where(b.eq(rows, cols), 1.0, b.unsqueeze(xm, dim=nd - 1))     # (..., i, m): x_m, 1 at m == i
+    prods = b.cumprod(omit, dim=nd, dtype=dtype)                            # (..., i, j)
+    terms = b.where(b.ge(cols, rows), b.mul(b.unsqueeze(gm, dim=nd - 1), prods), 0.0)
+    return b.movedim(b.sum(terms, dim=(nd,), keepdim=False), source=(nd - 1,), destination=(dim,))
+
+
 def _cumprod_vjp(b: Any, g: Any, out: Any, x: Any, dim: int, dtype: Any) -> list[Any]:
-    """sum_{j >= i} g_j out_j / x_i: exact where x has no zeros (a zero gives inf/nan, unlike PyTorch,
-    which takes a slower path there)."""
+    """d/dx_i of sum_j g_j out_j, exact at zeros as PyTorch's: before the first zero of a slice it is
+    sum_{j >= i} g_j out_j / x_i; at the first zero it is sum_{j >= i} g_j cumprod(x with that zero
+    replaced by 1)_j (the product of every other factor); after it, every term holds that zero: 0.
+    That O(n) form is exact in value only, so under create_graph the O(n^2) form is used."""
     if x.dtype.category != FLOATING:
         return [None]
-    return [b.cast_like(b.div(_reverse_cumsum(b, b.mul(g, out), dim), x), x)]
+    if not x.shape:
+        return [b.cast_like(g, x)]
+    if b.differentiates_result():
+        return [b.cast_like(_cumprod_grad_dense(b, g, x, dim, dtype), x)]
+    is_zero = b.eq(x, 0)
+    zeros_so_far = b.cumsum(b.cast(is_zero, dtype=x.dtype), dim=dim)
+    before = b.eq(zeros_so_far, 0)
+    first = b.logical_and(is_zero, b.eq(zeros_so_far, 1))
+    safe_x = b.where(is_zero, 1.0, x)
+    plain = b.div(_reverse_cumsum(b, b.mul(g, out), dim), safe_x)
+    others = b.cumprod(b.where(first, 1.0, x), dim=dim, dtype=dtype)
+    at_zero = _reverse_cumsum(b, b.mul(g, b.where(before, 0.0, others)), dim)
+    return [b.cast_like(b.where(before, plain, b.where(first, at_zero, 0.0)), x)]
 
 
 _SCAN_ATTRS = {"dim": INT, "dtype": (optional(DTYPE), None)}

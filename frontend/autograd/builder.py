@@ -13,6 +13,11 @@ class EagerBuilder(Builder):
     def emit(self, op: OpDef, inputs: tuple[Any, ...], attrs: dict[str, Any]) -> Any:
         return _apply()(op, inputs, attrs)
 
+    def differentiates_result(self) -> bool:
+        from ember._state import STATE
+
+        return STATE.grad_enabled  # rules run with grad mode on exactly when create_graph=True
+
 
 _APPLY: Any = None
 
