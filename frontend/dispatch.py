@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 from ember._state import STATE
-from ember.autograd.node import AccumulateGrad, Edge, OpNode
+from ember.autograd.node import AccumulateGrad, Edge, OpNode, name_composite_outputs
 from ember.compiler.ops.registry import OpDef, TensorType
 from ember.device import CPU
 from ember.runtime.errors import DeviceError
@@ -53,7 +53,10 @@ def apply(op: OpDef, args: tuple[Any, ...], attrs: dict[str, Any]) -> Any:
     if op.reference is None:
         from ember.autograd.builder import EAGER
 
-        return op.decompose(EAGER, *args, **attrs)
+        result = op.decompose(EAGER, *args, **attrs)
+        if STATE.grad_enabled and STATE.tracer is None:
+            name_composite_outputs(op, args, result)  # grad_fn names the composite, not its last primitive
+        return result
     return STATE.tracer.record(op, args, attrs)
 
 

@@ -51,7 +51,7 @@ _FREED = object()
 
 
 class OpNode(Node):
-    __slots__ = ("op", "attrs", "saved", "versions", "out")
+    __slots__ = ("op", "attrs", "saved", "versions", "out", "called")
 
     def __init__(self, op: OpDef, attrs: dict[str, Any], saved: list[Any], versions: list[Any],
                  next_edges: tuple[Edge | None, ...]) -> None:
@@ -63,9 +63,14 @@ class OpNode(Node):
         self.saved = saved          # per input: the Tensor, its TensorType, or the Python scalar
         self.versions = versions    # (tensor, version) for saved tensors, checked before the rule runs
         self.out: Any = None        # the output(s), when the rule reads them
+        self.called: OpDef | None = None  # the composite the user called, when this node ends its expansion
 
     def name(self) -> str:
-        return "".join(p.capitalize() for p in self.op.name.split("_")) + "Backward0"
+        """PyTorch's spelling (``MulBackward0``), after the op the user called: a composite's last node
+        is named after the composite (``mean`` -> ``MeanBackward0``, not the ``div`` it expands to)."""
+        op = self.called or self.op
+        base = _TORCH_NAMES.get(op.name) or "".join(p.capitalize() for p in op.name.split("_"))
+        return base + "Backward0"
 
     def apply(self, grads: list[Any], create_graph: bool) -> list[Any]:
         if self.saved is _FREED:
@@ -110,6 +115,21 @@ class OpNode(Node):
             self.saved = _FREED
             self.out = None
             self.versions = []
+
+
+# Registry names whose PyTorch node is named differently.
+_TORCH_NAMES = {"max_dim": "Max", "min_dim": "Min", "norm": "LinalgVectorNorm", "chunk": "Split",
+                "narrow": "Slice", "movedim": "Permute"}
+
+
+def name_composite_outputs(op: OpDef, inputs: tuple[Any, ...], result: Any) -> None:
+    """Mark the nodes that end the expansion of composite ``op`` with ``op`` (for ``grad_fn`` names).
+    Outputs that are inputs passed through unchanged keep their own node."""
+    outs = result if isinstance(result, (tuple, list)) else (result,)
+    for out in outs:
+        node = getattr(out, "grad_fn", None)
+        if type(node) is OpNode and not any(out is x for x in inputs):
+            node.called = op
 
 
 class AccumulateGrad(Node):
