@@ -10,6 +10,7 @@ their own shape.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 from ember._methods import make_inplace
@@ -21,7 +22,8 @@ from ember.tensor import Tensor
 
 def _adopt(self: Any, result: Any, name: str) -> Any:
     """Make ``self`` the result of its own out-of-place shape op."""
-    if STATE.tracer is not None:
+    if STATE.tracer is not None:  # the tracer's rules for in-place ops: never on inputs or parameters
+        STATE.tracer._check_mutable(self, SimpleNamespace(name=name[:-1]))
         if type(self._data) is not type(result._data):
             raise TraceError(f"{name}: an in-place shape change of a tensor from outside the traced"
                              " function cannot be traced; use the out-of-place form")

@@ -189,3 +189,26 @@ def test_normal_inplace_statistics() -> None:
     np.testing.assert_array_equal(again.numpy(), values)
     with pytest.raises(RuntimeError, match="leaf Variable"):
         ember.zeros(3, requires_grad=True).normal_()
+
+
+def test_inplace_shape_ops_compile() -> None:
+    def fn(x: ember.Tensor) -> ember.Tensor:
+        y = x * 2
+        y.t_()
+        y.unsqueeze_(0)
+        return y + 1
+
+    x = ember.tensor(np.arange(12.0).reshape(3, 4))
+    got = ember.compile(fn)(x)
+    want = (torch.tensor(np.arange(12.0).reshape(3, 4)) * 2).t().unsqueeze(0) + 1
+    assert tuple(got.shape) == (1, 4, 3)
+    np.testing.assert_array_equal(got.numpy(), want.numpy())
+
+
+def test_inplace_shape_op_on_a_graph_input_is_refused_when_compiling() -> None:
+    def fn(x: ember.Tensor) -> ember.Tensor:
+        x.t_()
+        return x * 1
+
+    with pytest.raises(ember.TraceError, match="in-place t_ on a graph input"):
+        ember.compile(fn)(ember.zeros(3, 4))
