@@ -67,7 +67,7 @@ def _divisor(pos: Index, attrs: dict[str, Any], spatial: tuple[int, ...], dtype:
 
 
 def _window_body(x: View, kind: str, attrs: dict[str, Any], nd: int, acc: str, names: Any,
-                 idx: Index, arg: str | None = None) -> list[Stmt]:
+                 idx: Index, out_spatial: tuple[int, ...], arg: str | None = None) -> list[Stmt]:
     """Declare the accumulator (and, for ``arg``, the flat input-plane index of the max) and the loops
     over the window's taps."""
     from ember.compiler.kernel.lower import _nest
@@ -76,6 +76,10 @@ def _window_body(x: View, kind: str, attrs: dict[str, Any], nd: int, acc: str, n
     spatial = tuple(x.shape[-nd:])
     dil = attrs.get("dilation", (1,) * nd)
     neutral = Const(float("-inf") if kind == "max" else 0.0, x.dtype)
+    # a dim whose windows never leave the input (no padding, no ceil-mode overhang) needs no bounds test
+    inside = [attrs["padding"][i] == 0
+              and (out_spatial[i] - 1) * attrs["stride"][i] + (attrs["kernel_size"][i] - 1) * dil[i] < spatial[i]
+              for i in range(nd)]
 
     def tap(t: Index) -> list[Stmt]:
         where: list[Expr] = list(batch)
@@ -83,18 +87,24 @@ def _window_body(x: View, kind: str, attrs: dict[str, Any], nd: int, acc: str, n
         plane: Expr = ZERO
         for i in range(nd):
             at = iadd(iadd(imul(pos[i], attrs["stride"][i]), imul(t[i], dil[i])), -attrs["padding"][i])
+            plane = iadd(imul(plane, spatial[i]), at)
+            if inside[i]:  # every tap of every window is in range: no clamp, no test
+                where.append(at)
+                continue
             clamped, ok = bounded(at, spatial[i])
             valid = ok if valid is None else Binary("and", valid, ok, bool_)
-            plane = iadd(imul(plane, spatial[i]), at)
             where.append(clamped)
-        assert valid is not None
-        value = Select(valid, x.at(tuple(where)), neutral, x.dtype)
+        value = x.at(tuple(where))
+        if valid is not None:
+            value = Select(valid, value, neutral, x.dtype)
         if arg is None:
             return [Reduce(acc, "max" if kind == "max" else "add", value)]
         cur = Local(acc, x.dtype)
         cur_ok = Unary("not", Unary("isnan", cur, bool_), bool_)
         nan_first = Binary("and", Unary("isnan", value, bool_), cur_ok, bool_)
-        better = Binary("and", valid, Binary("or", Binary("gt", value, cur, bool_), nan_first, bool_), bool_)
+        better = Binary("or", Binary("gt", value, cur, bool_), nan_first, bool_)
+        if valid is not None:
+            better = Binary("and", valid, better, bool_)
         return [Assign(arg, Select(better, plane, Local(arg, int64), int64)),
                 Assign(acc, Select(better, value, cur, x.dtype))]
 
@@ -135,7 +145,7 @@ def lower_pool_group(group: FusionGroup, gi: int, ev: Any, names: Any) -> tuple[
     arg = sanitize(node.outputs[1]) + "_arg" if want_arg else None
 
     def body(idx: Index) -> list[Stmt]:
-        stmts_ = _window_body(x, kind, attrs, nd, acc, names, idx, arg)
+        stmts_ = _window_body(x, kind, attrs, nd, acc, names, idx, out_shape[-nd:], arg)
         value: Expr = Local(acc, x.dtype)
         if kind == "avg":
             value = Binary("div", value, _divisor(idx[-nd:], attrs, tuple(x.shape[-nd:]), x.dtype), x.dtype)

@@ -6,9 +6,12 @@ Generated function (C view)::
 
 How the loop kinds are generated:
 
-* ``VECTORIZED``: the body runs 8 lanes at a time (``<8 x T>`` values), then a scalar remainder loop.
-  A load whose offset moves by 1 per iteration becomes a vector load, one that does not move a scalar
-  load (broadcast on use), anything else a gather of 8 scalar loads. A ``Reduce`` into a local keeps a
+* ``VECTORIZED``: the body runs 8 lanes at a time (``<8 x T>`` values). The remainder is one masked
+  vector step (masked loads and stores; a gather re-reads the last real lane), or a scalar loop when the
+  body reduces across lanes into an outer local. A load whose offset moves by 1 per iteration becomes a
+  vector load, one that does not move a scalar load (broadcast on use), one that moves by 2-4 a wide
+  masked load and a deinterleaving shuffle (pooling windows, strided rows), anything else a gather of 8
+  scalar loads. A ``Reduce`` into a local keeps a
   vector of partial results that is folded into the local after the loop (a tree of shuffles).
 * ``PARALLEL`` (outermost loops): the body is outlined into ``<kernel>.par<n>(void *ctx)``, the
   kernel's buffer pointers go into a stack struct, and ``GOMP_parallel`` runs the outlined function
@@ -56,6 +59,7 @@ from ember.runtime.errors import CompileError
 __all__ = ["KernelCodegen", "WIDTH", "emit_kernel"]
 
 WIDTH = 8  # lanes of a vectorized loop: 8 x float32 fills an AVX2 register
+MAX_DEINTERLEAVE = 4  # strided vector loads up to this stride are one wide load and a shuffle
 _I8PTR = I8.as_pointer()
 
 
@@ -95,6 +99,7 @@ class KernelCodegen:
         self.vlocals: dict[str, tuple[ir.Value, DType]] = {}  # locals declared inside a vectorized loop
         self.env: dict[str, ir.Value] = {}
         self.vec: tuple[str, ir.Value] | None = None  # (loop var, i64 base of the 8 lanes)
+        self.tail: int | None = None  # inside a masked tail iteration: how many lanes are real
         self.cache: dict[Expr, tuple[ir.Value, bool]] = {}
         self.nthreads: ir.Value | None = None
         self.status: ir.Value | None = None
@@ -175,7 +180,8 @@ class KernelCodegen:
     def loop(self, s: Loop) -> None:
         if s.kind is LoopKind.PARALLEL and self.vec is None and not self.env:
             self.parallel(s)
-        elif s.kind is LoopKind.VECTORIZED and self.vec is None and s.extent >= WIDTH:
+        elif s.kind is LoopKind.VECTORIZED and self.vec is None and (
+                s.extent >= WIDTH or s.extent >= MIN_MASKED and _maskable(s)):
             self.vectorized(s)
         else:
             self.serial(s, 0, s.extent)
@@ -210,8 +216,23 @@ class KernelCodegen:
             slot, dt = self.locals[r.name]
             total = self._horizontal(r.op, self.b.load(self.vec_accs.pop(r.name)), dt)
             self.b.store(self._combine(r.op, self.b.load(slot), total, dt), slot)
-        if main < s.extent:
+        if main < s.extent and _maskable(s):
+            self.masked_tail(s, main)
+        elif main < s.extent:
             self.serial(s, main, s.extent)
+
+    def masked_tail(self, s: Loop, start: int) -> None:
+        """The last ``extent % 8`` iterations as one vector step whose lanes past the end are masked: loads
+        read only real lanes (masked loads, or lane ``rem - 1`` again for a gather) and stores write only
+        real lanes, so nothing outside the loop's range is touched. A row of 14 then costs two vector
+        steps instead of one and six scalar ones."""
+        outer = self.cache
+        self.cache = dict(outer)
+        self.vec, self.tail = (s.var, i64(start)), s.extent - start
+        try:
+            self.stmts(s.body)
+        finally:
+            self.vec, self.tail, self.vlocals, self.cache = None, None, {}, outer
 
     def _identity(self, op: str, dt: DType) -> ir.Value:
         from ember.compiler.kernel.lower import reduce_identity
@@ -261,11 +282,18 @@ class KernelCodegen:
         if linear_coeff(s.index, var) == 1:
             value = self._to_mem(self.vector(s.value, dt), dt)
             ptr = self.b.gep(base, [self._lane_scalar(s.index, var, vbase)], inbounds=True)
-            self.b.store(value, self.b.bitcast(ptr, ir.VectorType(mty, WIDTH).as_pointer()), align=1)
+            vptr = self.b.bitcast(ptr, ir.VectorType(mty, WIDTH).as_pointer())
+            if self.tail is None:
+                self.b.store(value, vptr, align=1)
+                return
+            mask_ty = ir.VectorType(ir.IntType(1), WIDTH)
+            fn = declare(self.b.module, f"llvm.masked.store.v{WIDTH}{_mangle(mty)}.p0", ir.VoidType(),
+                         [value.type, vptr.type, I32, mask_ty])
+            self.b.call(fn, [value, vptr, I32(1), ir.Constant(mask_ty, [i < self.tail for i in range(WIDTH)])])
             return
         value, is_vec = self.emit(s.value)
         value = X.cast(self.b, value, s.value.dtype, dt)
-        for lane in range(WIDTH):
+        for lane in range(WIDTH if self.tail is None else self.tail):
             iv = self.b.add(vbase, i64(lane))
             scalar = self._to_mem(self.b.extract_element(value, I32(lane)) if is_vec else value, dt)
             self.b.store(scalar, self.b.gep(base, [self._lane_scalar(s.index, var, iv)], inbounds=True))
@@ -435,6 +463,31 @@ class KernelCodegen:
             return X.cast(b, x, e.x.dtype, e.dtype), is_vec
         raise CompileError(f"kernel {self.kernel.name}: no LLVM code generator for {type(e).__name__}")
 
+    def _strided_load(self, base: ir.Value, mty: ir.Type, index: Expr, var: str, vbase: ir.Value,
+                      stride: int) -> ir.Value:
+        """Lanes ``index(vbase + j)`` for j < 8 when they lie ``stride`` elements apart: one wide load of
+        the ``8 * stride`` elements from lane 0's, then a shuffle keeping every ``stride``-th (a pooling
+        window or a strided convolution's input row). The load is masked past lane 7's element, so it
+        reads nothing a gather of the eight lanes would not (no read past the buffer's end)."""
+        n = WIDTH * stride
+        vty = ir.VectorType(mty, n)
+        mask_ty = ir.VectorType(ir.IntType(1), n)
+        fn = declare(self.b.module, f"llvm.masked.load.v{n}{_mangle(mty)}.p0", vty,
+                     [vty.as_pointer(), I32, mask_ty, vty])
+        ptr = self.b.gep(base, [self._lane_scalar(index, var, vbase)], inbounds=True)
+        last = (WIDTH if self.tail is None else self.tail) - 1  # the last real lane
+        mask = ir.Constant(mask_ty, [i <= last * stride for i in range(n)])
+        align = max(1, (mty.width if isinstance(mty, ir.IntType) else {"f16": 16, "f32": 32, "f64": 64}[
+            _mangle(mty)]) // 8)
+        # masked-off lanes take lane 0's value (always real), so no lane computes on made-up data that
+        # could trap (an integer division by a zero that is not there)
+        fill = splat(self.b, self.b.load(ptr), vty)
+        wide = self.b.call(fn, [self.b.bitcast(ptr, vty.as_pointer()), I32(align), mask, fill])
+        if stride == 1:
+            return wide
+        pick = ir.Constant(ir.VectorType(I32, WIDTH), [j * stride for j in range(WIDTH)])
+        return self.b.shuffle_vector(wide, ir.Constant(vty, ir.Undefined), pick)
+
     def _load(self, e: Load) -> tuple[ir.Value, bool]:
         base, mty = self.ptrs[e.buffer], X.mem_type(e.dtype)
         if self.vec is None:
@@ -445,16 +498,38 @@ class KernelCodegen:
         if coeff == 0:
             ptr = self.b.gep(base, [self._lane_scalar(e.index, var, vbase)], inbounds=True)
             return self._from_mem(self.b.load(ptr), e.dtype), False
-        if coeff == 1:
+        if coeff == 1 and self.tail is None:
             ptr = self.b.gep(base, [self._lane_scalar(e.index, var, vbase)], inbounds=True)
             vptr = self.b.bitcast(ptr, ir.VectorType(mty, WIDTH).as_pointer())
             return self._from_mem(self.b.load(vptr, align=1), e.dtype), True
+        if coeff is not None and 1 <= coeff <= MAX_DEINTERLEAVE:
+            return self._from_mem(self._strided_load(base, mty, e.index, var, vbase, coeff), e.dtype), True
         out = ir.Constant(ir.VectorType(mty, WIDTH), ir.Undefined)
+        real = WIDTH if self.tail is None else self.tail
         for lane in range(WIDTH):
-            ptr = self.b.gep(base, [self._lane_scalar(e.index, var, self.b.add(vbase, i64(lane)))],
-                             inbounds=True)
+            at = self.b.add(vbase, i64(min(lane, real - 1)))  # a masked tail re-reads its last real lane
+            ptr = self.b.gep(base, [self._lane_scalar(e.index, var, at)], inbounds=True)
             out = self.b.insert_element(out, self.b.load(ptr), I32(lane))
         return self._from_mem(out, e.dtype), True
+
+
+MIN_MASKED = 4  # a vectorized loop this short still runs as one masked vector step
+
+
+def _maskable(s: Loop) -> bool:
+    """Whether a vectorized loop's remainder may run as a masked vector step: not when the body reduces
+    across the loop's lanes into an outer local (the masked lanes would join the sum)."""
+    return not any(isinstance(r, Reduce) for r in s.body)
+
+
+def _mangle(ty: ir.Type) -> str:
+    if isinstance(ty, ir.FloatType):
+        return "f32"
+    if isinstance(ty, ir.DoubleType):
+        return "f64"
+    if isinstance(ty, ir.HalfType):
+        return "f16"
+    return f"i{ty.width}"
 
 
 def emit_kernel(module: ir.Module, kernel: Kernel, shared: dict[str, Any] | None = None) -> ir.Function:
