@@ -38,6 +38,8 @@ from ember.runtime.errors import CompileError
 
 __all__ = ["lower_pool_group"]
 
+MIN_VECTOR_ROW = 4  # output rows this short still vectorize (the back end masks the missing lanes)
+
 
 def _i(v: int) -> Const:
     return Const(v, int64)
@@ -154,11 +156,11 @@ def lower_pool_group(group: FusionGroup, gi: int, ev: Any, names: Any) -> tuple[
             stores.append(Store(sanitize(node.outputs[1]), flat_index(idx, out_shape), Local(arg, int64)))
         return [*stmts_, *stores]
 
-    n = 1
-    for s in out_shape:
+    n = 1  # work: every output reads its whole window
+    for s in (*out_shape, *attrs["kernel_size"]):
         n *= s
     loops = _nest(out_shape, names, body)
-    if out_shape[-1] >= 8 and loops:
+    if out_shape[-1] >= MIN_VECTOR_ROW and loops:
         loops = _vectorize_innermost(loops, n)
     elif loops and n >= PARALLEL_MIN_ELEMENTS:
         from ember.compiler.kernel.lower import schedule
