@@ -73,3 +73,22 @@ def test_second_order_3d_with_zeros_matches_torch(dim: int) -> None:
         out.append((gx.detach().numpy(), xt.grad.numpy()))
     for a, b in zip(*out):
         np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-13)
+
+
+def test_compiled_training_gradient_with_zeros_matches_torch() -> None:
+    w0 = np.array([[2.0, 0.0, 3.0, 0.5], [1.0, 2.0, 0.0, 4.0]], dtype=np.float32)
+    x = np.arange(8.0, dtype=np.float32).reshape(2, 4)
+
+    class Model(ember.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = ember.nn.Parameter(ember.tensor(w0))
+
+        def forward(self, x: ember.Tensor) -> ember.Tensor:
+            return (self.w.cumprod(1) * x).sum()
+
+    model = Model()
+    ember.compile(model)(ember.tensor(x)).backward()
+    w = torch.tensor(w0, requires_grad=True)
+    (w.cumprod(1) * torch.tensor(x)).sum().backward()
+    np.testing.assert_allclose(model.w.grad.numpy(), w.grad.numpy(), rtol=1e-6)
