@@ -212,3 +212,14 @@ def test_inplace_shape_op_on_a_graph_input_is_refused_when_compiling() -> None:
 
     with pytest.raises(ember.TraceError, match="in-place t_ on a graph input"):
         ember.compile(fn)(ember.zeros(3, 4))
+
+
+def test_inplace_shape_op_bumps_version_seen_by_backward() -> None:
+    """A tensor saved for backward and then transposed in place: backward raises, as in torch."""
+    for m in (ember, torch):
+        leaf = m.ones(2, 3, requires_grad=True)
+        y = leaf * 2
+        z = y * y  # saves y
+        y.t_()
+        with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+            z.sum().backward()
