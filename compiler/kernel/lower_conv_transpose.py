@@ -1,6 +1,8 @@
-"""Lowering of ``conv_transpose`` (the adjoint of conv in its input) as GEMM + col2im.
+"""Lowering of ``conv_transpose`` (the adjoint of conv in its input).
 
-Per image and group::
+Geometries with a stride-1 convolution equivalent (every padding at most ``(k-1)*dilation``, which
+includes every input gradient of a convolution) are lowered as that forward convolution
+(``lower_conv_input_grad.py``). The rest take GEMM + col2im, per image and group::
 
     cols[Cog*k, P_in] = W_g^T[Cog*k, Cig] @ y[n, g][Cig, P_in]
 
@@ -19,6 +21,7 @@ from ember.compiler.kernel.builder import iadd, imul
 from ember.compiler.kernel.group import FusionGroup
 from ember.compiler.kernel.ir import Binary, Buffer, Const, Expr, Gemm, Load, Loop, Select, Stmt, Store
 from ember.compiler.kernel.lower_conv import bounded
+from ember.compiler.kernel.lower_conv_input_grad import as_forward_conv
 from ember.compiler.kernel.lower_gemm import lower_rest, materialize, result_buffer
 from ember.compiler.kernel.values import ZERO, Index, Value, View, contiguous_strides, flat_index, unflatten
 from ember.runtime.errors import CompileError
@@ -98,6 +101,9 @@ def lower_conv_transpose_group(group: FusionGroup, gi: int, ev: Any,
     if not isinstance(w, View):
         w, copy = materialize(w, f"{base}_w", names, scratch)
         stmts += copy
+    forward = as_forward_conv(group, gi, ev, names, y, w, stmts, scratch)
+    if forward is not None:
+        return forward
     groups, out_shape = node.attrs["groups"], tuple(group.type_of(node.output).shape)
     cog, ksize = w.shape[1], tuple(w.shape[2:])
     cig, rows = w.shape[0] // groups, cog * _prod(ksize)
