@@ -97,11 +97,13 @@ def lower_conv_weight_grad_group(group: FusionGroup, gi: int, ev: Any,
         return [Store(dyt.name, iadd(imul(c, width), iadd(imul(n, p), flat_index(pos, out))), y.at(idx))]
 
     stmts: list[Stmt] = schedule(_nest(tuple(y.shape), names, move, "m"), _prod(tuple(y.shape)))
-    g = names.var("g")
+    # no loop of extent 1 around a single group: the im2col loops inside then stay top-level loops,
+    # which run in parallel (the code generator runs nested loops serially)
+    g: Expr = names.var("g") if groups > 1 else ZERO
     zero = Const(0, ZERO.dtype)
     per_group = [*_batched_im2col(x, g, cg, ksize, out, attrs, cols.name, names),
                  Gemm(cog, kdim, width, dyt.name, imul(g, cog * width), width, cols.name, zero, width,
                       c_name, imul(g, cog * kdim), kdim, True, Epilogue())]
-    stmts.append(Loop(g.name, groups, tuple(per_group)))
+    stmts += [Loop(g.name, groups, tuple(per_group))] if groups > 1 else per_group
     stmts += lower_rest(group, ev, names, node.output, c_name, gi + 1)
     return stmts, scratch

@@ -15,16 +15,30 @@ import torch
 import torch.nn.functional as F
 from ember.compiler.autodiff import GraphEmitter
 from ember.compiler.compile import compile_graph
+from ember.compiler.kernel import lower_conv_input_grad
+from ember.compiler.kernel.lower import lower_group
 from ember.compiler.kernel.lower_conv_input_grad import forward_geometry
 from ember.compiler.ops.registry import TensorType
 from ember.runtime.cpu import CpuExecutable
 
 
-def _compiled(build: Any, *arrays: np.ndarray) -> np.ndarray:
+def _graph(build: Any, *arrays: np.ndarray) -> Any:
     e = GraphEmitter()
     vals = [e.graph.add_input(f"in{i}", TensorType(a.shape, ember.float32)) for i, a in enumerate(arrays)]
-    graph = e.graph.finish(build(e, *vals))
-    return CpuExecutable(compile_graph(graph).executable)(*arrays)[0]
+    return e.graph.finish(build(e, *vals))
+
+
+def _compiled(build: Any, *arrays: np.ndarray) -> np.ndarray:
+    # no disk cache: the tests force one lowering or the other for the same graph
+    return CpuExecutable(compile_graph(_graph(build, *arrays), cache=False).executable)(*arrays)[0]
+
+
+@pytest.fixture(params=["forward", "col2im"])
+def path(request: Any, monkeypatch: Any) -> str:
+    """Force the forward-conv form (where the geometry has one) or GEMM + col2im, whatever the cost
+    estimate would pick, so both lowerings are checked on every case."""
+    monkeypatch.setattr(lower_conv_input_grad, "_forward_pays", lambda *a: request.param == "forward")
+    return str(request.param)
 
 
 def _pads(pad: tuple[int, ...]) -> tuple[int, ...]:
@@ -52,7 +66,7 @@ CASES = [
 
 @pytest.mark.parametrize("xs,ws,stride,pad,dil,groups", CASES)
 def test_input_gradient_kernel_equals_torch(xs: Any, ws: Any, stride: int, pad: Any, dil: int,
-                                            groups: int) -> None:
+                                            groups: int, path: str) -> None:
     torch.manual_seed(0)
     nd = len(xs) - 2
     x, w = torch.randn(*xs, requires_grad=True), torch.randn(*ws)
@@ -85,7 +99,7 @@ def test_unused_taps_are_cut() -> None:
     ((2, 4, 6, 6), (4, 3, 2, 2), 1, 2, 0),     # padding 2 > k-1: the col2im fallback
 ])
 def test_conv_transpose_with_bias_relu_equals_torch(ys: Any, ws: Any, stride: int, pad: int,
-                                                    outpad: int) -> None:
+                                                    outpad: int, path: str) -> None:
     torch.manual_seed(1)
     y, w, b = torch.randn(*ys), torch.randn(*ws), torch.randn(ws[1], 1, 1)
     want = torch.relu(F.conv_transpose2d(y, w, None, stride, pad, outpad) + b)
@@ -93,6 +107,20 @@ def test_conv_transpose_with_bias_relu_equals_torch(ys: Any, ws: Any, stride: in
         yv, wv, stride=(stride,) * 2, padding=(pad,) * 4, output_padding=(outpad,) * 2, dilation=(1, 1),
         groups=1), bv)), y.numpy(), w.numpy(), b.numpy())
     np.testing.assert_allclose(got, want.numpy(), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("ys,ws,pad,forward", [
+    ((32, 512, 1, 1), (512, 512, 3, 3), 1, True),    # ResNet-18 layer4: 1 tap of 9, batched GEMM
+    ((32, 64, 8, 8), (64, 64, 3, 3), 1, True),       # ResNet-18 layer1
+    ((64, 16, 8, 8), (16, 6, 5, 5), 0, False),       # LeNet conv2: 6 output channels, 144 vs 64 positions
+])
+def test_cost_estimate_picks_the_lowering(ys: Any, ws: Any, pad: int, forward: bool) -> None:
+    arrays = (np.zeros(ys, np.float32), np.zeros(ws, np.float32))
+    graph = _graph(lambda e, yv, wv: e.conv_transpose(yv, wv, stride=(1, 1), padding=(pad,) * 4,
+                                                      output_padding=(0, 0), dilation=(1, 1), groups=1), *arrays)
+    (group,) = compile_graph(graph, cache=False).groups
+    scratch = {b.name.rsplit("_", 1)[-1] for b in lower_group(group).scratch}
+    assert ("wf" in scratch) is forward and ("cols" in scratch)
 
 
 def test_compiled_training_step_gradients_equal_eager_and_torch() -> None:
