@@ -71,9 +71,11 @@ def _forward_pays(y: View, w: View, groups: int, out_shape: tuple[int, ...],
     element copies per image). The forward form computes every output position over every used tap
     (a 5x5 kernel onto an 8x8 plane: 144 positions x 25 taps against 64 x 25 products), in GEMMs with
     only ``Cog`` rows, padded to whole register tiles (``MR``); GEMM + col2im repacks ``Cog*k x Cig``
-    weights per image and scatters serially. LeNet's input gradients (6 and 1 output channels) stay
-    with col2im (0.7 vs 1.8 ms at batch 64); ResNet's (64..512 channels) take the forward form."""
+    weights per chunk of images and scatters serially. LeNet's input gradients (6 and 1 output
+    channels) stay with col2im (0.7 vs 1.8 ms at batch 64), as do strided ones, whose spread input is
+    3/4 zeros at stride 2; ResNet's stride-1 ones (64..512 channels) take the forward form."""
     from ember.compiler.codegen.llvm.gemm import MR
+    from ember.compiler.kernel.lower_conv_transpose import col2im_chunk
 
     cog, cig = w.shape[1], w.shape[0] // groups
     k_used, k_full, p_out, p_in = 1, 1, 1, 1
@@ -85,9 +87,10 @@ def _forward_pays(y: View, w: View, groups: int, out_shape: tuple[int, ...],
         p_out *= s_
     for s_ in y.shape[2:]:
         p_in *= s_
-    forward = -(-cog // MR) * MR * p_out * cig * k_used + 2 * cig * k_used * p_out
-    rows = cog * k_full
-    col2im = rows * p_in * cig + 2 * rows * cig + 8 * rows * p_in
+    batch, rows = y.shape[0], cog * k_full
+    forward = batch * (-(-cog // MR) * MR * p_out * cig * k_used + 2 * cig * k_used * p_out)
+    chunks = -(-batch // col2im_chunk(batch, p_in))
+    col2im = batch * (rows * p_in * cig + 8 * rows * p_in) + chunks * 2 * rows * cig
     return forward <= col2im
 
 

@@ -19,7 +19,7 @@ from typing import Any
 from ember.compiler.dtypes import bool_
 from ember.compiler.kernel.builder import iadd, imul
 from ember.compiler.kernel.group import FusionGroup
-from ember.compiler.kernel.ir import Binary, Buffer, Const, Expr, Gemm, Load, Loop, Select, Stmt, Store
+from ember.compiler.kernel.ir import Binary, Buffer, Const, Expr, Gemm, Load, Loop, LoopKind, Select, Stmt, Store
 from ember.compiler.kernel.lower_conv import bounded
 from ember.compiler.kernel.lower_conv_input_grad import as_forward_conv
 from ember.compiler.kernel.lower_gemm import lower_rest, materialize, result_buffer
@@ -47,20 +47,27 @@ def _transposed_weight(w: View, groups: int, name: str, names: Any,
     wt = Buffer(name, w.dtype, shape, contiguous_strides(shape))
     scratch.append(wt)
 
+    # loop over (g, co, ci, taps): no division in the index, each input channel's k contiguous floats
+    # read in turn, and the Cig cache lines one output channel touches are reused by the next one
+    # (a loop over wt's layout divided per element and missed a page per read: 6 ms on 9 MB weights)
+    loop_shape = (groups, cog, cig, *ksize)
+
     def body(idx: Index) -> list[Stmt]:
-        g, ct, ci = idx
-        src = (iadd(imul(g, cig), ci), *unflatten(ct, (cog, *ksize)))
-        return [Store(name, flat_index(idx, shape), w.at(src))]
+        g, co, ci, taps = idx[0], idx[1], idx[2], idx[3:]
+        ct = flat_index((co, *taps), (cog, *ksize))
+        return [Store(name, flat_index((g, ct, ci), shape), w.at((iadd(imul(g, cig), ci), co, *taps)))]
 
-    return wt, schedule(_nest(shape, names, body, "w"), 0)
+    return wt, schedule(_nest(loop_shape, names, body, "w"), _prod(shape))
 
 
-def _col2im(cols: str, c_name: str, out_base: Expr, attrs: dict[str, Any], ksize: tuple[int, ...],
-            in_sp: tuple[int, ...], out_sp: tuple[int, ...], cog: int, dtype: Any, names: Any) -> list[Stmt]:
+def _col2im(cols: str, col_base: Expr, ldc: int, c_name: str, out_base: Expr, attrs: dict[str, Any],
+            ksize: tuple[int, ...], in_sp: tuple[int, ...], out_sp: tuple[int, ...], cog: int, dtype: Any,
+            names: Any) -> list[Stmt]:
+    """Serial loops adding ``cols[(co, taps), col_base + pos]`` (row stride ``ldc``) into the output
+    positions ``pos*stride - pad + taps*dilation`` of the ``cog`` channels at ``out_base``."""
     from ember.compiler.kernel.lower import _nest
 
     nd = len(ksize)
-    rows, p_in = cog * _prod(ksize), _prod(in_sp)
 
     def body(idx: Index) -> list[Stmt]:
         co, taps, pos = idx[0], idx[1:1 + nd], idx[1 + nd:]
@@ -73,7 +80,7 @@ def _col2im(cols: str, c_name: str, out_base: Expr, attrs: dict[str, Any], ksize
             valid = ok if valid is None else Binary("and", valid, ok, bool_)
             where.append(at)
         target = iadd(out_base, flat_index(tuple(where), (cog, *out_sp)))
-        col = flat_index((flat_index((co, *taps), (cog, *ksize)), flat_index(pos, in_sp)), (rows, p_in))
+        col = iadd(iadd(imul(flat_index((co, *taps), (cog, *ksize)), ldc), col_base), flat_index(pos, in_sp))
         add: Expr = Select(valid, Load(cols, col, dtype), Const(0.0, dtype), dtype)  # type: ignore[arg-type]
         return [Store(c_name, target, Binary("add", Load(c_name, target, dtype), add, dtype))]
 
@@ -84,7 +91,7 @@ def lower_conv_transpose_group(group: FusionGroup, gi: int, ev: Any,
                                names: Any) -> tuple[list[Stmt], list[Buffer]]:
     """Statements and scratch buffers of a ``conv_transpose`` group's kernel (module docstring)."""
     from ember.compiler.codegen.llvm.gemm import Epilogue
-    from ember.compiler.kernel.lower import _nest, sanitize, schedule
+    from ember.compiler.kernel.lower import sanitize
 
     node = group.nodes[gi]
     for nd_ in group.nodes[:gi]:
@@ -112,16 +119,71 @@ def lower_conv_transpose_group(group: FusionGroup, gi: int, ev: Any,
     wt, copy = _transposed_weight(w, groups, f"{base}_wt", names, scratch)
     stmts += copy
     c_name = result_buffer(group, node.output, scratch)
-    cols = Buffer(f"{base}_cols", y.dtype, (rows, p_in), (p_in, 1))
+    chunk = col2im_chunk(out_shape[0], p_in)
+    cols = Buffer(f"{base}_cols", y.dtype, (rows, chunk * p_in), (chunk * p_in, 1))
     scratch.append(cols)
-    n, g = names.var("n"), names.var("g")
-    out_base = iadd(imul(n, out_shape[1] * p_out), imul(g, cog * p_out))
-    zero = schedule(_nest((cog * p_out,), names,
-                          lambda idx: [Store(c_name, iadd(out_base, idx[0]), Const(0.0, y.dtype))], "z"), 0)
-    gemm = Gemm(rows, p_in, cig, wt.name, imul(g, rows * cig), cig, y.buffer,
-                iadd(y.offset, iadd(imul(n, y.strides[0]), imul(g, cig * p_in))), p_in, cols.name,
-                Const(0, ZERO.dtype), p_in, False, Epilogue())
-    scatter = _col2im(cols.name, c_name, out_base, node.attrs, ksize, in_sp, out_sp, cog, y.dtype, names)
-    stmts.append(Loop(n.name, out_shape[0], (Loop(g.name, groups, (*zero, gemm, *scatter)),)))
+    yt = None
+    if chunk > 1:  # the chunk's images side by side: yt[c, b*P_in + pos] = y[n0 + b, c, pos]
+        yt = Buffer(f"{base}_yt", y.dtype, (y.shape[1], chunk * p_in), (chunk * p_in, 1))
+        scratch.append(yt)
+    geo = (node.attrs, ksize, in_sp, out_sp, cog, rows, cig, groups, p_in, p_out, out_shape[1])
+
+    def chunk_stmts(n0: Expr, count: int) -> list[Stmt]:
+        return _chunk(y, yt, wt.name, cols.name, c_name, n0, count, geo, names, Epilogue())
+
+    full, rem = divmod(out_shape[0], chunk)
+    if full > 1:
+        t = names.var("t")
+        stmts.append(Loop(t.name, full, tuple(chunk_stmts(imul(t, chunk), chunk))))
+    elif full == 1:
+        stmts += chunk_stmts(Const(0, ZERO.dtype), chunk)
+    if rem:
+        stmts += chunk_stmts(Const(full * chunk, ZERO.dtype), rem)
     stmts += lower_rest(group, ev, names, node.output, c_name, gi + 1)
     return stmts, scratch
+
+
+def col2im_chunk(batch: int, p_in: int) -> int:
+    """Images per GEMM of the col2im form: about ``TARGET_COLUMNS`` columns, as the forward conv's
+    batched schedule, so the ``Cog*k x Cig`` weights are packed once per chunk, not once per image."""
+    from ember.compiler.kernel.lower_conv_batched import TARGET_COLUMNS
+
+    return max(1, min(batch, TARGET_COLUMNS // max(p_in, 1)))
+
+
+def _chunk(y: View, yt: Buffer | None, wt: str, cols: str, c_name: str, n0: Expr, count: int, geo: tuple,
+           names: Any, epilogue: Any) -> list[Stmt]:
+    """One chunk of images: (copy them side by side,) one GEMM per group, then per image zero its output
+    block and add the columns back (a parallel loop over the images when it is top-level: each image
+    owns its output)."""
+    from ember.compiler.kernel.lower import _nest, schedule
+
+    attrs, ksize, in_sp, out_sp, cog, rows, cig, groups, p_in, p_out, c_out = geo
+    width = count * p_in
+    stmts: list[Stmt] = []
+    if yt is not None and count > 1:
+        def move(idx: Index) -> list[Stmt]:
+            b, c, pos = idx
+            return [Store(yt.name, iadd(imul(c, width), iadd(imul(b, p_in), pos)),
+                          y.at((iadd(n0, b), c, *unflatten(pos, in_sp))))]
+
+        stmts += schedule(_nest((count, y.shape[1], p_in), names, move, "m"), count * y.shape[1] * p_in)
+        b_buf, b_off, ldb = yt.name, None, width
+    else:
+        b_buf, b_off, ldb = y.buffer, iadd(y.offset, imul(n0, y.strides[0])), p_in
+    g: Expr = names.var("g") if groups > 1 else ZERO
+    b_at = imul(g, cig * width) if b_off is None else iadd(b_off, imul(g, cig * p_in))
+    gemm = Gemm(rows, width, cig, wt, imul(g, rows * cig), cig, b_buf, b_at, ldb, cols, Const(0, ZERO.dtype),
+                width, False, epilogue)
+    b = names.var("b") if count > 1 else ZERO
+    out_base = iadd(imul(iadd(n0, b), c_out * p_out), imul(g, cog * p_out))
+    zero = _nest((cog * p_out,), names, lambda idx: [Store(c_name, iadd(out_base, idx[0]),
+                                                           Const(0.0, y.dtype))], "z")
+    scatter = _col2im(cols, imul(b, p_in), width, c_name, out_base, attrs, ksize, in_sp, out_sp, cog,
+                      y.dtype, names)
+    per_image = [*zero, *scatter]
+    if count > 1:
+        kind = LoopKind.PARALLEL if groups == 1 else LoopKind.SERIAL
+        per_image = [Loop(b.name, count, tuple(per_image), kind)]
+    body = [gemm, *per_image]
+    return [*stmts, *([Loop(g.name, groups, tuple(body))] if groups > 1 else body)]

@@ -1,5 +1,5 @@
 """conv_transpose (a convolution's input gradient) lowered as a forward convolution: the generated kernel
-against torch for every geometry the rewrite takes (strides, padding, dilation, groups incl. depthwise,
+against torch, in both lowerings (forward form and batched GEMM + col2im), for every geometry the rewrite takes (strides, padding, dilation, groups incl. depthwise,
 1x1 kernels and 1x1 planes whose unused taps are cut, batches 1/3/32 so the per-image, batched and
 positions schedules all run, odd channel counts), a fused bias + relu tail, the fallback for paddings
 beyond (k-1)*dilation, and a compiled training step's input gradient against torch."""
@@ -61,6 +61,7 @@ CASES = [
     ((2, 3, 11, 11), (4, 3, 5, 5), 3, (2, 2), 1, 1),        # stride 3, output padding 1 or 2
     ((32, 4, 8, 8), (6, 4, 3, 3), 1, (1, 1), 1, 1),         # batch 32 at 8x8
     ((4, 3, 7), (5, 3, 3), 2, (1,), 1, 1),                  # 1-d
+    ((5, 3, 20, 20), (4, 3, 3, 3), 1, (1, 1), 1, 1),        # col2im: chunks of 2 images and a last one
 ]
 
 
