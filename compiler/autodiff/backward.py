@@ -85,6 +85,25 @@ def _rule_args(node: Node) -> tuple[Any, list[Any]]:
     return out, ins
 
 
+def propagate(b: GraphEmitter, nodes: list[Node], grads: dict[int, Any], live: set[int]) -> None:
+    """Run the ops' vjp rules over ``nodes`` in reverse, from the seeded ``grads`` (value id -> gradient),
+    accumulating into the inputs that are in ``live`` (those that lead to a value wanting a gradient)."""
+    for node in reversed(nodes):
+        if not node.op.differentiable:
+            continue
+        outs = [grads.get(id(o)) for o in node.outputs]
+        if all(g is None for g in outs):
+            continue
+        b.scope, b.loc = node.scope, node.loc
+        out, ins = _rule_args(node)
+        g = outs[0] if node.op.num_outputs == 1 else tuple(outs)
+        results = node.op.vjp(b, g, out, *ins, **node.attrs)
+        for x, gx in zip(node.inputs, results):
+            if isinstance(x, Value) and id(x) in live:
+                _accumulate(b, grads, x, gx)
+    b.scope, b.loc = "", None
+
+
 def joint_backward(graph: Graph, wrt: list[Value], grad_leaves: int | None = None
                    ) -> tuple[GraphEmitter, dict[int, Value], list[Value], list[Any]]:
     """Backward nodes reading forward values directly. Returns the emitter holding them, the gradient
@@ -100,20 +119,7 @@ def joint_backward(graph: Graph, wrt: list[Value], grad_leaves: int | None = Non
             gv = Value(v.type, "input", f"grad_out{pos}")
             grad_inputs[pos] = gv
             _accumulate(b, grads, v, gv)
-    for node in reversed(graph.nodes):
-        if not node.op.differentiable:
-            continue
-        outs = [grads.get(id(o)) for o in node.outputs]
-        if all(g is None for g in outs):
-            continue
-        b.scope, b.loc = node.scope, node.loc
-        out, ins = _rule_args(node)
-        g = outs[0] if node.op.num_outputs == 1 else tuple(outs)
-        results = node.op.vjp(b, g, out, *ins, **node.attrs)
-        for x, gx in zip(node.inputs, results):
-            if isinstance(x, Value) and id(x) in live:
-                _accumulate(b, grads, x, gx)
-    b.scope, b.loc = "", None
+    propagate(b, graph.nodes, grads, live)
     return b, grad_inputs, wrt, [grads.get(id(v)) for v in wrt]
 
 

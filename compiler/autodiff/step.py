@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ember.compiler.autodiff.backward import _accumulate, _rule_args
+from ember.compiler.autodiff.backward import _accumulate, propagate
 from ember.compiler.autodiff.emit import GraphEmitter
 from ember.compiler.ir.graph import Node, Value
 
@@ -46,20 +46,7 @@ def emit_backward(b: GraphEmitter, nodes: list[Node], roots: list[tuple[Value, A
     for v, seed in roots:
         if id(v) in live:
             _accumulate(b, grads, v, seed)
-    for node in reversed(nodes):
-        if not node.op.differentiable:
-            continue
-        outs = [grads.get(id(o)) for o in node.outputs]
-        if all(g is None for g in outs):
-            continue
-        b.scope, b.loc = node.scope, node.loc
-        out, ins = _rule_args(node)
-        g = outs[0] if node.op.num_outputs == 1 else tuple(outs)
-        results = node.op.vjp(b, g, out, *ins, **node.attrs)
-        for x, gx in zip(node.inputs, results):
-            if isinstance(x, Value) and id(x) in live:
-                _accumulate(b, grads, x, gx)
-    b.scope, b.loc = "", None
+    propagate(b, nodes, grads, live)
     return [grads.get(id(v)) for v in wrt]
 
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import llvmlite.ir as ir
 from ember.compiler.codegen.llvm import exprs as X
-from ember.compiler.codegen.llvm.irutil import I8, I32, I64, declare, i64, imin, loop, splat
+from ember.compiler.codegen.llvm.irutil import I8, I32, I64, declare, i64, imin, loop, splat, type_suffix
 from ember.compiler.dtypes import DType, bool_
 from ember.compiler.kernel.ir import (
     COMPARE_OPS,
@@ -287,7 +287,7 @@ class KernelCodegen:
                 self.b.store(value, vptr, align=1)
                 return
             mask_ty = ir.VectorType(ir.IntType(1), WIDTH)
-            fn = declare(self.b.module, f"llvm.masked.store.v{WIDTH}{_mangle(mty)}.p0", ir.VoidType(),
+            fn = declare(self.b.module, f"llvm.masked.store.v{WIDTH}{type_suffix(mty)}.p0", ir.VoidType(),
                          [value.type, vptr.type, I32, mask_ty])
             self.b.call(fn, [value, vptr, I32(1), ir.Constant(mask_ty, [i < self.tail for i in range(WIDTH)])])
             return
@@ -472,13 +472,13 @@ class KernelCodegen:
         n = WIDTH * stride
         vty = ir.VectorType(mty, n)
         mask_ty = ir.VectorType(ir.IntType(1), n)
-        fn = declare(self.b.module, f"llvm.masked.load.v{n}{_mangle(mty)}.p0", vty,
+        fn = declare(self.b.module, f"llvm.masked.load.v{n}{type_suffix(mty)}.p0", vty,
                      [vty.as_pointer(), I32, mask_ty, vty])
         ptr = self.b.gep(base, [self._lane_scalar(index, var, vbase)], inbounds=True)
         last = (WIDTH if self.tail is None else self.tail) - 1  # the last real lane
         mask = ir.Constant(mask_ty, [i <= last * stride for i in range(n)])
         align = max(1, (mty.width if isinstance(mty, ir.IntType) else {"f16": 16, "f32": 32, "f64": 64}[
-            _mangle(mty)]) // 8)
+            type_suffix(mty)]) // 8)
         # masked-off lanes take lane 0's value (always real), so no lane computes on made-up data that
         # could trap (an integer division by a zero that is not there)
         fill = splat(self.b, self.b.load(ptr), vty)
@@ -520,16 +520,6 @@ def _maskable(s: Loop) -> bool:
     """Whether a vectorized loop's remainder may run as a masked vector step: not when the body reduces
     across the loop's lanes into an outer local (the masked lanes would join the sum)."""
     return not any(isinstance(r, Reduce) for r in s.body)
-
-
-def _mangle(ty: ir.Type) -> str:
-    if isinstance(ty, ir.FloatType):
-        return "f32"
-    if isinstance(ty, ir.DoubleType):
-        return "f64"
-    if isinstance(ty, ir.HalfType):
-        return "f16"
-    return f"i{ty.width}"
 
 
 def emit_kernel(module: ir.Module, kernel: Kernel, shared: dict[str, Any] | None = None) -> ir.Function:
