@@ -41,7 +41,9 @@ log = logging.getLogger("ember.compile")
 
 
 def _signature(args: tuple[Any, ...], training: bool) -> tuple[Any, ...]:
-    key: list[Any] = [training]
+    from ember.compiler import dtypes
+
+    key: list[Any] = [training, dtypes.DEFAULT_FLOAT.name]  # Python floats trace to the default dtype
     for a in args:
         if isinstance(a, Tensor):  # the array's shape tuple: Tensor.shape would build a Size per call
             key.append(("T", a._data.shape, a._dtype.name, a._device.type))

@@ -138,3 +138,18 @@ def test_runner_out_then_staged_calls():
     np.testing.assert_allclose(again, want, rtol=1e-5, atol=1e-6)
     with pytest.raises(ArgumentError, match="expected 1 inputs"):
         runner.run([])
+
+
+def test_a_new_default_dtype_compiles_again() -> None:
+    """A Python float traces to the default dtype, so switching it must not reuse the old executable."""
+    fn = ember.compile(lambda x: x * 0.5 + 1)
+    x = ember.arange(4)
+    assert fn(x).dtype is ember.float32
+    old = ember.get_default_dtype()
+    try:
+        ember.set_default_dtype(ember.float64)
+        out = fn(x)
+        assert out.dtype is ember.float64
+        np.testing.assert_array_equal(out.numpy(), np.arange(4) * 0.5 + 1)
+    finally:
+        ember.set_default_dtype(old)
