@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 from ember._state import STATE
+from ember.compiler import dtypes
 from ember.autograd.function import Function
 from ember.runtime import settings
 from ember.runtime.errors import ArgumentError, CompileError
@@ -41,8 +42,6 @@ log = logging.getLogger("ember.compile")
 
 
 def _signature(args: tuple[Any, ...], training: bool) -> tuple[Any, ...]:
-    from ember.compiler import dtypes
-
     key: list[Any] = [training, dtypes.DEFAULT_FLOAT.name]  # Python floats trace to the default dtype
     for a in args:
         if isinstance(a, Tensor):  # the array's shape tuple: Tensor.shape would build a Size per call
