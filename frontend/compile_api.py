@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 from ember._state import STATE
-from ember.compiler import dtypes
 from ember.autograd.function import Function
+from ember.compiler import dtypes
 from ember.runtime import settings
 from ember.runtime.errors import ArgumentError, CompileError
 from ember.tensor import Tensor
