@@ -2,14 +2,18 @@
 
 Geometries with a stride-1 convolution equivalent (every padding at most ``(k-1)*dilation``, which
 includes every input gradient of a convolution) are lowered as that forward convolution
-(``lower_conv_input_grad.py``). The rest take GEMM + col2im, per image and group::
+(``lower_conv_input_grad.py``) when its cost estimate says so. The rest (few output channels, strided
+input gradients, negative equivalent padding) take GEMM + col2im, per chunk of images and group::
 
-    cols[Cog*k, P_in] = W_g^T[Cog*k, Cig] @ y[n, g][Cig, P_in]
+    cols[Cog*k, chunk*P_in] = W_g^T[Cog*k, Cig] @ y_chunk[Cig, chunk*P_in]
 
-then every column is added back to the output positions its taps cover (``o = i*s - p + t*d``; taps
-outside the output add 0 to a clamped position). The col2im loops run serially on purpose: two lanes
-of one vector could add into the same element. ``W^T`` is copied once per call (weights are small next
-to activations). Elementwise nodes after it (bias, activation) run over the result in the same kernel.
+(the chunk's images side by side in a channel-major copy, about ``TARGET_COLUMNS`` columns, so the
+weights are packed once per chunk, not once per image), then every column is added back to the
+output positions its taps cover (``o = i*s - p + t*d``; taps outside the output add 0 to a clamped
+position). The col2im loops over one image run serially on purpose (two lanes of one vector could add
+into the same element); the images of a chunk run in parallel, each owning its output. ``W^T`` is
+copied once per call. Elementwise nodes after it (bias, activation) run over the result in the same
+kernel.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
-"""conv_transpose (a convolution's input gradient) lowered as a forward convolution: the generated kernel
-against torch, in both lowerings (forward form and batched GEMM + col2im), for every geometry the rewrite takes (strides, padding, dilation, groups incl. depthwise,
-1x1 kernels and 1x1 planes whose unused taps are cut, batches 1/3/32 so the per-image, batched and
-positions schedules all run, odd channel counts), a fused bias + relu tail, the fallback for paddings
-beyond (k-1)*dilation, and a compiled training step's input gradient against torch."""
+"""conv_transpose (a convolution's input gradient): the generated kernel against torch in both lowerings
+(the forward-conv form and batched GEMM + col2im, each forced by a fixture) for strides, padding,
+dilation, groups incl. depthwise, 1x1 kernels and 1x1 planes whose unused taps are cut, batches 1/3/5/32
+(per-image, batched and positions schedules; col2im chunks with a remainder), odd channel counts; a fused
+bias + relu tail; the cost estimate's choice on LeNet and ResNet shapes; and a compiled training step's
+gradients against eager ember and torch."""
 
 from __future__ import annotations
 
