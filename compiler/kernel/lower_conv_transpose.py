@@ -94,7 +94,6 @@ def _col2im(cols: str, col_base: Expr, ldc: int, c_name: str, out_base: Expr, at
 def lower_conv_transpose_group(group: FusionGroup, gi: int, ev: Any,
                                names: Any) -> tuple[list[Stmt], list[Buffer]]:
     """Statements and scratch buffers of a ``conv_transpose`` group's kernel (module docstring)."""
-    from ember.compiler.codegen.llvm.gemm import Epilogue
     from ember.compiler.kernel.lower import sanitize
 
     node = group.nodes[gi]
@@ -115,6 +114,17 @@ def lower_conv_transpose_group(group: FusionGroup, gi: int, ev: Any,
     forward = as_forward_conv(group, gi, ev, names, y, w, stmts, scratch)
     if forward is not None:
         return forward
+    return _lower_col2im(group, gi, ev, names, y, w, stmts, scratch)
+
+
+def _lower_col2im(group: FusionGroup, gi: int, ev: Any, names: Any, y: View, w: View, stmts: list[Stmt],
+                  scratch: list[Buffer]) -> tuple[list[Stmt], list[Buffer]]:
+    """Finish the group by GEMM + col2im over chunks of images (module docstring)."""
+    from ember.compiler.codegen.llvm.gemm import Epilogue
+    from ember.compiler.kernel.lower import sanitize
+
+    node = group.nodes[gi]
+    base = sanitize(node.output)
     groups, out_shape = node.attrs["groups"], tuple(group.type_of(node.output).shape)
     cog, ksize = w.shape[1], tuple(w.shape[2:])
     cig, rows = w.shape[0] // groups, cog * _prod(ksize)
