@@ -86,9 +86,19 @@ def _ort_session(tm: torch.nn.Module, x: torch.Tensor) -> Callable[[np.ndarray],
     try:
         import warnings
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(tm, (x,), path, input_names=["x"], dynamo=False, verbose=False)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        saved = [os.dup(1), os.dup(2)]  # the exporter prints the whole TorchScript graph on failure
+        try:
+            with warnings.catch_warnings(), open(os.devnull, "w") as null:
+                warnings.simplefilter("ignore")
+                os.dup2(null.fileno(), 1)
+                os.dup2(null.fileno(), 2)
+                torch.onnx.export(tm, (x,), path, input_names=["x"], dynamo=False, verbose=False)
+        finally:
+            for fd, copy in zip((1, 2), saved):
+                os.dup2(copy, fd)
+                os.close(copy)
     except Exception as e:  # the exporter cannot express some models (e.g. adaptive pooling 1x1 -> 7x7)
         print(f"  (onnxruntime: export failed: {str(e).splitlines()[0][:100]})", file=sys.stderr)
         return None
