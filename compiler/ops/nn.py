@@ -96,11 +96,17 @@ def _float_same(name: str):
 
 
 def _erf(xp: Any, x: Any) -> Any:
+    if xp.__name__ != "numpy":  # a device array: cupy's own erf, else through the host
+        try:
+            from cupyx.scipy.special import erf as device_erf
+        except ImportError:
+            return xp.asarray(_erf(np, xp.asnumpy(x)))
+        return device_erf(x)
     try:
         from scipy.special import erf
     except ImportError:  # scipy is optional: fall back to math.erf element by element
         return np.vectorize(math.erf, otypes=[x.dtype])(x)
-    return erf(x) if xp.__name__ == "numpy" else xp.asarray(erf(xp.asnumpy(x)))
+    return erf(x)
 
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
