@@ -174,19 +174,65 @@ def lower_conv_group(group: FusionGroup, gi: int, ev: Any, names: Any) -> tuple[
     p = 1
     for s in out_shape[2:]:
         p *= s
+    attrs = node.attrs
+    cut = cut_dead_taps(tuple(x.shape[2:]), out_shape[2:], tuple(w.shape[2:]), attrs)
+    if cut is not None:  # the live taps' weights, packed contiguous (the GEMM reads unit-stride rows)
+        first, taps, attrs = cut
+        w, copy = materialize(_tap_view(w, first, taps), f"{sanitize(node.output)}_wcut", names,
+                              scratch)
+        stmts += copy
     how, chunk = choose_schedule(out_shape[0], p)
     if how != "per_image":
-        return lower_batched_conv(group, gi, ev, names, x, w, chunk, stmts, scratch, how == "positions")
-    return _lower_per_image(group, gi, ev, names, x, w, stmts, scratch)
+        return lower_batched_conv(group, gi, ev, names, x, w, chunk, stmts, scratch, how == "positions", attrs)
+    return _lower_per_image(group, gi, ev, names, x, w, stmts, scratch, attrs)
+
+
+def _live_range(size: int, out: int, k: int, s: int, d: int, lo: int) -> tuple[int, int] | None:
+    """``(first, last)`` live tap of one spatial dim: taps outside it read only padding for every
+    output position; ``None`` when no tap reads the input at all."""
+    live = [t for t in range(k) if any(0 <= p * s + t * d - lo < size for p in range(out))]
+    return (live[0], live[-1]) if live else None
+
+
+def cut_dead_taps(in_sp: tuple[int, ...], out_sp: tuple[int, ...], ksize: tuple[int, ...],
+                  attrs: dict[str, Any]) -> tuple[tuple[int, ...], tuple[int, ...], dict[str, Any]] | None:
+    """``(first live tap per dim, live taps per dim, attrs of the equivalent conv over them)``, or
+    ``None`` when no tap is dead. Small planes with wide padding
+    (a 3x3 kernel on ResNet's 1x1 planes) otherwise run 9x the GEMM depth over zeros; cutting the
+    outer taps makes the padding shrink with them (a 1x1 plane becomes a pointwise conv)."""
+    firsts: list[int] = []
+    taps: list[int] = []
+    pads: list[int] = []
+    for i, k in enumerate(ksize):
+        s, d, lo = attrs["stride"][i], attrs["dilation"][i], attrs["padding"][2 * i]
+        rng = _live_range(in_sp[i], out_sp[i], k, s, d, lo)
+        first, last = rng if rng is not None else (0, k - 1)
+        if lo - first * d < 0:  # cutting the leading taps would need a negative padding
+            first = 0
+        new_lo = lo - first * d
+        reach = (out_sp[i] - 1) * s + (last - first) * d - new_lo  # the last input index read
+        firsts.append(first)
+        taps.append(last - first + 1)
+        pads += [new_lo, max(0, reach + 1 - in_sp[i])]
+    if tuple(taps) == tuple(ksize):
+        return None
+    return tuple(firsts), tuple(taps), {**attrs, "padding": tuple(pads)}
+
+
+def _tap_view(w: View, first: tuple[int, ...], taps: tuple[int, ...]) -> View:
+    """The weight's live taps as an offset view of ``w`` (no copy)."""
+    off = w.offset + sum(f * w.strides[2 + i] for i, f in enumerate(first))
+    return View(w.buffer, (*w.shape[:2], *taps), w.dtype, tuple(w.strides), off)
 
 
 def _lower_per_image(group: FusionGroup, gi: int, ev: Any, names: Any, x: View, w: View, stmts: list[Stmt],
-                     scratch: list[Buffer]) -> tuple[list[Stmt], list[Buffer]]:
-    """The per-image schedule: im2col and one GEMM per image and group (see the module docstring)."""
+                     scratch: list[Buffer], attrs: dict[str, Any]) -> tuple[list[Stmt], list[Buffer]]:
+    """The per-image schedule: im2col and one GEMM per image and group (see the module docstring);
+    ``attrs`` the conv's, after any tap cut."""
     from ember.compiler.kernel.lower import sanitize
 
     node = group.nodes[gi]
-    attrs, out_shape = node.attrs, tuple(group.type_of(node.output).shape)
+    out_shape = tuple(group.type_of(node.output).shape)
     batch, co, ksize, out = out_shape[0], out_shape[1], tuple(w.shape[2:]), out_shape[2:]
     groups, cg = attrs["groups"], w.shape[1]
     cog, kdim, p = co // groups, cg, 1

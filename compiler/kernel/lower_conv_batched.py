@@ -123,13 +123,15 @@ def _channel_only(v: Any, out_shape: tuple[int, ...], transposed: bool) -> str |
 
 def lower_batched_conv(group: FusionGroup, gi: int, ev: Any, names: Any, x: View, w: View, chunk: int,
                        stmts: list[Stmt], scratch: list[Buffer],
-                       transposed: bool = False) -> tuple[list[Stmt], list[Buffer]]:
+                       transposed: bool = False,
+                       attrs: dict[str, Any] | None = None) -> tuple[list[Stmt], list[Buffer]]:
     """Finish a conv group (``x``/``w`` evaluated views; ``stmts``/``scratch`` so far) with ``chunk``
-    images per GEMM (see the module docstring); ``transposed``: positions are the GEMM's rows."""
+    images per GEMM (see the module docstring); ``transposed``: positions are the GEMM's rows;
+    ``attrs``: the conv's after a tap cut (``lower_conv.cut_dead_taps``), else the node's."""
     from ember.compiler.kernel.lower import sanitize
 
     node = group.nodes[gi]
-    attrs, base = node.attrs, sanitize(node.output)
+    attrs, base = node.attrs if attrs is None else attrs, sanitize(node.output)
     out_shape = tuple(group.type_of(node.output).shape)
     batch, co, ksize, out = out_shape[0], out_shape[1], tuple(w.shape[2:]), out_shape[2:]
     groups, cg = attrs["groups"], w.shape[1]
