@@ -175,13 +175,16 @@ def lower_conv_group(group: FusionGroup, gi: int, ev: Any, names: Any) -> tuple[
     for s in out_shape[2:]:
         p *= s
     attrs = node.attrs
-    cut = cut_dead_taps(tuple(x.shape[2:]), out_shape[2:], tuple(w.shape[2:]), attrs)
+    how, chunk = choose_schedule(out_shape[0], p)
+    # The positions schedule (a few GEMM rows) reads the whole weight once, unpacked: copying its live
+    # taps out first touches about as many cache lines and measured slower (see docs/architecture.md).
+    cut = cut_dead_taps(tuple(x.shape[2:]), out_shape[2:], tuple(w.shape[2:]), attrs) \
+        if how != "positions" else None
     if cut is not None:  # the live taps' weights, packed contiguous (the GEMM reads unit-stride rows)
         first, taps, attrs = cut
         w, copy = materialize(_tap_view(w, first, taps), f"{sanitize(node.output)}_wcut", names,
                               scratch)
         stmts += copy
-    how, chunk = choose_schedule(out_shape[0], p)
     if how != "per_image":
         return lower_batched_conv(group, gi, ev, names, x, w, chunk, stmts, scratch, how == "positions", attrs)
     return _lower_per_image(group, gi, ev, names, x, w, stmts, scratch, attrs)

@@ -141,8 +141,7 @@ def test_batched_kernel_is_one_gemm_per_chunk_with_the_residual_in_the_nchw_writ
 
 def test_positions_kernel_uses_the_weights_as_transposed_b(monkeypatch: pytest.MonkeyPatch) -> None:
     text = _kernel_text(2, "positions", monkeypatch)  # [1,16,1,1]: one row
-    # K = 16: of the 3x3 taps only the centre reads the 1x1 plane (the others are cut, test_conv_tap_cut.py)
-    assert "gemm[1x24x16](c2_y_cols[0], c2_y_wcut[0]^T, col_bias=" in text
+    assert "gemm[1x24x144](c2_y_cols[0], c2_w[0]^T, col_bias=" in text
     assert "epilogue=col_bias)" in text
 
 
