@@ -233,12 +233,14 @@ def _tap_view(w: View, first: tuple[int, ...], taps: tuple[int, ...]) -> View:
 
 
 def _lower_per_image(group: FusionGroup, gi: int, ev: Any, names: Any, x: View, w: View, stmts: list[Stmt],
-                     scratch: list[Buffer], attrs: dict[str, Any]) -> tuple[list[Stmt], list[Buffer]]:
+                     scratch: list[Buffer], attrs: dict[str, Any] | None = None
+                     ) -> tuple[list[Stmt], list[Buffer]]:
     """The per-image schedule: im2col and one GEMM per image and group (see the module docstring);
-    ``attrs`` the conv's, after any tap cut."""
+    ``attrs`` the conv's after any tap cut (default: the node's own)."""
     from ember.compiler.kernel.lower import sanitize
 
     node = group.nodes[gi]
+    attrs = node.attrs if attrs is None else attrs
     out_shape = tuple(group.type_of(node.output).shape)
     batch, co, ksize, out = out_shape[0], out_shape[1], tuple(w.shape[2:]), out_shape[2:]
     groups, cg = attrs["groups"], w.shape[1]
