@@ -197,7 +197,7 @@ class KernelCodegen:
 
     def vectorized(self, s: Loop) -> None:
         main = s.extent - s.extent % WIDTH
-        reduces = [r for r in s.body if isinstance(r, Reduce)]
+        reduces = _carried_reduces(s)
         for r in reduces:
             slot, dt = self.locals[r.name]
             vty = ir.VectorType(X.reg_type(dt), WIDTH)
@@ -516,10 +516,18 @@ class KernelCodegen:
 MIN_MASKED = 4  # a vectorized loop this short still runs as one masked vector step
 
 
+def _carried_reduces(s: Loop) -> list[Reduce]:
+    """The reductions of a loop body into locals declared outside it: those accumulate across the loop's
+    iterations (lanes, when vectorized). A local declared in the body itself is per-iteration (a
+    reduction over a size-1 dimension lowers to Declare + Reduce + Store with no loop of its own)."""
+    declared = {d.name for d in s.body if isinstance(d, Declare)}
+    return [r for r in s.body if isinstance(r, Reduce) and r.name not in declared]
+
+
 def _maskable(s: Loop) -> bool:
     """Whether a vectorized loop's remainder may run as a masked vector step: not when the body reduces
     across the loop's lanes into an outer local (the masked lanes would join the sum)."""
-    return not any(isinstance(r, Reduce) for r in s.body)
+    return not _carried_reduces(s)
 
 
 def emit_kernel(module: ir.Module, kernel: Kernel, shared: dict[str, Any] | None = None) -> ir.Function:

@@ -176,3 +176,18 @@ def test_logical_reductions_over_uint8_count_truth_not_bits(op_name: str) -> Non
     want = getattr(torch.from_numpy(x), op_name)(dim=1).numpy()
     assert got.dtype == want.dtype == np.uint8
     np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("width", [5, 10, 16, 37])
+@pytest.mark.parametrize("op", ["sum", "amax", "mean"])
+def test_reduce_over_a_size_one_dim(op: str, width: int) -> None:
+    # The reduction loop of a size-1 dim vanishes, leaving Declare + Reduce + Store inside the
+    # vectorized loop over the kept dim: a per-lane accumulation, not a reduction across lanes (this
+    # kernel once failed to compile, in the backward of a batch-1 linear layer's bias).
+    import ember
+
+    x = np.random.default_rng(width).standard_normal((1, width)).astype(np.float32)
+    fn = ember.compile(lambda t: getattr(ember, op)(t * 2.0, 0))
+    got = fn(ember.tensor(x)).numpy()
+    want = getattr(torch, op)(torch.from_numpy(x) * 2.0, 0).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-6)
