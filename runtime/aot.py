@@ -286,7 +286,7 @@ class Package:
         self.inputs = _specs(meta, "inputs", path)
         self.outputs = _specs(meta, "outputs", path)
         self.arena_bytes = int(meta.get("arena_bytes", 0))
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as for the JIT (ember.compiler...jit)
+        settings.prepare_thread_pool()  # how idle libgomp workers wait (read once, at load)
         try:
             self._lib = ctypes.CDLL(library or os.path.abspath(path))
         except OSError as e:

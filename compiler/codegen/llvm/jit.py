@@ -28,6 +28,7 @@ from typing import Any
 
 import llvmlite.binding as llvm
 import llvmlite.ir as ir
+from ember.runtime import settings
 from ember.runtime.errors import CompileError
 
 __all__ = [
@@ -77,10 +78,7 @@ def _ensure_initialized() -> None:
         llvm.initialize_native_target()
         llvm.initialize_native_asmprinter()
         llvm.initialize_native_asmparser()
-        # Idle libgomp threads sleep instead of spinning unless the user says otherwise: on the shared
-        # 2-core machine a spinning worker steals the core the caller needs, and a parallel kernel
-        # measured 32 ms instead of 0.7 ms under load (libgomp reads this once, when it loads).
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        settings.prepare_thread_pool()  # how idle libgomp workers wait (read once, at load)
         path = _gomp_path()
         try:
             _gomp = ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
