@@ -347,7 +347,7 @@ def export_graph(graph: Graph, path: str | os.PathLike[str], name: str | None = 
     """Compile ``graph`` and write it as a package to ``path`` and a C header beside it (``.h``)."""
     _check_target(path, graph.outputs)
     find_c_compiler()  # before the compilation, which takes a while
-    return export_compiled(compile_graph(graph, "llvm", name=name), path, name)
+    return export_compiled(compile_graph(graph, "llvm", name=name, hoist=True), path, name)
 
 
 def export_compiled(result: CompileResult, path: str | os.PathLike[str],

@@ -110,14 +110,15 @@ def _feed_arrays(h: Any, tag: bytes, arrays: dict[str, Any]) -> None:
         h.update(a.tobytes())
 
 
-def graph_key(graph: Any, target: str, name: str | None, freeze: bool) -> str | None:
-    """The cache key of compiling ``graph`` (before any pass runs), or None when the cache is off."""
+def graph_key(graph: Any, target: str, name: str | None, freeze: bool, variant: str = "") -> str | None:
+    """The cache key of compiling ``graph`` (before any pass runs), or None when the cache is off.
+    ``variant`` names a compile option that changes the code (``"hoist"``: weight preparation split off)."""
     if settings.cache_dir() is None:
         return None
     from ember.compiler.ir.printer import print_graph
 
     h = hashlib.sha256()
-    for part in (host_identity(), compiler_digest(), target, repr(name), repr(freeze)):
+    for part in (host_identity(), compiler_digest(), target, repr(name), repr(freeze), variant):
         h.update(part.encode() + b"\0")
     h.update(print_graph(graph, locations="none").encode())
     _feed_arrays(h, b"constant:", graph.constant_data)

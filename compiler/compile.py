@@ -28,11 +28,13 @@ log = logging.getLogger("ember.compile")
 TARGETS = ("llvm", "interpret", "cuda")
 
 
-def default_pipeline(freeze: bool = False) -> list[Any]:
+def default_pipeline(freeze: bool = False, hoist: bool = False) -> list[Any]:
     """The graph-to-graph passes run before fusion, in order (see compiler/passes/pipeline.py)."""
-    from ember.compiler.passes.pipeline import FROZEN_PIPELINE, INFERENCE_PIPELINE
+    from ember.compiler.passes.pipeline import FROZEN_PIPELINE, INFERENCE_PIPELINE, PREPARED_PIPELINE
 
-    return list(FROZEN_PIPELINE if freeze else INFERENCE_PIPELINE)
+    if freeze:
+        return list(FROZEN_PIPELINE)
+    return list(PREPARED_PIPELINE if hoist else INFERENCE_PIPELINE)
 
 
 @dataclass
@@ -51,6 +53,8 @@ class CompileResult:
     groups: list[FusionGroup] = field(default_factory=list)  # the kernels, in call order (for reports)
     memory: Any = None                 # passes/memory_plan.py MemoryPlan of the arena (for reports)
     param_keys: dict[str, str] = field(default_factory=dict)  # param_names -> executable constant name
+    prep: Any = None  # passes/hoist_parameters.py ParameterPrep: weight preparation run when weights change
+    hoisted: bool = False  # compiled with hoist=True (PREPARED_PIPELINE, then the weight-preparation split)
 
     @property
     def kernel_count(self) -> int:
@@ -98,11 +102,14 @@ def _checked_groups(plan: FusionPlan, notes: list[str]) -> list[FusionGroup]:
 
 
 def compile_graph(graph: Graph, target: str = "llvm", name: str | None = None,
-                  freeze: bool = False, cache: bool = True) -> CompileResult:
+                  freeze: bool = False, cache: bool = True, hoist: bool = False) -> CompileResult:
     """Optimize ``graph`` and build an executable for ``target`` ("llvm" or "interpret").
 
     ``freeze=True`` bakes the current parameter values in as constants (and folds batch norms into
     the weights); ``ember.compile`` and export keep the default, which reads the weights at run time.
+    ``hoist=True`` (``ember.compile``'s inference path) moves computations on weights alone out of the
+    per-call code into ``result.prep`` (``passes/hoist_parameters.py``), which the caller reruns when a
+    weight changes; the executable's parameters then include the prepared arrays.
     ``cache=False`` skips the on-disk cache (``compiler/cache.py``) for this compilation: neither read
     nor written. On a cache hit the passes still run (they are cheap and give the live constants) but
     fusion, lowering and LLVM do not; the result's ``plan``, ``groups`` and ``memory`` are rebuilt on
@@ -111,8 +118,14 @@ def compile_graph(graph: Graph, target: str = "llvm", name: str | None = None,
     if target not in TARGETS:
         raise CompileError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}")
     start = time.perf_counter()
-    key = _cache_key(graph, name, freeze) if cache and target == "llvm" else None
-    graph, report = PassManager(default_pipeline(freeze)).run(graph)
+    hoist = hoist and not freeze and target != "interpret"
+    key = _cache_key(graph, name, freeze, hoist) if cache and target == "llvm" else None
+    graph, report = PassManager(default_pipeline(freeze, hoist)).run(graph)
+    prep = None
+    if hoist:
+        from ember.compiler.passes.hoist_parameters import hoist_parameter_work
+
+        graph, prep = hoist_parameter_work(graph)
     if target == "interpret":
         params = [v for v in graph.inputs if v.kind in ("parameter", "buffer")] + list(graph.constants)
         return CompileResult(graph, None, report, None, [v.name for v in graph.user_inputs], [],
@@ -120,6 +133,7 @@ def compile_graph(graph: Graph, target: str = "llvm", name: str | None = None,
     if key is not None:
         hit = _from_cache(key, graph, report, start)
         if hit is not None:
+            hit.prep, hit.hoisted = prep, hoist
             return hit
     front = _front_end(graph, name)
     if target == "cuda":  # CUDA C compiled by NVRTC: a cubin and a launch table for runtime/cuda.py
@@ -142,13 +156,13 @@ def compile_graph(graph: Graph, target: str = "llvm", name: str | None = None,
         for kernel_name, source in exe.sources.items():
             print(f"---- {kernel_name} ----\n{source}")
     return CompileResult(graph, front.plan, report, exe, front.in_names, front.out_names, front.param_names,
-                         seconds, front.notes, front.groups, program.memory, keys)
+                         seconds, front.notes, front.groups, program.memory, keys, prep, hoist)
 
 
-def _cache_key(graph: Graph, name: str | None, freeze: bool) -> str | None:
+def _cache_key(graph: Graph, name: str | None, freeze: bool, hoist: bool) -> str | None:
     """The disk-cache key, or None (cache off, or a graph the key cannot describe: compiled uncached)."""
     try:
-        return disk_cache.graph_key(graph, "llvm", name, freeze)
+        return disk_cache.graph_key(graph, "llvm", name, freeze, "hoist" if hoist else "")
     except Exception as e:  # noqa: BLE001 - the cache must never stop a compilation that would work
         log.warning("ember compile cache: cannot key graph %s (%s); compiling without the cache", graph.name, e)
         return None

@@ -100,8 +100,12 @@ class _Compiled:
     Weights are live: every call checks that each parameter is still the tensor bound last time, with
     the same array (``p.data = ...`` or a replaced parameter rebinds), and for a parameter that had to
     be copied to be contiguous, that its version counter did not move (in-place updates of a contiguous
-    parameter need nothing: the native code reads its memory). The check is one dict lookup and two
-    identity tests per parameter; no per-call dict of the live tensors is built."""
+    parameter need nothing: the native code reads its memory). Prepared weights (``result.prep``: the
+    live taps of a conv kernel, see ``passes/hoist_parameters.py``) are recomputed on the same signal:
+    a weight they read was rebound or its version counter moved (every in-place op, optimizer step and
+    ``load_state_dict`` moves it; writes through a ``.numpy()`` view do not, as in PyTorch). The check
+    is one dict lookup and two identity tests per parameter; no per-call dict of the live tensors is
+    built."""
 
     num_seeds = 0  # seed inputs of train-mode dropout after the user's inputs (ember.random)
 
@@ -118,6 +122,15 @@ class _Compiled:
     @property
     def live(self) -> dict[str, Tensor]:
         return {n: getattr(mod, attr) for n, (mod, attr) in self.paths.items()}
+
+    def param_arrays(self) -> dict[str, np.ndarray]:
+        """The executable's parameter values as they are now: the live weights, then their prepared
+        forms (``result.prep``), by name."""
+        out = {n: t._data for n, t in self.live.items()}
+        prep = getattr(self.result, "prep", None)
+        if prep is not None:
+            out.update(prep.run(out))
+        return out
 
     def _still_bound(self) -> bool:
         for store, attr, t, data in self._checks:
@@ -156,6 +169,11 @@ class _Compiled:
                     copied.append((t._version, t._version[0]))
             mod, attr = self.paths[name]
             checks.append((_store_of(mod, attr), attr, t, t._data))
+        prep = getattr(self.result, "prep", None)
+        if prep is not None:  # weight preparation (hoist_parameter_work): rerun when a weight it reads moves
+            for name, arr in prep.run({n: live[n]._data for n in prep.sources}).items():
+                constants[keys.get(name) or _sanitize(name)] = arr
+            copied += [(live[n]._version, live[n]._version[0]) for n in prep.sources]
         self.runner = make_runner(dataclasses.replace(exe, constants=constants))
         self.bound = {n: t._data for n, t in live.items()}
         self._checks, self._copied = checks, copied
@@ -309,17 +327,27 @@ class CompiledModule:
 
         graph = trace(self.model, *args)
         num_seeds = seed_input_count(graph, sum(isinstance(a, Tensor) for a in args))
-        result = compile_graph(graph, self.target)
-        paths: dict[str, tuple[Any, str]] = {}
-        if hasattr(self.model, "named_modules"):
-            modules = dict(self.model.named_modules())
-            for n in result.param_names:
-                owner, _, attr = n.rpartition(".")
-                if owner in modules and isinstance(getattr(modules[owner], attr, None), Tensor):
-                    paths[n] = (modules[owner], attr)
+        # weight preparation is split off (and rerun when a weight moves) only when every weight it
+        # reads can be watched: a module's parameters and buffers
+        result = compile_graph(graph, self.target, hoist=hasattr(self.model, "named_modules"))
+        paths = self._paths([*result.param_names, *(result.prep.sources if result.prep is not None else ())])
+        if result.prep is not None and not all(n in paths for n in result.prep.sources):
+            result = compile_graph(graph, self.target)
+            paths = self._paths(result.param_names)
         entry = _Compiled(result, paths)
         entry.num_seeds = num_seeds
         return entry
+
+    def _paths(self, names: list[str]) -> dict[str, tuple[Any, str]]:
+        """Parameter name -> (owning module, attribute), for the names that are a module's tensors."""
+        paths: dict[str, tuple[Any, str]] = {}
+        if hasattr(self.model, "named_modules"):
+            modules = dict(self.model.named_modules())
+            for n in names:
+                owner, _, attr = n.rpartition(".")
+                if owner in modules and isinstance(getattr(modules[owner], attr, None), Tensor):
+                    paths[n] = (modules[owner], attr)
+        return paths
 
     def __call__(self, *args: Any) -> Any:
         if STATE.grad_enabled and self._needs_grad(args):
@@ -449,7 +477,7 @@ class CompiledModule:
 
         arrays = [a._data for a in args if isinstance(a, Tensor)]
         arrays += [t._data for t in draw_seeds(entry.num_seeds)]  # train-mode dropout seeds
-        return bisect(entry.result, arrays, {n: t._data for n, t in entry.live.items()})
+        return bisect(entry.result, arrays, entry.param_arrays())
 
     @staticmethod
     def _raise_if_bad(report: Any) -> None:
@@ -476,7 +504,7 @@ class CompiledModule:
 
         arrays = [a._data for a in example_inputs if isinstance(a, Tensor)]
         arrays += [t._data for t in draw_seeds(entry.num_seeds)]  # train-mode dropout seeds
-        params = {n: t._data for n, t in entry.live.items()}
+        params = entry.param_arrays()
         title = f"ember compile report: {type(self.model).__name__}"
         return write_report(path, entry.result, arrays, params, trace(self.model, *example_inputs),
                             profile=profile, check=check, title=title)

@@ -29,6 +29,7 @@ from ember.compiler.kernel.lower_conv_batched import choose_schedule, lower_batc
 from ember.compiler.kernel.lower_depthwise import is_depthwise, lower_depthwise_group
 from ember.compiler.kernel.lower_gemm import lower_rest, match_epilogue, materialize, result_buffer
 from ember.compiler.kernel.values import ZERO, Index, Value, View, contiguous_strides, flat_index
+from ember.compiler.ops.conv import cut_dead_taps
 from ember.runtime.errors import CompileError
 
 __all__ = ["image_slots", "lower_conv_group"]
@@ -192,38 +193,6 @@ def lower_conv_group(group: FusionGroup, gi: int, ev: Any, names: Any) -> tuple[
     if how != "per_image":
         return lower_batched_conv(group, gi, ev, names, x, w, chunk, stmts, scratch, how == "positions", attrs)
     return _lower_per_image(group, gi, ev, names, x, w, stmts, scratch, attrs)
-
-
-def _live_range(size: int, out: int, k: int, s: int, d: int, lo: int) -> tuple[int, int] | None:
-    """``(first, last)`` live tap of one spatial dim: taps outside it read only padding for every
-    output position; ``None`` when no tap reads the input at all."""
-    live = [t for t in range(k) if any(0 <= p * s + t * d - lo < size for p in range(out))]
-    return (live[0], live[-1]) if live else None
-
-
-def cut_dead_taps(in_sp: tuple[int, ...], out_sp: tuple[int, ...], ksize: tuple[int, ...],
-                  attrs: dict[str, Any]) -> tuple[tuple[int, ...], tuple[int, ...], dict[str, Any]] | None:
-    """``(first live tap per dim, live taps per dim, attrs of the equivalent conv over them)``, or
-    ``None`` when no tap is dead. Small planes with wide padding
-    (a 3x3 kernel on ResNet's 1x1 planes) otherwise run 9x the GEMM depth over zeros; cutting the
-    outer taps makes the padding shrink with them (a 1x1 plane becomes a pointwise conv)."""
-    firsts: list[int] = []
-    taps: list[int] = []
-    pads: list[int] = []
-    for i, k in enumerate(ksize):
-        s, d, lo = attrs["stride"][i], attrs["dilation"][i], attrs["padding"][2 * i]
-        rng = _live_range(in_sp[i], out_sp[i], k, s, d, lo)
-        first, last = rng if rng is not None else (0, k - 1)
-        if lo - first * d < 0:  # cutting the leading taps would need a negative padding
-            first = 0
-        new_lo = lo - first * d
-        reach = (out_sp[i] - 1) * s + (last - first) * d - new_lo  # the last input index read
-        firsts.append(first)
-        taps.append(last - first + 1)
-        pads += [new_lo, max(0, reach + 1 - in_sp[i])]
-    if tuple(taps) == tuple(ksize):
-        return None
-    return tuple(firsts), tuple(taps), {**attrs, "padding": tuple(pads)}
 
 
 def _tap_view(w: View, first: tuple[int, ...], taps: tuple[int, ...]) -> View:

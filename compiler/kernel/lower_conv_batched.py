@@ -127,7 +127,7 @@ def lower_batched_conv(group: FusionGroup, gi: int, ev: Any, names: Any, x: View
                        attrs: dict[str, Any] | None = None) -> tuple[list[Stmt], list[Buffer]]:
     """Finish a conv group (``x``/``w`` evaluated views; ``stmts``/``scratch`` so far) with ``chunk``
     images per GEMM (see the module docstring); ``transposed``: positions are the GEMM's rows;
-    ``attrs``: the conv's after a tap cut (``lower_conv.cut_dead_taps``), else the node's."""
+    ``attrs``: the conv's after a tap cut (``ops.conv.cut_dead_taps``), else the node's."""
     from ember.compiler.kernel.lower import sanitize
 
     node = group.nodes[gi]

@@ -71,6 +71,38 @@ def out_size(size: int, lo: int, hi: int, k: int, stride: int, dilation: int) ->
     return (size + lo + hi - dilation * (k - 1) - 1) // stride + 1
 
 
+def live_tap_range(size: int, out: int, k: int, s: int, d: int, lo: int) -> tuple[int, int] | None:
+    """``(first, last)`` live tap of one spatial dim: taps outside it read only padding for every
+    output position; ``None`` when no tap reads the input at all."""
+    live = [t for t in range(k) if any(0 <= p * s + t * d - lo < size for p in range(out))]
+    return (live[0], live[-1]) if live else None
+
+
+def cut_dead_taps(in_sp: tuple[int, ...], out_sp: tuple[int, ...], ksize: tuple[int, ...],
+                  attrs: dict[str, Any]) -> tuple[tuple[int, ...], tuple[int, ...], dict[str, Any]] | None:
+    """``(first live tap per dim, live taps per dim, attrs of the equivalent conv over them)``, or
+    ``None`` when no tap is dead. Small planes with wide padding
+    (a 3x3 kernel on ResNet's 1x1 planes) otherwise run 9x the GEMM depth over zeros; cutting the
+    outer taps makes the padding shrink with them (a 1x1 plane becomes a pointwise conv)."""
+    firsts: list[int] = []
+    taps: list[int] = []
+    pads: list[int] = []
+    for i, k in enumerate(ksize):
+        s, d, lo = attrs["stride"][i], attrs["dilation"][i], attrs["padding"][2 * i]
+        rng = live_tap_range(in_sp[i], out_sp[i], k, s, d, lo)
+        first, last = rng if rng is not None else (0, k - 1)
+        if lo - first * d < 0:  # cutting the leading taps would need a negative padding
+            first = 0
+        new_lo = lo - first * d
+        reach = (out_sp[i] - 1) * s + (last - first) * d - new_lo  # the last input index read
+        firsts.append(first)
+        taps.append(last - first + 1)
+        pads += [new_lo, max(0, reach + 1 - in_sp[i])]
+    if tuple(taps) == tuple(ksize):
+        return None
+    return tuple(firsts), tuple(taps), {**attrs, "padding": tuple(pads)}
+
+
 def transpose_size(size: int, lo: int, hi: int, k: int, stride: int, dilation: int, extra: int) -> int:
     """Output length of a transposed convolution along one dim (``extra`` is output_padding)."""
     return (size - 1) * stride - lo - hi + dilation * (k - 1) + 1 + extra
@@ -426,4 +458,5 @@ conv_weight_grad = define_op(
     doc="The adjoint of ``conv`` with respect to its weight (PyTorch's convolution_backward, weight part).",
 )
 
-__all__ = ["conv", "conv_transpose", "conv_weight_grad", "normalize_geometry", "out_size", "transpose_size"]
+__all__ = ["conv", "conv_transpose", "conv_weight_grad", "cut_dead_taps", "live_tap_range", "normalize_geometry",
+           "out_size", "transpose_size"]

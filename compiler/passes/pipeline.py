@@ -26,6 +26,7 @@ from typing import Any
 from ember.compiler.ir.graph import Graph
 from ember.compiler.passes.canonicalize import canonicalize
 from ember.compiler.passes.cse import eliminate_common_subexpressions
+from ember.compiler.passes.cut_conv_taps import cut_conv_taps
 from ember.compiler.passes.dce import eliminate_dead_code
 from ember.compiler.passes.fold_batch_norm import fold_batch_norm
 from ember.compiler.passes.fold_constants import fold_constants, freeze_parameters
@@ -36,11 +37,16 @@ _CLEANUP: list[Any] = [fold_constants, eliminate_common_subexpressions, eliminat
 
 INFERENCE_PIPELINE: list[Any] = [canonicalize, *_CLEANUP]
 
+# ember.compile's inference path: weight preparation (cut_conv_taps' weight slices) is then split off by
+# hoist_parameter_work and runs only when the weights change (compile_graph(..., hoist=True)).
+PREPARED_PIPELINE: list[Any] = [canonicalize, cut_conv_taps, *_CLEANUP]
+
 FROZEN_PIPELINE: list[Any] = [
     freeze_parameters,
     canonicalize,
     fold_batch_norm,
     ("canonicalize_after_folding", canonicalize),
+    cut_conv_taps,
     *_CLEANUP,
 ]
 
@@ -50,4 +56,4 @@ def optimize(graph: Graph, freeze: bool = False) -> tuple[Graph, PassReport]:
     return PassManager(FROZEN_PIPELINE if freeze else INFERENCE_PIPELINE).run(graph)
 
 
-__all__ = ["FROZEN_PIPELINE", "INFERENCE_PIPELINE", "optimize"]
+__all__ = ["FROZEN_PIPELINE", "INFERENCE_PIPELINE", "PREPARED_PIPELINE", "optimize"]

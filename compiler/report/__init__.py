@@ -44,21 +44,35 @@ class ReportData:
     numerics: BisectReport | None = None
 
 
-def pass_diffs(source_graph: Graph) -> list[tuple[str, list[str]]]:
-    """Run the inference pipeline pass by pass on ``source_graph`` and diff the IR around each pass."""
+def pass_diffs(source_graph: Graph, hoist: bool = False) -> list[tuple[str, list[str]]]:
+    """Run the inference pipeline pass by pass on ``source_graph`` and diff the IR around each pass.
+    ``hoist``: the pipeline ``ember.compile`` runs, then the weight-preparation split (its diff shows the
+    per-call graph, then the prep graph's text)."""
     from ember.compiler.compile import default_pipeline
     from ember.compiler.ir.printer import print_graph
     from ember.compiler.passes.manager import PassManager, pass_name
 
     graph = source_graph
     out: list[tuple[str, list[str]]] = []
-    for p in default_pipeline():
+
+    def diff(before: str, after: str) -> list[str]:
+        return list(difflib.unified_diff(before.splitlines(), after.splitlines(), "before", "after",
+                                         lineterm="", n=1))
+
+    for p in default_pipeline(hoist=hoist):
         name, fn = p if isinstance(p, tuple) else (pass_name(p), p)
         before = print_graph(graph, "none")  # without locations: a diff one can read
         graph, _ = PassManager([(name, fn)]).run(graph)
-        after = print_graph(graph, "none")
-        out.append((name, list(difflib.unified_diff(before.splitlines(), after.splitlines(), "before",
-                                                    "after", lineterm="", n=1))))
+        out.append((name, diff(before, print_graph(graph, "none"))))
+    if hoist:
+        from ember.compiler.passes.hoist_parameters import hoist_parameter_work
+
+        main, prep = hoist_parameter_work(graph)
+        lines = diff(print_graph(graph, "none"), print_graph(main, "none"))
+        if prep is not None:
+            lines += ["", "prep graph (run when the weights change):",
+                      *print_graph(prep.graph, "none").splitlines()]
+        out.append(("hoist_parameter_work", lines))
     return out
 
 
@@ -89,7 +103,8 @@ def gather(result: Any, inputs: Sequence[Any] | None = None, params: Mapping[str
         raise CompileError("the compile report needs native kernels; compile with target 'llvm' (this one "
                            "was compiled with target 'interpret')")
     data = ReportData(result, title or f"ember compile report: {result.graph.name}",
-                      pass_diffs(source_graph) if source_graph is not None else None)
+                      pass_diffs(source_graph, getattr(result, "hoisted", False))
+                      if source_graph is not None else None)
     if inputs is None or not (profile or check):
         return data
     data.kernels = isolate_kernels(result, inputs, params)

@@ -206,6 +206,10 @@ def test_weights_section_holds_the_parameters_in_order(scale_package: tuple[Path
     data = path.read_bytes()
     off, size = elf_sections(data, len(data) - TRAILER.size)[WEIGHTS_SECTION]
     meta = inspect_package(path)
-    assert size == meta["weights_bytes"] == 128  # w at 0 (60 bytes), b at 64 (20 bytes), padded
+    assert size == meta["weights_bytes"] == 128  # w at 0 (60 bytes), -b at 64 (20 bytes), padded
+    w = np.frombuffer(data[off:off + 60], np.float32)
+    np.testing.assert_array_equal(w, model.w.detach().numpy().ravel())
+    # ``x * w - b`` is canonicalized to ``x * w + neg(b)``, and neg(b) reads a weight alone: weight
+    # preparation (passes/hoist_parameters.py) computed it at export, so the package holds -b
     b = np.frombuffer(data[off + 64:off + 84], np.float32)
-    np.testing.assert_array_equal(b, model.b.detach().numpy())
+    np.testing.assert_array_equal(b, -model.b.detach().numpy())

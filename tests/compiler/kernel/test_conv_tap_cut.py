@@ -18,7 +18,7 @@ from ember.compiler.dtypes import float32
 from ember.compiler.kernel import lower_conv_batched as LB
 from ember.compiler.kernel.group import FusionGroup, GroupNode
 from ember.compiler.kernel.lower import lower_group
-from ember.compiler.kernel.lower_conv import cut_dead_taps
+from ember.compiler.ops.conv import cut_dead_taps
 from ember.compiler.ops.registry import REGISTRY, TensorType
 
 CONV = REGISTRY["conv"]
