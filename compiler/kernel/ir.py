@@ -217,13 +217,37 @@ class Barrier(Stmt):
 
 
 @dataclass(frozen=True)
+class Im2col:
+    """How a ``Gemm`` reads its B straight from a padded image (implicit GEMM: no im2col matrix is
+    stored). With ``k = (c, i, j)`` over (channels, ``kh``, ``kw``) and ``n = (oh, ow)`` over (output rows,
+    ``wout``)::
+
+        B[k, n] = b[b_off + c * plane + i * dh * wp + j * dw + oh * sh * wp + ow * sw]
+
+    ``plane`` and ``wp`` are the padded image's channel stride and row stride, ``dh``/``dw`` the dilation,
+    ``sh``/``sw`` the stride. Every address is inside the padded image (the padding is real zeros)."""
+
+    plane: int
+    wp: int
+    kh: int
+    kw: int
+    dh: int
+    dw: int
+    wout: int
+    sh: int
+    sw: int
+
+
+@dataclass(frozen=True)
 class Gemm(Stmt):
     """``C = epilogue(A @ B)`` on float32 row-major matrices by the GEMM template.
 
     ``a``/``b``/``c`` name buffers, ``*_off`` are element offsets (expressions, so a batch loop can
     move them), ``ld*`` the row strides. ``operands`` maps epilogue operand names (col_scale, col_bias,
     row_scale, row_bias, residual) to ``(buffer, offset)``; ``ldr`` is the residual's row stride.
-    ``epilogue`` is a ``codegen.llvm.gemm.Epilogue``-like hashable object.
+    ``epilogue`` is a ``codegen.llvm.gemm.Epilogue``-like hashable object. ``b_image``: B is the
+    im2col matrix of the image at ``b[b_off]``, read in place (``Im2col``; ``ldb`` and ``trans_b``
+    are then unused).
     """
 
     m: int
@@ -242,6 +266,7 @@ class Gemm(Stmt):
     epilogue: Any
     operands: tuple[tuple[str, str, Expr], ...] = ()
     ldr: int = 0
+    b_image: Im2col | None = None
 
 
 @dataclass
@@ -369,6 +394,10 @@ def _format_stmt(s: Stmt, indent: int, lines: list[str]) -> None:
     elif isinstance(s, Gemm):
         ops = "".join(f", {n}={buf}[{_strip(format_expr(off))}]" for n, buf, off in s.operands)
         tb = "^T" if s.trans_b else ""
+        if s.b_image is not None:
+            g = s.b_image
+            tb = (f" im2col(k={g.kh}x{g.kw} stride={g.sh}x{g.sw} dilation={g.dh}x{g.dw} wout={g.wout} "
+                  f"wp={g.wp} plane={g.plane})")
         lines.append(
             f"{pad}{s.c}[{_strip(format_expr(s.c_off))}] = gemm[{s.m}x{s.n}x{s.k}]"
             f"({s.a}[{_strip(format_expr(s.a_off))}], {s.b}[{_strip(format_expr(s.b_off))}]{tb}"

@@ -24,7 +24,7 @@ from typing import Any
 from ember.compiler.dtypes import bool_
 from ember.compiler.kernel.builder import iadd, imul
 from ember.compiler.kernel.group import FusionGroup
-from ember.compiler.kernel.ir import Binary, Buffer, Const, Expr, Gemm, Loop, LoopKind, Select, Stmt, Store
+from ember.compiler.kernel.ir import Binary, Buffer, Const, Expr, Gemm, Im2col, Loop, LoopKind, Select, Stmt, Store
 from ember.compiler.kernel.lower_conv_batched import choose_schedule, lower_batched_conv
 from ember.compiler.kernel.lower_depthwise import is_depthwise, lower_depthwise_group
 from ember.compiler.kernel.lower_gemm import lower_rest, match_epilogue, materialize, result_buffer
@@ -32,7 +32,12 @@ from ember.compiler.kernel.values import ZERO, Index, Value, View, contiguous_st
 from ember.compiler.ops.conv import cut_dead_taps
 from ember.runtime.errors import CompileError
 
-__all__ = ["image_slots", "lower_conv_group"]
+__all__ = ["IMPLICIT_GEMM", "image_slots", "lower_conv_group"]
+
+# 2-d convolutions of the per-image schedule hand the GEMM the (padded) image, whose B packing reads
+# the im2col matrix's panels from it (``ir.Im2col``), instead of writing the matrix first. False: the
+# im2col loop nest and a plain GEMM (kept for measuring one against the other).
+IMPLICIT_GEMM = True
 
 
 def bounded(at: Expr, size: int) -> tuple[Expr, Expr]:
@@ -234,6 +239,7 @@ def _lower_per_image(group: FusionGroup, gi: int, ev: Any, names: Any, x: View, 
     else:
         slot, i = ZERO, names.var("n") if batch > 1 else ZERO
         n = i
+    b_image = None
     if pointwise:
         b_buf, b_off, ldb = x.buffer, iadd(x.offset, iadd(imul(n, x.strides[0]), imul(g, cg * p))), p
     else:
@@ -244,14 +250,21 @@ def _lower_per_image(group: FusionGroup, gi: int, ev: Any, names: Any, x: View, 
             stmts += zero
             per_image += copy
             geo, image = {**attrs, "padding": (0,) * len(attrs["padding"])}, slot
-        cols = Buffer(f"{sanitize(node.output)}_cols", x.dtype, (slots * kdim, p), (p, 1))
-        scratch.append(cols)
-        b_buf, b_off, ldb = cols.name, imul(slot, kdim * p), p
-        inner += _im2col(src, image, imul(g, cg), cg, ksize, out, geo, cols.name, names, b_off, slots == 1)
+        if IMPLICIT_GEMM and len(ksize) == 2 and src.strides[3] == 1:
+            # implicit GEMM: the template packs B's panels from the (padded) image itself
+            b_buf, ldb = src.buffer, p
+            b_off = iadd(src.offset, iadd(imul(image, src.strides[0]), imul(g, cg * src.strides[1])))
+            b_image = Im2col(src.strides[1], src.strides[2], ksize[0], ksize[1], geo["dilation"][0],
+                             geo["dilation"][1], out[1], geo["stride"][0], geo["stride"][1])
+        else:
+            cols = Buffer(f"{sanitize(node.output)}_cols", x.dtype, (slots * kdim, p), (p, 1))
+            scratch.append(cols)
+            b_buf, b_off, ldb = cols.name, imul(slot, kdim * p), p
+            inner += _im2col(src, image, imul(g, cg), cg, ksize, out, geo, cols.name, names, b_off, slots == 1)
     _operand_offsets(epi, g, n, cog, out_shape)
     inner.append(Gemm(cog, p, kdim, w.buffer, iadd(w.offset, imul(g, cog * kdim)), kdim, b_buf, b_off, ldb,
                       c_name, iadd(imul(n, co * p), imul(g, cog * p)), p, False, epi.build(),
-                      tuple(epi.operands), epi.ldr))
+                      tuple(epi.operands), epi.ldr, b_image))
     body = [*per_image, *([Loop(g.name, groups, tuple(inner))] if groups > 1 else inner)]
     if batch // slots > 1:
         body = [Loop(i.name, batch // slots, tuple(body))]

@@ -56,6 +56,7 @@ from ember.compiler.codegen.llvm.irutil import loop as _loop
 from ember.compiler.codegen.llvm.irutil import new_function as _new_function
 from ember.compiler.codegen.llvm.irutil import splat as _splat
 from ember.compiler.codegen.llvm.irutil import splat_const as _splat_const
+from ember.compiler.codegen.llvm.gemm_image import IMAGE_ARGS, build_pack_b_image
 from ember.runtime.errors import ArgumentError, CompileError, ShapeError
 
 __all__ = ["ACTIVATIONS", "MR", "NR", "Epilogue", "GemmConfig", "emit_gemm", "gemm_callable",
@@ -238,7 +239,8 @@ _ENTRY_ARGS: tuple[tuple[str, ir.Type], ...] = (
     ("C", _FPTR), ("ldc", _I64), ("col_scale", _FPTR), ("col_bias", _FPTR), ("row_scale", _FPTR),
     ("row_bias", _FPTR), ("R", _FPTR), ("ldr", _I64), ("num_threads", _I32),
 )
-_CTX_FIELDS = (*_ENTRY_ARGS, ("status", _I32), ("next", _I64))  # next: gemv.py's shared tile counter
+# next: gemv.py's shared tile counter; img_*: the geometry of an implicit-GEMM B (gemm_image.py)
+_CTX_FIELDS = (*_ENTRY_ARGS, *IMAGE_ARGS, ("status", _I32), ("next", _I64))
 _CTX_INDEX = {name: i for i, (name, _) in enumerate(_CTX_FIELDS)}
 _CTX_TYPE = ir.LiteralStructType([t for _, t in _CTX_FIELDS])
 _CTX_PTR = _CTX_TYPE.as_pointer()
@@ -525,17 +527,18 @@ def _build_microkernel(module: ir.Module, name: str, epi: Epilogue) -> ir.Functi
 
 
 def _build_rect(module: ir.Module, name: str, cfg: GemmConfig, trans_b: bool, pack_a: ir.Function,
-                pack_b: ir.Function, ukernel: ir.Function) -> ir.Function:
-    """``rect(ctx, m0, m1, n0, n1, ap, bp)``: C[m0:m1, n0:n1] by the serial BLIS loop nest
+                pack_b: ir.Function, ukernel: ir.Function, image: bool = False) -> ir.Function:
+    """``rect(ctx, m0, m1, n0, n1, ap, bp, tp)``: C[m0:m1, n0:n1] by the serial BLIS loop nest
     (jc over NC, pc over K blocks of at most KC (``_balanced_kc``) with B packed, ic over MC with A
-    packed, then jr/ir over the tiles).
+    packed, then jr/ir over the tiles). ``image``: B is packed from an image (``gemm_image.py``; ``tp``
+    its column-offset scratch).
 
     K = 0 still runs one (empty) K block so the epilogue is applied to a zero product.
     """
     fn, b = _new_function(module, name, ir.VoidType(), [
         ("ctx", _CTX_PTR), ("m0", _I64), ("m1", _I64), ("n0", _I64), ("n1", _I64),
-        ("ap", _FPTR), ("bp", _FPTR)])
-    ctx, m0, m1, n0, n1, ap, bp = fn.args
+        ("ap", _FPTR), ("bp", _FPTR), ("tp", _I32.as_pointer())])
+    ctx, m0, m1, n0, n1, ap, bp, tp = fn.args
     for arg in (ap, bp):
         arg.add_attribute("noalias")
     K = _ctx_get(b, ctx, "K")
@@ -549,8 +552,11 @@ def _build_rect(module: ir.Module, name: str, cfg: GemmConfig, trans_b: bool, pa
             kc = _imin(b, kstep, b.sub(K, pc))
             accumulate = b.icmp_signed(">", pc, _i64(0))
             last = b.icmp_signed(">=", b.add(pc, kstep), K)
-            bsrc = b.add(b.mul(jc, ldb), pc) if trans_b else b.add(b.mul(pc, ldb), jc)
-            b.call(pack_b, [kc, nc, _at(b, B, bsrc), ldb, bp])
+            if image:
+                b.call(pack_b, [kc, nc, pc, jc, ctx, bp, tp])
+            else:
+                bsrc = b.add(b.mul(jc, ldb), pc) if trans_b else b.add(b.mul(pc, ldb), jc)
+                b.call(pack_b, [kc, nc, _at(b, B, bsrc), ldb, bp])
             with _loop(b, m0, m1, cfg.mc, name="ic") as ic:
                 mc = _imin(b, _i64(cfg.mc), b.sub(m1, ic))
                 b.call(pack_a, [kc, mc, _at(b, A, b.add(b.mul(ic, lda), pc)), lda, ap])
@@ -611,7 +617,8 @@ def _alloc_floats(b: ir.IRBuilder, count: ir.Value) -> ir.Value:
     return b.call(aligned_alloc, [_i64(64), nbytes])
 
 
-def _build_worker(module: ir.Module, name: str, cfg: GemmConfig, rect: ir.Function) -> ir.Function:
+def _build_worker(module: ir.Module, name: str, cfg: GemmConfig, rect: ir.Function,
+                  image: bool = False) -> ir.Function:
     """``worker(void *ctx)``: the function libgomp runs on every thread (also called directly when serial).
 
     Each thread finds its rectangle of C, allocates packing buffers sized for it, and runs ``rect``.
@@ -640,14 +647,20 @@ def _build_worker(module: ir.Module, name: str, cfg: GemmConfig, rect: ir.Functi
     bp = _alloc_floats(b, b.mul(b_cols, kmax))
     free = _declare(module, "free", ir.VoidType(), [_I8PTR])
     null = ir.Constant(_I8PTR, None)
+    tp = _alloc_floats(b, b_cols) if image else null  # int32 column offsets (+16 of slack)
     failed = b.or_(b.icmp_unsigned("==", ap, null), b.icmp_unsigned("==", bp, null))
+    if image:
+        failed = b.or_(failed, b.icmp_unsigned("==", tp, null))
     with b.if_else(failed, likely=False) as (then, otherwise):
         with then:
             b.store_atomic(_I32(1), _ctx_ptr(b, ctx, "status"), "monotonic", 4)
         with otherwise:
-            b.call(rect, [ctx, m0, m1, n0, n1, b.bitcast(ap, _FPTR), b.bitcast(bp, _FPTR)])
+            b.call(rect, [ctx, m0, m1, n0, n1, b.bitcast(ap, _FPTR), b.bitcast(bp, _FPTR),
+                          b.bitcast(tp, _I32.as_pointer())])
     b.call(free, [ap])
     b.call(free, [bp])
+    if image:
+        b.call(free, [tp])
     b.ret_void()
     return fn
 
@@ -659,10 +672,12 @@ def gemm_ctypes_argtypes() -> list[Any]:
 
 
 def _build_entry(module: ir.Module, name: str, cfg: GemmConfig, worker: ir.Function,
-                 small_m: Epilogue | None = None) -> ir.Function:
-    """The exported function; with ``small_m`` (trans_b variants) small M runs ``gemv.py``'s path."""
-    fn, b = _new_function(module, name, _I32, list(_ENTRY_ARGS), internal=False)
-    args = dict(zip((n for n, _ in _ENTRY_ARGS), fn.args))
+                 small_m: Epilogue | None = None, image: bool = False) -> ir.Function:
+    """The exported function; with ``small_m`` (trans_b variants) small M runs ``gemv.py``'s path;
+    ``image``: B is an image, its geometry the extra ``IMAGE_ARGS`` after the common arguments."""
+    params = [*_ENTRY_ARGS, *(IMAGE_ARGS if image else ())]
+    fn, b = _new_function(module, name, _I32, params, internal=False)
+    args = dict(zip((n for n, _ in params), fn.args))
     ctx = b.alloca(_CTX_TYPE, name="ctx")
     for field, ty in _CTX_FIELDS:
         b.store(args[field] if field in args else ir.Constant(ty, 0), _ctx_ptr(b, ctx, field))
@@ -691,21 +706,26 @@ def _build_entry(module: ir.Module, name: str, cfg: GemmConfig, worker: ir.Funct
 
 
 def emit_gemm(module: ir.Module, name: str, epilogue: Epilogue | None = None, trans_b: bool = False,
-              config: GemmConfig | None = None) -> ir.Function:
+              config: GemmConfig | None = None, b_image: bool = False) -> ir.Function:
     """Emit the GEMM entry function ``name`` (and its internal helpers ``name.*``) into ``module``.
 
     The signature is documented in this module's docstring and is the same for every epilogue and
-    ``trans_b``; the epilogue and layout only change what the code reads. Returns the entry function.
+    ``trans_b``; the epilogue and layout only change what the code reads. ``b_image``: ``B`` points at an
+    image whose im2col matrix is the operand (``gemm_image.py``), and the geometry (``IMAGE_ARGS``)
+    follows ``num_threads``. Returns the entry function.
     """
+    if b_image and trans_b:
+        raise CompileError("an implicit-GEMM B (b_image) cannot be transposed")
     epi = epilogue or Epilogue()
     cfg = config or GemmConfig()
     if name in module.globals:
         raise CompileError(f"cannot emit GEMM {name!r}: the module already defines that name")
-    rect = _build_rect(module, f"{name}.rect", cfg, trans_b, _build_pack_a(module, f"{name}.pack_a"),
-                       _build_pack_b(module, f"{name}.pack_b", trans_b),
-                       _build_microkernel(module, f"{name}.ukernel", epi))
-    worker = _build_worker(module, f"{name}.worker", cfg, rect)
-    return _build_entry(module, name, cfg, worker, epi if trans_b else None)
+    pack_b = build_pack_b_image(module, f"{name}.pack_b_image", _CTX_PTR, _ctx_get) if b_image \
+        else _build_pack_b(module, f"{name}.pack_b", trans_b)
+    rect = _build_rect(module, f"{name}.rect", cfg, trans_b, _build_pack_a(module, f"{name}.pack_a"), pack_b,
+                       _build_microkernel(module, f"{name}.ukernel", epi), b_image)
+    worker = _build_worker(module, f"{name}.worker", cfg, rect, b_image)
+    return _build_entry(module, name, cfg, worker, epi if trans_b else None, b_image)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -363,11 +363,13 @@ class KernelCodegen:
     def gemm(self, s: Gemm) -> None:
         from ember.compiler.codegen.llvm.gemm import emit_gemm
 
-        key = ("gemm", s.epilogue, s.trans_b)
+        image = s.b_image is not None
+        key = ("gemm", s.epilogue, s.trans_b, image)
         fn = self.shared.get(key)
         if fn is None:
-            fn = emit_gemm(self.module, f"ember_gemm_{'bt' if s.trans_b else 'bn'}_{s.epilogue.tag}",
-                           s.epilogue, s.trans_b)
+            form = "im" if image else "bt" if s.trans_b else "bn"
+            fn = emit_gemm(self.module, f"ember_gemm_{form}_{s.epilogue.tag}", s.epilogue, s.trans_b,
+                           b_image=image)
             fn.linkage = "internal"
             self.shared[key] = fn
         fptr = ir.FloatType().as_pointer()
@@ -384,6 +386,9 @@ class KernelCodegen:
                 at(s.c, s.c_off), i64(s.ldc)]
         args += [ops.get(n, null) for n in ("col_scale", "col_bias", "row_scale", "row_bias", "residual")]
         args += [i64(s.ldr), self.nthreads]
+        if image:
+            g = s.b_image
+            args += [i64(v) for v in (g.plane, g.wp, g.kh, g.kw, g.dh, g.dw, g.wout, g.sh, g.sw)]
         status = self.b.call(fn, args)
         self.b.store(self.b.or_(self.b.load(self.status), status), self.status)
 
