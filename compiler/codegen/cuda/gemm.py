@@ -1,10 +1,18 @@
 """The ``Gemm`` statement on the GPU: a shared-memory tiled fp32 GEMM with the fused epilogue.
 
 ``GEMM_TEMPLATE`` is one C++ template (emitted once per translation unit); each distinct
-(``trans_b``, epilogue) pair used by a program gets a small ``extern "C" __global__`` wrapper that
-instantiates it, so a ResNet compiles a handful of GEMM kernels, not one per convolution. Sizes,
-leading dimensions and operand pointers are arguments (element offsets are folded into the pointers
-by the launch table).
+(``trans_b``, epilogue, image?) variant used by a program gets a small ``extern "C" __global__``
+wrapper that instantiates it, so a ResNet compiles a handful of GEMM kernels, not one per convolution.
+Sizes, leading dimensions and operand pointers are arguments (element offsets are folded into the
+pointers by the launch table).
+
+Implicit GEMM (``Gemm.b_image``, template flag ``IMG``): B is the im2col matrix of a padded image that
+``B`` points at, never stored. The image wrappers take the ``Im2col`` geometry as nine more arguments
+(``plane, wp, kh, kw, dh, dw, wout, sh, sw``, so one wrapper serves every convolution shape) and the B
+tile loader computes ``B[c*plane + i*dh*wp + j*dw + oh*sh*wp + ow*sw]`` for ``k = (c, i, j)``,
+``n = (oh, ow)``: a thread's column (and so its ``oh, ow`` part) is the same at every K step, so that
+part is computed once, the ``k`` part per element with 32-bit division (the launch table checks that
+``N`` and ``K`` fit).
 
 Tiling: a 256-thread block computes a 64 x 64 tile of C. Each K step of 16 stages a 64 x 16 slice of A
 and a 16 x 64 slice of B in shared memory (loads coalesced along each operand's contiguous dim, zero
@@ -30,15 +38,23 @@ GEMM_SHARED_BYTES = 2 * 16 * (GEMM_TILE + 4) * 4  # the two staged slices (stati
 
 _ACT = {"none": 0, "relu": 1, "relu6": 2, "leaky_relu": 3, "sigmoid": 4, "tanh": 5, "silu": 6}
 
-GEMM_TEMPLATE = r"""template <bool TB, bool CS, bool CB, bool RS, bool RB, bool RES, int ACT>
+GEMM_TEMPLATE = r"""template <bool TB, bool IMG, bool CS, bool CB, bool RS, bool RB, bool RES, int ACT>
 __device__ __forceinline__ void ember_gemm(long long M, long long N, long long K,
     const float *A, long long lda, const float *B, long long ldb, float *C, long long ldc,
     const float *cs, const float *cb, const float *rs, const float *rb, const float *R, long long ldr,
-    float alpha) {
+    float alpha, long long plane, long long wp, int kh, int kw, long long dh, long long dw, int wout,
+    long long sh, long long sw) {
   __shared__ float As[16][68];  /* As[k][m] */
   __shared__ float Bs[16][68];  /* Bs[k][n] */
   const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
   const long long m0 = (long long)blockIdx.y * 64, n0 = (long long)blockIdx.x * 64;
+  /* IMG: this thread's B column n0 + (threadIdx.x & 63) is the same at every K step */
+  long long img_col = 0;
+  const int img_khw = kh * kw;
+  if (IMG && n0 + (threadIdx.x & 63) < N) {
+    const int gn = (int)(n0 + (threadIdx.x & 63)), oh = gn / wout, ow = gn - oh * wout;
+    img_col = (long long)oh * sh * wp + (long long)ow * sw;
+  }
   float acc[4][4];
 #pragma unroll
   for (int i = 0; i < 4; ++i)
@@ -51,7 +67,16 @@ __device__ __forceinline__ void ember_gemm(long long M, long long N, long long K
       As[c][r] = (gm < M && gk < K) ? A[gm * lda + gk] : 0.0f;
     }
     for (int e = threadIdx.x; e < 1024; e += 256) {
-      if (TB) {
+      if (IMG) {
+        const int c = e >> 6, n = e & 63;
+        const long long gn = n0 + n, gk = k0 + c;
+        float v = 0.0f;
+        if (gn < N && gk < K) {
+          const int k = (int)gk, ch = k / img_khw, t = k - ch * img_khw, i = t / kw, j = t - i * kw;
+          v = B[(long long)ch * plane + (long long)i * dh * wp + (long long)j * dw + img_col];
+        }
+        Bs[c][n] = v;
+      } else if (TB) {
         const int n = e >> 4, c = e & 15;
         const long long gn = n0 + n, gk = k0 + c;
         Bs[c][n] = (gn < N && gk < K) ? B[gn * ldb + gk] : 0.0f;
@@ -105,25 +130,34 @@ __device__ __forceinline__ void ember_gemm(long long M, long long N, long long K
 OPERANDS = ("col_scale", "col_bias", "row_scale", "row_bias", "residual")
 
 
-def gemm_function(trans_b: bool, epilogue: Any) -> str:
-    """Name of the wrapper for one (``trans_b``, epilogue) variant."""
-    return f"ember_gemm_{'bt' if trans_b else 'bn'}_{epilogue.tag}"
+def gemm_function(trans_b: bool, epilogue: Any, image: bool = False) -> str:
+    """Name of the wrapper for one (``trans_b``, epilogue, image?) variant."""
+    return f"ember_gemm_{'bi' if image else 'bt' if trans_b else 'bn'}_{epilogue.tag}"
 
 
-def gemm_wrapper(trans_b: bool, epilogue: Any) -> str:
+def gemm_wrapper(trans_b: bool, epilogue: Any, image: bool = False) -> str:
     """The ``extern "C" __global__`` wrapper instantiating the template for one variant. Arguments:
     ``M, N, K, A, lda, B, ldb, C, ldc, col_scale, col_bias, row_scale, row_bias, R, ldr`` (unused
-    operand pointers may be NULL)."""
+    operand pointers may be NULL), and with ``image`` the ``Im2col`` geometry
+    ``plane, wp, kh, kw, dh, dw, wout, sh, sw`` after them (``ldb`` is then unused)."""
     act = getattr(epilogue, "activation", "none")
     if act not in _ACT:
         raise CompileError(f"Gemm statement: no CUDA code generator for epilogue activation {act!r}")
-    flags = [getattr(epilogue, n) for n in ("col_scale", "col_bias", "row_scale", "row_bias", "residual")]
-    targs = ", ".join(["true" if trans_b else "false", *("true" if f else "false" for f in flags), str(_ACT[act])])
+    if image and trans_b:
+        raise CompileError("Gemm statement: an im2col B operand (b_image) cannot be transposed")
+    flags = [trans_b, image, *(getattr(epilogue, n) for n in OPERANDS)]
+    targs = ", ".join([*("true" if f else "false" for f in flags), str(_ACT[act])])
     alpha = c_const(float(getattr(epilogue, "alpha", 0.01)), float32)
-    name = gemm_function(trans_b, epilogue)
+    name = gemm_function(trans_b, epilogue, image)
+    geometry = ("    const float *rb, const float *R, long long ldr, long long plane, long long wp, long long kh,\n"
+                "    long long kw, long long dh, long long dw, long long wout, long long sh, long long sw) {\n"
+                if image else "    const float *rb, const float *R, long long ldr) {\n")
+    image_args = ("plane, wp, (int)kh, (int)kw, dh, dw, (int)wout, sh, sw" if image
+                  else "0LL, 0LL, 1, 1, 0LL, 0LL, 1, 0LL, 0LL")
     return (f'extern "C" __global__ void __launch_bounds__({GEMM_BLOCK}) {name}(\n'
             "    long long M, long long N, long long K, const float *A, long long lda, const float *B,\n"
             "    long long ldb, float *C, long long ldc, const float *cs, const float *cb, const float *rs,\n"
-            "    const float *rb, const float *R, long long ldr) {\n"
-            f"  ember_gemm<{targs}>(M, N, K, A, lda, B, ldb, C, ldc, cs, cb, rs, rb, R, ldr, {alpha});\n"
+            f"{geometry}"
+            f"  ember_gemm<{targs}>(M, N, K, A, lda, B, ldb, C, ldc, cs, cb, rs, rb, R, ldr, {alpha},\n"
+            f"      {image_args});\n"
             "}")

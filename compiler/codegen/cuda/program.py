@@ -4,7 +4,8 @@
 ``emit_cuda(program)`` schedules every kernel (``schedule.py``), emits one ``__global__`` per launch
 site (``kernels.py``) plus one GEMM wrapper per variant used (``gemm.py``), and unrolls host loops into
 a flat list of ``Launch`` records whose arguments are the call's slots (input/output/param/arena plus
-a byte offset) and the host loops' variable values. ``compile_program`` compiles the source with NVRTC
+a byte offset) and the host loops' variable values (a GEMM's: sizes, strides, operand pointers and, for an
+im2col B operand, its geometry). ``compile_program`` compiles the source with NVRTC
 and wraps everything as data (``runtime/cuda.py``: ``CudaImage``).
 """
 
@@ -127,9 +128,10 @@ class _Emitter:
                 self.alias[st.name] = self.by_text[key]
                 self.kernel_functions[k.name].append(self.by_text[key])
             elif isinstance(st, GemmLaunch):
-                name = gemm_function(st.gemm.trans_b, st.gemm.epilogue)
+                image = st.gemm.b_image is not None
+                name = gemm_function(st.gemm.trans_b, st.gemm.epilogue, image)
                 if name not in self.gemm_variants:
-                    self.gemm_variants[name] = gemm_wrapper(st.gemm.trans_b, st.gemm.epilogue)
+                    self.gemm_variants[name] = gemm_wrapper(st.gemm.trans_b, st.gemm.epilogue, image)
                     self.functions.insert(len(self.gemm_variants) - 1, name)
                 if name not in self.kernel_functions[k.name]:
                     self.kernel_functions[k.name].append(name)
@@ -163,8 +165,14 @@ class _Emitter:
                 ("i64", g.ldb), at(g.c, g.c_off), ("i64", g.ldc)]
         args += [ops.get(n, ("null",)) for n in ("col_scale", "col_bias", "row_scale", "row_bias", "residual")]
         args.append(("i64", g.ldr))
+        im = g.b_image
+        if im is not None:  # implicit GEMM: B is the im2col matrix of the image at b[b_off]
+            if max(g.n, g.k) >= 2**31:
+                raise CompileError(f"{where}: an im2col B operand needs N and K below 2^31, got N={g.n} K={g.k}")
+            args += [("i64", v) for v in (im.plane, im.wp, im.kh, im.kw, im.dh, im.dw, im.wout, im.sh, im.sw)]
         grid = (max(1, -(-g.n // GEMM_TILE)), max(1, -(-g.m // GEMM_TILE)), 1)
-        return Launch(gemm_function(g.trans_b, g.epilogue), grid, (GEMM_BLOCK, 1, 1), 0, tuple(args), k.name)
+        return Launch(gemm_function(g.trans_b, g.epilogue, im is not None), grid, (GEMM_BLOCK, 1, 1), 0,
+                      tuple(args), k.name)
 
 
 def emit_cuda(program: Program) -> CudaSource:
