@@ -225,7 +225,10 @@ class Im2col:
         B[k, n] = b[b_off + c * plane + i * dh * wp + j * dw + oh * sh * wp + ow * sw]
 
     ``plane`` and ``wp`` are the padded image's channel stride and row stride, ``dh``/``dw`` the dilation,
-    ``sh``/``sw`` the stride. Every address is inside the padded image (the padding is real zeros)."""
+    ``sh``/``sw`` the stride. Every address is inside the padded image (the padding is real zeros).
+    With ``positions`` > 0 the columns run over several images side by side (the batched schedule):
+    column ``n`` is position ``n % positions`` of image ``n // positions``, which starts
+    ``image_stride`` elements after the previous one."""
 
     plane: int
     wp: int
@@ -236,6 +239,8 @@ class Im2col:
     wout: int
     sh: int
     sw: int
+    positions: int = 0
+    image_stride: int = 0
 
 
 @dataclass(frozen=True)
@@ -396,8 +401,9 @@ def _format_stmt(s: Stmt, indent: int, lines: list[str]) -> None:
         tb = "^T" if s.trans_b else ""
         if s.b_image is not None:
             g = s.b_image
+            images = f" images={g.positions}/{g.image_stride}" if g.positions else ""
             tb = (f" im2col(k={g.kh}x{g.kw} stride={g.sh}x{g.sw} dilation={g.dh}x{g.dw} wout={g.wout} "
-                  f"wp={g.wp} plane={g.plane})")
+                  f"wp={g.wp} plane={g.plane}{images})")
         lines.append(
             f"{pad}{s.c}[{_strip(format_expr(s.c_off))}] = gemm[{s.m}x{s.n}x{s.k}]"
             f"({s.a}[{_strip(format_expr(s.a_off))}], {s.b}[{_strip(format_expr(s.b_off))}]{tb}"

@@ -25,6 +25,7 @@ from ember.compiler.dtypes import bool_
 from ember.compiler.kernel.builder import iadd, imul
 from ember.compiler.kernel.group import FusionGroup
 from ember.compiler.kernel.ir import Binary, Buffer, Const, Expr, Gemm, Im2col, Loop, LoopKind, Select, Stmt, Store
+from ember.compiler.kernel import lower_conv_batched
 from ember.compiler.kernel.lower_conv_batched import choose_schedule, lower_batched_conv
 from ember.compiler.kernel.lower_depthwise import is_depthwise, lower_depthwise_group
 from ember.compiler.kernel.lower_gemm import lower_rest, match_epilogue, materialize, result_buffer
@@ -32,12 +33,7 @@ from ember.compiler.kernel.values import ZERO, Index, Value, View, contiguous_st
 from ember.compiler.ops.conv import cut_dead_taps
 from ember.runtime.errors import CompileError
 
-__all__ = ["IMPLICIT_GEMM", "image_slots", "lower_conv_group"]
-
-# 2-d convolutions of the per-image schedule hand the GEMM the (padded) image, whose B packing reads
-# the im2col matrix's panels from it (``ir.Im2col``), instead of writing the matrix first. False: the
-# im2col loop nest and a plain GEMM (kept for measuring one against the other).
-IMPLICIT_GEMM = True
+__all__ = ["image_slots", "lower_conv_group"]
 
 
 def bounded(at: Expr, size: int) -> tuple[Expr, Expr]:
@@ -250,7 +246,7 @@ def _lower_per_image(group: FusionGroup, gi: int, ev: Any, names: Any, x: View, 
             stmts += zero
             per_image += copy
             geo, image = {**attrs, "padding": (0,) * len(attrs["padding"])}, slot
-        if IMPLICIT_GEMM and len(ksize) == 2 and src.strides[3] == 1:
+        if lower_conv_batched.IMPLICIT_GEMM and len(ksize) == 2 and src.strides[3] == 1:
             # implicit GEMM: the template packs B's panels from the (padded) image itself
             b_buf, ldb = src.buffer, p
             b_off = iadd(src.offset, iadd(imul(image, src.strides[0]), imul(g, cg * src.strides[1])))

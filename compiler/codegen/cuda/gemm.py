@@ -7,8 +7,9 @@ Sizes, leading dimensions and operand pointers are arguments (element offsets ar
 pointers by the launch table).
 
 Implicit GEMM (``Gemm.b_image``, template flag ``IMG``): B is the im2col matrix of a padded image that
-``B`` points at, never stored. The image wrappers take the ``Im2col`` geometry as nine more arguments
-(``plane, wp, kh, kw, dh, dw, wout, sh, sw``, so one wrapper serves every convolution shape) and the B
+``B`` points at, never stored. The image wrappers take the ``Im2col`` geometry as eleven more arguments
+(``plane, wp, kh, kw, dh, dw, wout, sh, sw, positions, image_stride``, so one wrapper serves every
+convolution shape; with ``positions`` the columns span several images, as in the batched schedule) and the B
 tile loader computes ``B[c*plane + i*dh*wp + j*dw + oh*sh*wp + ow*sw]`` for ``k = (c, i, j)``,
 ``n = (oh, ow)``: a thread's column (and so its ``oh, ow`` part) is the same at every K step, so that
 part is computed once, the ``k`` part per element with 32-bit division (the launch table checks that
@@ -43,7 +44,7 @@ __device__ __forceinline__ void ember_gemm(long long M, long long N, long long K
     const float *A, long long lda, const float *B, long long ldb, float *C, long long ldc,
     const float *cs, const float *cb, const float *rs, const float *rb, const float *R, long long ldr,
     float alpha, long long plane, long long wp, int kh, int kw, long long dh, long long dw, int wout,
-    long long sh, long long sw) {
+    long long sh, long long sw, int positions, long long image_stride) {
   __shared__ float As[16][68];  /* As[k][m] */
   __shared__ float Bs[16][68];  /* Bs[k][n] */
   const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
@@ -52,8 +53,10 @@ __device__ __forceinline__ void ember_gemm(long long M, long long N, long long K
   long long img_col = 0;
   const int img_khw = kh * kw;
   if (IMG && n0 + (threadIdx.x & 63) < N) {
-    const int gn = (int)(n0 + (threadIdx.x & 63)), oh = gn / wout, ow = gn - oh * wout;
-    img_col = (long long)oh * sh * wp + (long long)ow * sw;
+    int gn = (int)(n0 + (threadIdx.x & 63)), image = 0;
+    if (positions > 0) { image = gn / positions; gn -= image * positions; }  /* images side by side */
+    const int oh = gn / wout, ow = gn - oh * wout;
+    img_col = (long long)image * image_stride + (long long)oh * sh * wp + (long long)ow * sw;
   }
   float acc[4][4];
 #pragma unroll
@@ -139,7 +142,8 @@ def gemm_wrapper(trans_b: bool, epilogue: Any, image: bool = False) -> str:
     """The ``extern "C" __global__`` wrapper instantiating the template for one variant. Arguments:
     ``M, N, K, A, lda, B, ldb, C, ldc, col_scale, col_bias, row_scale, row_bias, R, ldr`` (unused
     operand pointers may be NULL), and with ``image`` the ``Im2col`` geometry
-    ``plane, wp, kh, kw, dh, dw, wout, sh, sw`` after them (``ldb`` is then unused)."""
+    ``plane, wp, kh, kw, dh, dw, wout, sh, sw, positions, image_stride`` after them (``ldb`` is then
+    unused)."""
     act = getattr(epilogue, "activation", "none")
     if act not in _ACT:
         raise CompileError(f"Gemm statement: no CUDA code generator for epilogue activation {act!r}")
@@ -150,10 +154,11 @@ def gemm_wrapper(trans_b: bool, epilogue: Any, image: bool = False) -> str:
     alpha = c_const(float(getattr(epilogue, "alpha", 0.01)), float32)
     name = gemm_function(trans_b, epilogue, image)
     geometry = ("    const float *rb, const float *R, long long ldr, long long plane, long long wp, long long kh,\n"
-                "    long long kw, long long dh, long long dw, long long wout, long long sh, long long sw) {\n"
+                "    long long kw, long long dh, long long dw, long long wout, long long sh, long long sw,\n"
+                "    long long positions, long long image_stride) {\n"
                 if image else "    const float *rb, const float *R, long long ldr) {\n")
-    image_args = ("plane, wp, (int)kh, (int)kw, dh, dw, (int)wout, sh, sw" if image
-                  else "0LL, 0LL, 1, 1, 0LL, 0LL, 1, 0LL, 0LL")
+    image_args = ("plane, wp, (int)kh, (int)kw, dh, dw, (int)wout, sh, sw, (int)positions, image_stride"
+                  if image else "0LL, 0LL, 1, 1, 0LL, 0LL, 1, 0LL, 0LL, 0, 0LL")
     return (f'extern "C" __global__ void __launch_bounds__({GEMM_BLOCK}) {name}(\n'
             "    long long M, long long N, long long K, const float *A, long long lda, const float *B,\n"
             "    long long ldb, float *C, long long ldc, const float *cs, const float *cb, const float *rs,\n"

@@ -9,6 +9,7 @@ convolution. With a ``Gemm`` whose ``b_image`` is set (``kernel.ir.Im2col``) the
     panel[k][l] = image[koff(k) + noff(n0 + l)]
     koff(c, i, j) = c * plane + i * dh * wp + j * dw       (k = (c, i, j), walked with counters)
     noff(oh, ow)  = oh * sh * wp + ow * sw                 (n = (oh, ow), a table per packed block)
+                    (+ image * image_stride when the columns span several images)
 
 A panel whose 16 columns are consecutive addresses (stride 1 and no output-row break inside it: most
 panels of the large planes, where im2col costs most) is two vector copies per k; other panels (row
@@ -31,7 +32,8 @@ _NR = 16  # the template's panel width (gemm.NR)
 
 # The geometry arguments the entry function of a b_image GEMM takes after the common ones (ir.Im2col).
 IMAGE_ARGS: tuple[tuple[str, ir.Type], ...] = tuple(
-    (f"img_{f}", _I64) for f in ("plane", "wp", "kh", "kw", "dh", "dw", "wout", "sh", "sw"))
+    (f"img_{f}", _I64) for f in ("plane", "wp", "kh", "kw", "dh", "dw", "wout", "sh", "sw", "positions",
+                                 "image_stride"))
 
 
 def build_pack_b_image(module: ir.Module, name: str, ctx_type: ir.Type, ctx_get: object) -> ir.Function:
@@ -45,11 +47,15 @@ def build_pack_b_image(module: ir.Module, name: str, ctx_type: ir.Type, ctx_get:
     kc, nc, k0, n0, ctx, dst, tab = fn.args
     get = ctx_get  # (builder, ctx, field) -> value
     image = get(b, ctx, "B")  # type: ignore[operator]
-    plane, wp, kh, kw, dh, dw, wout, sh, sw = (get(b, ctx, n) for n, _ in IMAGE_ARGS)  # type: ignore[operator]
+    plane, wp, kh, kw, dh, dw, wout, sh, sw, positions, image_stride = (
+        get(b, ctx, n) for n, _ in IMAGE_ARGS)  # type: ignore[operator]
     row_step, tap_row, tap_col = b.mul(sh, wp), b.mul(dh, wp), dw
+    per_image = b.select(b.icmp_signed(">", positions, i64(0)), positions, i64(1 << 62))
     with loop(b, 0, nc, name="noff") as j:
         n = b.add(n0, j)
-        off = b.add(b.mul(b.sdiv(n, wout), row_step), b.mul(b.srem(n, wout), sw))
+        at = b.srem(n, per_image)
+        off = b.add(b.mul(b.sdiv(at, wout), row_step), b.mul(b.srem(at, wout), sw))
+        off = b.add(off, b.mul(b.sdiv(n, per_image), image_stride))
         b.store(b.trunc(off, _I32), b.gep(tab, [j], inbounds=True))
     # (c, i, j) of row k0, then stepped along with k
     taps = b.mul(kh, kw)

@@ -388,7 +388,8 @@ class KernelCodegen:
         args += [i64(s.ldr), self.nthreads]
         if image:
             g = s.b_image
-            args += [i64(v) for v in (g.plane, g.wp, g.kh, g.kw, g.dh, g.dw, g.wout, g.sh, g.sw)]
+            args += [i64(v) for v in (g.plane, g.wp, g.kh, g.kw, g.dh, g.dw, g.wout, g.sh, g.sw, g.positions,
+                                      g.image_stride)]
         status = self.b.call(fn, args)
         self.b.store(self.b.or_(self.b.load(self.status), status), self.status)
 

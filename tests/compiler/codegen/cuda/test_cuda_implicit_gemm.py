@@ -27,6 +27,12 @@ CONVS = [
     (6, 9, (3, 2), (1, 2), (2, 1), (2, 1), 3, (1, 6, 12, 17)),  # batch 1, non-square everything
     (8, 4, 3, 2, 0, 1, 4, (2, 8, 19, 23)),               # unpadded (reads the input itself), stride 2, groups 4
 ]
+# small planes at batch > 1: the batched schedule's GEMM takes a chunk of images side by side
+# (Im2col.positions / image_stride), one launch per (chunk, group)
+BATCHED = [
+    (5, 6, 3, 1, 1, 1, 1, (3, 5, 4, 4)),
+    (4, 6, 3, 2, 1, 1, 2, (4, 4, 8, 8)),
+]
 
 
 def conv_model(c: tuple[Any, ...]) -> nn.Module:
@@ -49,7 +55,7 @@ def test_image_wrapper_is_its_own_variant() -> None:
     epi = Epilogue()
     assert gemm_function(False, epi, True) not in (gemm_function(False, epi), gemm_function(True, epi))
     text = gemm_wrapper(False, epi, True)
-    assert "ember_gemm<false, true," in text and "long long sw)" in text
+    assert "ember_gemm<false, true," in text and "long long image_stride)" in text
     assert "ember_gemm<false, false," in gemm_wrapper(False, epi)
 
 
@@ -57,8 +63,8 @@ def test_image_wrapper_is_its_own_variant() -> None:
 @pytest.mark.skipif(not compiler_available(), reason="the host emulator needs g++")
 def test_implicit_gemm_convolutions_match_torch(tmp_path: Any) -> None:
     ember.manual_seed(3)
-    models = [conv_model(c) for c in CONVS]
-    inputs = [ember.randn(*c[-1]) for c in CONVS]
+    models = [conv_model(c) for c in CONVS + BATCHED]
+    inputs = [ember.randn(*c[-1]) for c in CONVS + BATCHED]
 
     def everything(*xs: Any) -> tuple[Any, ...]:
         return tuple(m(x) for m, x in zip(models, xs))
@@ -66,13 +72,14 @@ def test_implicit_gemm_convolutions_match_torch(tmp_path: Any) -> None:
     exe = compile_graph(trace(everything, *inputs), "cuda", cache=False).executable
     image = exe.owner
     image_launches = [ln for ln in image.launches if ln.function.startswith("ember_gemm_bi_")]
-    # one image GEMM per (image, group) of every convolution
-    assert len(image_launches) == sum(c[-1][0] * c[6] for c in CONVS)
+    # one image GEMM per (image, group) of every per-image convolution, per (chunk, group) when batched
+    assert len(image_launches) == sum(c[-1][0] * c[6] for c in CONVS) + sum(c[6] for c in BATCHED)
+    assert sum("images=" in exe.sources[k] for k in exe.call_order) == len(BATCHED)
     assert "im2col(" in "".join(exe.sources[k] for k in exe.call_order)
     emu = EmulatedCuda(exe, tmp_path)
     got = emu(*[x.numpy() for x in inputs])
     emu.close()
-    for c, m, x, g in zip(CONVS, models, inputs, got, strict=True):
+    for c, m, x, g in zip(CONVS + BATCHED, models, inputs, got, strict=True):
         want = torch_reference(m, c, x.numpy())
         assert g.shape == want.shape, c
         np.testing.assert_allclose(g, want, rtol=1e-5, atol=1e-5, err_msg=str(c))
