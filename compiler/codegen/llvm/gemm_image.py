@@ -13,7 +13,7 @@ convolution. With a ``Gemm`` whose ``b_image`` is set (``kernel.ir.Im2col``) the
 
 A panel whose 16 columns are consecutive addresses (stride 1 and no output-row break inside it: most
 panels of the large planes, where im2col costs most) is two vector copies per k; other panels (row
-breaks, stride 2) copy lane by lane through the offset table. Lanes past the block's last column are
+breaks, stride 2) are two masked 8-lane gathers through the offset table. Lanes past the block's last column are
 zero, as in the template's own edge packing. Everything else (blocking, threads, micro-kernel,
 epilogue) is the template's (``gemm.py``).
 """
@@ -21,13 +21,15 @@ epilogue) is the template's (``gemm.py``).
 from __future__ import annotations
 
 import llvmlite.ir as ir
-from ember.compiler.codegen.llvm.irutil import ceil_div, i64, imin, loop, new_function
+from ember.compiler.codegen.llvm.irutil import ceil_div, declare, i64, imin, loop, new_function, splat
 
 __all__ = ["IMAGE_ARGS", "build_pack_b_image"]
 
 _F32, _I32, _I64 = ir.FloatType(), ir.IntType(32), ir.IntType(64)
 _V8 = ir.VectorType(_F32, 8)
 _FPTR, _I32PTR = _F32.as_pointer(), _I32.as_pointer()
+_V8I32, _V8I64, _V8PTRS = ir.VectorType(_I32, 8), ir.VectorType(_I64, 8), ir.VectorType(_FPTR, 8)
+_FOUR = ir.Constant(_V8I64, [4] * 8)  # bytes per float
 _NR = 16  # the template's panel width (gemm.NR)
 
 # The geometry arguments the entry function of a b_image GEMM takes after the common ones (ir.Im2col).
@@ -64,7 +66,6 @@ def build_pack_b_image(module: ir.Module, name: str, ctx_type: ir.Type, ctx_get:
     for slot, value in zip(counters, (b.sdiv(k0, taps), b.sdiv(rest, kw), b.srem(rest, kw))):
         b.store(value, slot)
     panels = ceil_div(b, nc, _NR)
-    zero = ir.Constant(_F32, 0.0)
     with loop(b, 0, kc, name="pbk") as k:
         c, i, jj = (b.load(s) for s in counters)
         koff = b.add(b.add(b.mul(c, plane), b.mul(i, tap_row)), b.mul(jj, tap_col))
@@ -84,13 +85,8 @@ def build_pack_b_image(module: ir.Module, name: str, ctx_type: ir.Type, ctx_get:
                         v = b.load(b.bitcast(b.gep(at, [i64(half)], inbounds=True), _V8.as_pointer()), align=4)
                         b.store(v, b.bitcast(b.gep(out, [i64(half)], inbounds=True), _V8.as_pointer()),
                                 align=32)
-                with scalar:
-                    for lane in range(_NR):
-                        valid = b.icmp_signed("<", i64(lane), lanes)
-                        off = b.sext(b.load(b.gep(tab, [b.add(first, i64(lane))], inbounds=True)), _I64)
-                        off = b.select(valid, off, o0)  # lanes past the block read a real element, then 0
-                        value = b.load(b.gep(src, [off], inbounds=True))
-                        b.store(b.select(valid, value, zero), b.gep(out, [i64(lane)], inbounds=True))
+                with scalar:  # lanes past the block are 0
+                    (_gathered if GATHER else _lanewise)(b, tab, first, lanes, o0, src, out)
         # step (c, i, j) to row k + 1
         j1 = b.add(jj, i64(1))
         wrap_j = b.icmp_signed("==", j1, kw)
@@ -101,3 +97,32 @@ def build_pack_b_image(module: ir.Module, name: str, ctx_type: ir.Type, ctx_get:
         b.store(b.select(wrap_i, b.add(c, i64(1)), c), counters[0])
     b.ret_void()
     return fn
+
+
+GATHER = True  # non-dense panels by two masked 8-lane gathers (False: 16 scalar loads per row)
+
+
+def _gathered(b: ir.IRBuilder, tab: ir.Value, first: ir.Value, lanes: ir.Value, o0: ir.Value, src: ir.Value,
+              out: ir.Value) -> None:
+    """One panel row as two masked 8-lane gathers through the offset table (``o0`` unused)."""
+    gather = declare(b.module, "llvm.masked.gather.v8f32.v8p0", _V8,
+                     [_V8PTRS, _I32, ir.VectorType(ir.IntType(1), 8), _V8])
+    base = splat(b, b.ptrtoint(src, _I64), _V8I64)
+    for half in (0, 8):
+        offs = b.load(b.bitcast(b.gep(tab, [b.add(first, i64(half))], inbounds=True), _V8I32.as_pointer()),
+                      align=4)
+        ptrs = b.inttoptr(b.add(base, b.mul(b.sext(offs, _V8I64), _FOUR)), _V8PTRS)
+        mask = b.icmp_signed("<", ir.Constant(_V8I64, list(range(half, half + 8))), splat(b, lanes, _V8I64))
+        value = b.call(gather, [ptrs, _I32(4), mask, ir.Constant(_V8, [0.0] * 8)])
+        b.store(value, b.bitcast(b.gep(out, [i64(half)], inbounds=True), _V8.as_pointer()), align=32)
+
+
+def _lanewise(b: ir.IRBuilder, tab: ir.Value, first: ir.Value, lanes: ir.Value, o0: ir.Value, src: ir.Value,
+              out: ir.Value) -> None:
+    """One panel row by 16 scalar loads; a lane past the block reads a real element (``o0``), stores 0."""
+    zero = ir.Constant(_F32, 0.0)
+    for lane in range(_NR):
+        valid = b.icmp_signed("<", i64(lane), lanes)
+        off = b.sext(b.load(b.gep(tab, [b.add(first, i64(lane))], inbounds=True)), _I64)
+        value = b.load(b.gep(src, [b.select(valid, off, o0)], inbounds=True))
+        b.store(b.select(valid, value, zero), b.gep(out, [i64(lane)], inbounds=True))
