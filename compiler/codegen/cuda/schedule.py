@@ -2,7 +2,7 @@
 into launches.
 
 A kernel-IR kernel is a sequence of top-level statements that depend on each other through memory (a
-convolution zeroes a padded copy, fills it, runs im2col, the GEMM, then its epilogue). A GPU orders
+convolution zeroes a padded copy, fills it, runs the GEMM reading it as im2col, then its epilogue). A GPU orders
 such phases cheaply only between launches on one stream, so each top-level statement becomes its own
 launch (its own ``__global__``); a loop around a ``Gemm`` (per image, per group) becomes a *host loop*
 that repeats its inner launches with the loop variable passed as an argument.
