@@ -22,10 +22,11 @@ from __future__ import annotations
 from typing import Any
 
 from ember.compiler.dtypes import bool_
+from ember.compiler.kernel import lower_conv_batched
 from ember.compiler.kernel.builder import iadd, imul
+from ember.compiler.kernel.conv_padding import zero_border
 from ember.compiler.kernel.group import FusionGroup
 from ember.compiler.kernel.ir import Binary, Buffer, Const, Expr, Gemm, Im2col, Loop, LoopKind, Select, Stmt, Store
-from ember.compiler.kernel import lower_conv_batched
 from ember.compiler.kernel.lower_conv_batched import choose_schedule, lower_batched_conv
 from ember.compiler.kernel.lower_depthwise import is_depthwise, lower_depthwise_group
 from ember.compiler.kernel.lower_gemm import lower_rest, match_epilogue, materialize, result_buffer
@@ -110,10 +111,11 @@ def _im2col(x: View, n: Expr, c0: Expr, cg: int, ksize: tuple[int, ...], out: tu
 
 def _pad_image(x: View, n: Expr, pad: tuple[int, ...], name: str, names: Any, scratch: list[Buffer],
                slots: int = 1, slot: Expr = ZERO) -> tuple[View, list[Stmt], list[Stmt]]:
-    """A zero-padded copy of one image: the border is zeroed once, the interior copied per image with
-    unit-stride loads and stores, so im2col then reads without bounds tests. With ``slots`` > 1 the
-    scratch holds one padded image per slot (threads working on different images), image ``n`` going
-    to slot ``slot``; the returned view is indexed by slot, not by image."""
+    """A zero-padded copy of one image: the border is zeroed once per call (``zero_border``), the
+    interior copied per image with unit-stride loads and stores, so the GEMM's im2col reads need no
+    bounds tests. With ``slots`` > 1 the scratch holds one padded image per slot (threads working on
+    different images), image ``n`` going to slot ``slot``; the returned view is indexed by slot, not by
+    image."""
     from ember.compiler.kernel.lower import _nest, schedule
 
     nd = len(x.shape) - 2
@@ -124,15 +126,12 @@ def _pad_image(x: View, n: Expr, pad: tuple[int, ...], name: str, names: Any, sc
     for s_ in shape:
         numel *= s_
 
-    def zero(idx: Index) -> list[Stmt]:
-        return [Store(name, flat_index(idx, shape), Const(0.0, x.dtype))]
-
     def copy(idx: Index) -> list[Stmt]:
         dst = (slot, idx[0], *(iadd(idx[1 + i], pad[2 * i]) for i in range(nd)))
         return [Store(name, flat_index(dst, shape), x.at((n, *idx)))]
 
     view = View(name, shape, x.dtype, contiguous_strides(shape))
-    zero_loops = schedule(_nest(shape, names, zero, "z"), numel)
+    zero_loops = zero_border(buf, pad, names)  # the interior is the copy's
     numel //= slots
     return view, zero_loops, schedule(_nest(x.shape[1:], names, copy, "q"), numel)
 

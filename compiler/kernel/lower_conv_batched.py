@@ -26,13 +26,14 @@ from __future__ import annotations
 from typing import Any
 
 from ember.compiler.kernel.builder import iadd, imul
+from ember.compiler.kernel.conv_padding import zero_border
 from ember.compiler.kernel.group import FusionGroup
 from ember.compiler.kernel.ir import Buffer, Const, Expr, Gemm, Im2col, Loop, Stmt, Store
 from ember.compiler.kernel.lower_gemm import match_epilogue
 from ember.compiler.kernel.values import ZERO, Index, View, contiguous_strides, flat_index
 
-__all__ = ["BATCH_MAX_POSITIONS", "IMPLICIT_GEMM", "POSITION_ROWS", "TARGET_COLUMNS", "choose_schedule", "images_per_gemm",
-           "lower_batched_conv"]
+__all__ = ["BATCH_MAX_POSITIONS", "IMPLICIT_GEMM", "POSITION_ROWS", "TARGET_COLUMNS", "choose_schedule",
+           "images_per_gemm", "lower_batched_conv"]
 
 # Output planes up to this many positions are batched: below one register tile's width (16 columns) a
 # per-image GEMM wastes most of each tile, and the weights' repacking is paid per image. At 8x8 (64) the
@@ -152,7 +153,7 @@ def lower_batched_conv(group: FusionGroup, gi: int, ev: Any, names: Any, x: View
         pshape = (chunk, x.shape[1], *(x.shape[2 + i] + pad[2 * i] + pad[2 * i + 1] for i in range(nd)))
         pbuf = Buffer(f"{base}_pad", x.dtype, pshape, contiguous_strides(pshape))
         scratch.append(pbuf)
-        stmts += _zero(pbuf, names)  # the border stays zero: chunks only write the interior
+        stmts += zero_border(pbuf, pad, names)  # chunks only write the interior
         src = View(pbuf.name, pshape, x.dtype, contiguous_strides(pshape))
         geo = {**attrs, "padding": (0,) * len(pad)}
     # implicit GEMM (ir.Im2col over the chunk's images side by side) unless positions are the GEMM's rows
@@ -199,15 +200,6 @@ def lower_batched_conv(group: FusionGroup, gi: int, ev: Any, names: Any, x: View
     strides = (p * co, 1, *(s * co for s in spatial)) if transposed else (p, batch * p, *spatial)
     stmts += _write_nchw(group, ev, names, cur, View(cbuf.name, out_shape, x.dtype, strides), j)
     return stmts, scratch
-
-
-def _zero(buf: Buffer, names: Any) -> list[Stmt]:
-    from ember.compiler.kernel.lower import _nest, schedule
-
-    def body(idx: Index) -> list[Stmt]:
-        return [Store(buf.name, flat_index(idx, buf.shape), Const(0.0, buf.dtype))]
-
-    return schedule(_nest(buf.shape, names, body, "z"), _numel(buf.shape))
 
 
 def _write_nchw(group: FusionGroup, ev: Any, names: Any, cur: str, result: View, j: int) -> list[Stmt]:

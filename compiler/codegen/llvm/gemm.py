@@ -45,6 +45,7 @@ from typing import Any
 
 import llvmlite.ir as ir
 import numpy as np
+from ember.compiler.codegen.llvm.gemm_image import IMAGE_ARGS, build_pack_b_image
 from ember.compiler.codegen.llvm.irutil import ceil_div as _ceil_div
 from ember.compiler.codegen.llvm.irutil import declare as _declare
 from ember.compiler.codegen.llvm.irutil import fop as _fop
@@ -56,7 +57,6 @@ from ember.compiler.codegen.llvm.irutil import loop as _loop
 from ember.compiler.codegen.llvm.irutil import new_function as _new_function
 from ember.compiler.codegen.llvm.irutil import splat as _splat
 from ember.compiler.codegen.llvm.irutil import splat_const as _splat_const
-from ember.compiler.codegen.llvm.gemm_image import IMAGE_ARGS, build_pack_b_image
 from ember.runtime.errors import ArgumentError, CompileError, ShapeError
 
 __all__ = ["ACTIVATIONS", "MR", "NR", "Epilogue", "GemmConfig", "emit_gemm", "gemm_callable",

@@ -1,11 +1,12 @@
 """cut_conv_taps: golden before/after text, interpreter equivalence, and where it must not cut."""
 
+# ruff: noqa: E501  (golden IR text: one node per line, as the printer writes it)
+
 from __future__ import annotations
 
 import pytest
 from ember.compiler.ir import parse, print_graph, verify
 from ember.compiler.passes.cut_conv_taps import cut_conv_taps
-
 from passes_testing import assert_equivalent
 
 BEFORE = """graph @f(

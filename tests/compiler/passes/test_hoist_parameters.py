@@ -1,6 +1,8 @@
 """hoist_parameter_work: the per-call graph and the prep graph (golden text), equivalence with the
 original on random data, what stays per call, and ember.compile following weights that change."""
 
+# ruff: noqa: E501  (golden IR text: one node per line, as the printer writes it)
+
 from __future__ import annotations
 
 import ember
