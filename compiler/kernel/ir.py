@@ -228,7 +228,12 @@ class Im2col:
     ``sh``/``sw`` the stride. Every address is inside the padded image (the padding is real zeros).
     With ``positions`` > 0 the columns run over several images side by side (the batched schedule):
     column ``n`` is position ``n % positions`` of image ``n // positions``, which starts
-    ``image_stride`` elements after the previous one."""
+    ``image_stride`` elements after the previous one.
+
+    ``transposed``: B is the transpose of that matrix, ``B[k, n] = im2col[n, k]`` (the convolution weight
+    gradient ``dW[Co, C*kh*kw] = dY[Co, N*P] @ im2col^T``): rows ``k`` are the positions (over images by
+    ``positions``/``image_stride`` as above), columns ``n`` the taps ``(c, i, j)``. The ``Gemm`` keeps
+    ``trans_b=False``: the formula already gives B in ``[K, N]`` orientation."""
 
     plane: int
     wp: int
@@ -241,6 +246,7 @@ class Im2col:
     sw: int
     positions: int = 0
     image_stride: int = 0
+    transposed: bool = False
 
 
 @dataclass(frozen=True)
@@ -403,7 +409,7 @@ def _format_stmt(s: Stmt, indent: int, lines: list[str]) -> None:
             g = s.b_image
             images = f" images={g.positions}/{g.image_stride}" if g.positions else ""
             tb = (f" im2col(k={g.kh}x{g.kw} stride={g.sh}x{g.sw} dilation={g.dh}x{g.dw} wout={g.wout} "
-                  f"wp={g.wp} plane={g.plane}{images})")
+                  f"wp={g.wp} plane={g.plane}{images}){'^T' if g.transposed else ''}")
         lines.append(
             f"{pad}{s.c}[{_strip(format_expr(s.c_off))}] = gemm[{s.m}x{s.n}x{s.k}]"
             f"({s.a}[{_strip(format_expr(s.a_off))}], {s.b}[{_strip(format_expr(s.b_off))}]{tb}"

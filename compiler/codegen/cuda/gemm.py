@@ -13,7 +13,9 @@ convolution shape; with ``positions`` the columns span several images, as in the
 tile loader computes ``B[c*plane + i*dh*wp + j*dw + oh*sh*wp + ow*sw]`` for ``k = (c, i, j)``,
 ``n = (oh, ow)``: a thread's column (and so its ``oh, ow`` part) is the same at every K step, so that
 part is computed once, the ``k`` part per element with 32-bit division (the launch table checks that
-``N`` and ``K`` fit).
+``N`` and ``K`` fit). A twelfth argument, ``transposed`` (``Im2col.transposed``, the weight gradient's
+``B = im2col^T``), swaps the roles: the column is a tap ``(c, i, j)``, computed once, and ``k`` a position
+``(image, oh, ow)``, decoded per element.
 
 Tiling: a 256-thread block computes a 64 x 64 tile of C. Each K step of 16 stages a 64 x 16 slice of A
 and a 16 x 64 slice of B in shared memory (loads coalesced along each operand's contiguous dim, zero
@@ -44,7 +46,7 @@ __device__ __forceinline__ void ember_gemm(long long M, long long N, long long K
     const float *A, long long lda, const float *B, long long ldb, float *C, long long ldc,
     const float *cs, const float *cb, const float *rs, const float *rb, const float *R, long long ldr,
     float alpha, long long plane, long long wp, int kh, int kw, long long dh, long long dw, int wout,
-    long long sh, long long sw, int positions, long long image_stride) {
+    long long sh, long long sw, int positions, long long image_stride, bool transposed) {
   __shared__ float As[16][68];  /* As[k][m] */
   __shared__ float Bs[16][68];  /* Bs[k][n] */
   const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
@@ -54,9 +56,14 @@ __device__ __forceinline__ void ember_gemm(long long M, long long N, long long K
   const int img_khw = kh * kw;
   if (IMG && n0 + (threadIdx.x & 63) < N) {
     int gn = (int)(n0 + (threadIdx.x & 63)), image = 0;
-    if (positions > 0) { image = gn / positions; gn -= image * positions; }  /* images side by side */
-    const int oh = gn / wout, ow = gn - oh * wout;
-    img_col = (long long)image * image_stride + (long long)oh * sh * wp + (long long)ow * sw;
+    if (transposed) {  /* the column is a tap (c, i, j) */
+      const int ch = gn / img_khw, t = gn - ch * img_khw, i = t / kw, j = t - i * kw;
+      img_col = (long long)ch * plane + (long long)i * dh * wp + (long long)j * dw;
+    } else {  /* the column is a position (image, oh, ow) */
+      if (positions > 0) { image = gn / positions; gn -= image * positions; }  /* images side by side */
+      const int oh = gn / wout, ow = gn - oh * wout;
+      img_col = (long long)image * image_stride + (long long)oh * sh * wp + (long long)ow * sw;
+    }
   }
   float acc[4][4];
 #pragma unroll
@@ -75,8 +82,16 @@ __device__ __forceinline__ void ember_gemm(long long M, long long N, long long K
         const long long gn = n0 + n, gk = k0 + c;
         float v = 0.0f;
         if (gn < N && gk < K) {
-          const int k = (int)gk, ch = k / img_khw, t = k - ch * img_khw, i = t / kw, j = t - i * kw;
-          v = B[(long long)ch * plane + (long long)i * dh * wp + (long long)j * dw + img_col];
+          int k = (int)gk;
+          if (transposed) {  /* row k is a position (image, oh, ow) */
+            int image = 0;
+            if (positions > 0) { image = k / positions; k -= image * positions; }
+            const int oh = k / wout, ow = k - oh * wout;
+            v = B[(long long)image * image_stride + (long long)oh * sh * wp + (long long)ow * sw + img_col];
+          } else {  /* row k is a tap (c, i, j) */
+            const int ch = k / img_khw, t = k - ch * img_khw, i = t / kw, j = t - i * kw;
+            v = B[(long long)ch * plane + (long long)i * dh * wp + (long long)j * dw + img_col];
+          }
         }
         Bs[c][n] = v;
       } else if (TB) {
@@ -142,8 +157,8 @@ def gemm_wrapper(trans_b: bool, epilogue: Any, image: bool = False) -> str:
     """The ``extern "C" __global__`` wrapper instantiating the template for one variant. Arguments:
     ``M, N, K, A, lda, B, ldb, C, ldc, col_scale, col_bias, row_scale, row_bias, R, ldr`` (unused
     operand pointers may be NULL), and with ``image`` the ``Im2col`` geometry
-    ``plane, wp, kh, kw, dh, dw, wout, sh, sw, positions, image_stride`` after them (``ldb`` is then
-    unused)."""
+    ``plane, wp, kh, kw, dh, dw, wout, sh, sw, positions, image_stride, transposed`` after them (``ldb``
+    is then unused)."""
     act = getattr(epilogue, "activation", "none")
     if act not in _ACT:
         raise CompileError(f"Gemm statement: no CUDA code generator for epilogue activation {act!r}")
@@ -155,10 +170,10 @@ def gemm_wrapper(trans_b: bool, epilogue: Any, image: bool = False) -> str:
     name = gemm_function(trans_b, epilogue, image)
     geometry = ("    const float *rb, const float *R, long long ldr, long long plane, long long wp, long long kh,\n"
                 "    long long kw, long long dh, long long dw, long long wout, long long sh, long long sw,\n"
-                "    long long positions, long long image_stride) {\n"
+                "    long long positions, long long image_stride, long long transposed) {\n"
                 if image else "    const float *rb, const float *R, long long ldr) {\n")
-    image_args = ("plane, wp, (int)kh, (int)kw, dh, dw, (int)wout, sh, sw, (int)positions, image_stride"
-                  if image else "0LL, 0LL, 1, 1, 0LL, 0LL, 1, 0LL, 0LL, 0, 0LL")
+    image_args = ("plane, wp, (int)kh, (int)kw, dh, dw, (int)wout, sh, sw, (int)positions, image_stride,\n"
+                  "      transposed != 0" if image else "0LL, 0LL, 1, 1, 0LL, 0LL, 1, 0LL, 0LL, 0, 0LL, false")
     return (f'extern "C" __global__ void __launch_bounds__({GEMM_BLOCK}) {name}(\n'
             "    long long M, long long N, long long K, const float *A, long long lda, const float *B,\n"
             "    long long ldb, float *C, long long ldc, const float *cs, const float *cb, const float *rs,\n"

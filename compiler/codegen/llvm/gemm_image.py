@@ -16,6 +16,12 @@ panels of the large planes, where im2col costs most) is two vector copies per k;
 breaks, stride 2) are two masked 8-lane gathers through the offset table. Lanes past the block's last column are
 zero, as in the template's own edge packing. Everything else (blocking, threads, micro-kernel,
 epilogue) is the template's (``gemm.py``).
+
+Transposed (``Im2col.transposed``, the convolution weight gradient ``dW = dY @ cols^T``): rows ``k`` are
+the positions ``(image, oh, ow)`` and columns ``n`` the taps ``(c, i, j)``, ``B[k, n] = im2col[n, k]``:
+the offset table then holds the block's tap offsets, the counters step through the positions. Both
+orders are the same code: two three-digit mixed-radix counters with weights, swapped by ``img_transposed``
+at run time (one GEMM entry function serves both).
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ _NR = 16  # the template's panel width (gemm.NR)
 # The geometry arguments the entry function of a b_image GEMM takes after the common ones (ir.Im2col).
 IMAGE_ARGS: tuple[tuple[str, ir.Type], ...] = tuple(
     (f"img_{f}", _I64) for f in ("plane", "wp", "kh", "kw", "dh", "dw", "wout", "sh", "sw", "positions",
-                                 "image_stride"))
+                                 "image_stride", "transposed"))
 
 
 def build_pack_b_image(module: ir.Module, name: str, ctx_type: ir.Type, ctx_get: object) -> ir.Function:
@@ -49,54 +55,121 @@ def build_pack_b_image(module: ir.Module, name: str, ctx_type: ir.Type, ctx_get:
     kc, nc, k0, n0, ctx, dst, tab = fn.args
     get = ctx_get  # (builder, ctx, field) -> value
     image = get(b, ctx, "B")  # type: ignore[operator]
-    plane, wp, kh, kw, dh, dw, wout, sh, sw, positions, image_stride = (
+    plane, wp, kh, kw, dh, dw, wout, sh, sw, positions, image_stride, transposed = (
         get(b, ctx, n) for n, _ in IMAGE_ARGS)  # type: ignore[operator]
-    row_step, tap_row, tap_col = b.mul(sh, wp), b.mul(dh, wp), dw
+    # Both index spaces are three mixed-radix counters with a weight each: taps (c, i, j) over (., kh, kw)
+    # weighted (plane, dh*wp, dw); positions (image, oh, ow) over (., hout, wout) weighted (image_stride,
+    # sh*wp, sw). Forward: rows k are taps, columns n positions; transposed: the other way round.
     per_image = b.select(b.icmp_signed(">", positions, i64(0)), positions, i64(1 << 62))
+    tap = ((kh, kw), (plane, b.mul(dh, wp), dw))
+    pos = ((b.sdiv(per_image, wout), wout), (image_stride, b.mul(sh, wp), sw))
+    flip = b.icmp_signed("!=", transposed, i64(0))
+    (r1, r2), rw = [tuple(b.select(flip, p_, t_) for p_, t_ in zip(pp, tt)) for pp, tt in zip(pos, tap)]
+    (c1, c2), cw = [tuple(b.select(flip, t_, p_) for p_, t_ in zip(pp, tt)) for pp, tt in zip(pos, tap)]
+
+    def split(x: ir.Value, mid: ir.Value, low: ir.Value) -> tuple[ir.Value, ir.Value, ir.Value]:
+        inner = b.mul(mid, low)
+        rest = b.srem(x, inner)
+        return b.sdiv(x, inner), b.sdiv(rest, low), b.srem(rest, low)
+
+    def weigh(parts: tuple[ir.Value, ...], weights: tuple[ir.Value, ...]) -> ir.Value:
+        hi, mid, lo = (b.mul(x, w) for x, w in zip(parts, weights))
+        return b.add(b.add(hi, mid), lo)
+
     with loop(b, 0, nc, name="noff") as j:
-        n = b.add(n0, j)
-        at = b.srem(n, per_image)
-        off = b.add(b.mul(b.sdiv(at, wout), row_step), b.mul(b.srem(at, wout), sw))
-        off = b.add(off, b.mul(b.sdiv(n, per_image), image_stride))
+        off = weigh(split(b.add(n0, j), c1, c2), cw)
         b.store(b.trunc(off, _I32), b.gep(tab, [j], inbounds=True))
-    # (c, i, j) of row k0, then stepped along with k
-    taps = b.mul(kh, kw)
-    rest = b.srem(k0, taps)
-    counters = [b.alloca(_I64, name=n) for n in ("c", "i", "j")]
-    for slot, value in zip(counters, (b.sdiv(k0, taps), b.sdiv(rest, kw), b.srem(rest, kw))):
+    # the row counters of row k0, then stepped along with k (no division per row)
+    counters = [b.alloca(_I64, name=n) for n in ("hi", "mid", "lo")]
+    for slot, value in zip(counters, split(k0, r1, r2)):
         b.store(value, slot)
     panels = ceil_div(b, nc, _NR)
-    with loop(b, 0, kc, name="pbk") as k:
-        c, i, jj = (b.load(s) for s in counters)
-        koff = b.add(b.add(b.mul(c, plane), b.mul(i, tap_row)), b.mul(jj, tap_col))
-        src = b.gep(image, [koff], inbounds=True)
-        row = b.gep(dst, [b.mul(k, i64(_NR))], inbounds=True)
-        with loop(b, 0, panels, name="pbp") as p:
-            first = b.mul(p, i64(_NR))
-            out = b.gep(row, [b.mul(p, b.mul(kc, i64(_NR)))], inbounds=True)
-            lanes = imin(b, i64(_NR), b.sub(nc, first))
-            o0 = b.sext(b.load(b.gep(tab, [first], inbounds=True)), _I64)
-            o15 = b.sext(b.load(b.gep(tab, [b.add(first, i64(_NR - 1))], inbounds=True)), _I64)
-            dense = b.and_(b.icmp_signed("==", lanes, i64(_NR)), b.icmp_signed("==", b.sub(o15, o0), i64(_NR - 1)))
-            with b.if_else(dense) as (vector, scalar):
-                with vector:
-                    at = b.gep(src, [o0], inbounds=True)
-                    for half in (0, 8):
-                        v = b.load(b.bitcast(b.gep(at, [i64(half)], inbounds=True), _V8.as_pointer()), align=4)
-                        b.store(v, b.bitcast(b.gep(out, [i64(half)], inbounds=True), _V8.as_pointer()),
-                                align=32)
-                with scalar:  # lanes past the block are 0
-                    (_gathered if GATHER else _lanewise)(b, tab, first, lanes, o0, src, out)
-        # step (c, i, j) to row k + 1
-        j1 = b.add(jj, i64(1))
-        wrap_j = b.icmp_signed("==", j1, kw)
-        i1 = b.select(wrap_j, b.add(i, i64(1)), i)
-        wrap_i = b.icmp_signed("==", i1, kh)
-        b.store(b.select(wrap_j, i64(0), j1), counters[2])
-        b.store(b.select(wrap_i, i64(0), i1), counters[1])
-        b.store(b.select(wrap_i, b.add(c, i64(1)), c), counters[0])
+    # Transposed, stride 1: 8 rows whose positions are consecutive in one output row are 8 consecutive
+    # addresses per tap: full panels then take 16 vector loads and two 8x8 transposes per 8 rows.
+    runs = b.and_(flip, b.icmp_signed("==", sw, i64(1)))
+    kslot = b.alloca(_I64, name="k")
+    b.store(i64(0), kslot)
+    head, body, done = (b.append_basic_block(f"pbk.{n}") for n in ("head", "body", "done"))
+    b.branch(head)
+    b.position_at_end(head)
+    k = b.load(kslot)
+    b.cbranch(b.icmp_signed("<", k, kc), body, done)
+    b.position_at_end(body)
+    c, i, jj = (b.load(s_) for s_ in counters)
+    koff = weigh((c, i, jj), rw)
+    src = b.gep(image, [koff], inbounds=True)
+    eight = b.and_(runs, b.and_(b.icmp_signed("<=", b.add(jj, i64(8)), r2),
+                                b.icmp_signed("<=", b.add(k, i64(8)), kc)))
+    with b.if_else(eight) as (block, single):
+        with block:
+            _rows8(b, tab, panels, nc, kc, k, src, dst)
+        with single:
+            _row(b, tab, panels, nc, kc, k, src, dst)
+    step = b.select(eight, i64(8), i64(1))
+    b.store(b.add(k, step), kslot)
+    # step the counters to row k + step (step 8 only within one run of the last counter)
+    j1 = b.add(jj, step)
+    wrap_j = b.icmp_signed("==", j1, r2)
+    i1 = b.select(wrap_j, b.add(i, i64(1)), i)
+    wrap_i = b.icmp_signed("==", i1, r1)
+    b.store(b.select(wrap_j, i64(0), j1), counters[2])
+    b.store(b.select(wrap_i, i64(0), i1), counters[1])
+    b.store(b.select(wrap_i, b.add(c, i64(1)), c), counters[0])
+    b.branch(head)
+    b.position_at_end(done)
     b.ret_void()
     return fn
+
+
+def _row(b: ir.IRBuilder, tab: ir.Value, panels: ir.Value, nc: ir.Value, kc: ir.Value, k: ir.Value,
+         src: ir.Value, dst: ir.Value) -> None:
+    """Row ``k`` of every panel (``src``: the row's image address; column ``l`` at ``src[tab[l]]``)."""
+    row = b.gep(dst, [b.mul(k, i64(_NR))], inbounds=True)
+    with loop(b, 0, panels, name="pbp") as p:
+        first = b.mul(p, i64(_NR))
+        out = b.gep(row, [b.mul(p, b.mul(kc, i64(_NR)))], inbounds=True)
+        lanes = imin(b, i64(_NR), b.sub(nc, first))
+        o0 = b.sext(b.load(b.gep(tab, [first], inbounds=True)), _I64)
+        o15 = b.sext(b.load(b.gep(tab, [b.add(first, i64(_NR - 1))], inbounds=True)), _I64)
+        dense = b.and_(b.icmp_signed("==", lanes, i64(_NR)), b.icmp_signed("==", b.sub(o15, o0), i64(_NR - 1)))
+        with b.if_else(dense) as (vector, scalar):
+            with vector:
+                at = b.gep(src, [o0], inbounds=True)
+                for half in (0, 8):
+                    v = b.load(b.bitcast(b.gep(at, [i64(half)], inbounds=True), _V8.as_pointer()), align=4)
+                    b.store(v, b.bitcast(b.gep(out, [i64(half)], inbounds=True), _V8.as_pointer()), align=32)
+            with scalar:  # lanes past the block are 0
+                (_gathered if GATHER else _lanewise)(b, tab, first, lanes, o0, src, out)
+
+
+def _rows8(b: ir.IRBuilder, tab: ir.Value, panels: ir.Value, nc: ir.Value, kc: ir.Value, k: ir.Value,
+           src: ir.Value, dst: ir.Value) -> None:
+    """Rows ``k .. k+8`` of every panel when row ``k + r`` reads ``src[r + tab[l]]`` (transposed, stride 1):
+    a full panel is 16 vector loads (8 rows of one tap each) and two 8x8 transposes; a partial one (the
+    block's last) takes ``_row``'s path row by row."""
+    from ember.compiler.codegen.llvm.gemm import _transpose8
+
+    row = b.gep(dst, [b.mul(k, i64(_NR))], inbounds=True)
+    with loop(b, 0, panels, name="pb8") as p:
+        first = b.mul(p, i64(_NR))
+        out = b.gep(row, [b.mul(p, b.mul(kc, i64(_NR)))], inbounds=True)
+        lanes = imin(b, i64(_NR), b.sub(nc, first))
+        with b.if_else(b.icmp_signed("==", lanes, i64(_NR))) as (full, part):
+            with full:
+                for half in (0, 8):
+                    taps = []
+                    for lane in range(half, half + 8):
+                        off = b.sext(b.load(b.gep(tab, [b.add(first, i64(lane))], inbounds=True)), _I64)
+                        at = b.bitcast(b.gep(src, [off], inbounds=True), _V8.as_pointer())
+                        taps.append(b.load(at, align=4))
+                    for r, v in enumerate(_transpose8(b, taps)):
+                        at = b.gep(out, [i64(r * _NR + half)], inbounds=True)
+                        b.store(v, b.bitcast(at, _V8.as_pointer()), align=32)
+            with part:
+                for r in range(8):
+                    o0 = b.sext(b.load(b.gep(tab, [first], inbounds=True)), _I64)
+                    _gathered(b, tab, first, lanes, o0, b.gep(src, [i64(r)], inbounds=True),
+                              b.gep(out, [i64(r * _NR)], inbounds=True))
 
 
 GATHER = True  # non-dense panels by two masked 8-lane gathers (False: 16 scalar loads per row)

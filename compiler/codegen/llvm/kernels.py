@@ -389,7 +389,7 @@ class KernelCodegen:
         if image:
             g = s.b_image
             args += [i64(v) for v in (g.plane, g.wp, g.kh, g.kw, g.dh, g.dw, g.wout, g.sh, g.sw, g.positions,
-                                      g.image_stride)]
+                                      g.image_stride, int(g.transposed))]
         status = self.b.call(fn, args)
         self.b.store(self.b.or_(self.b.load(self.status), status), self.status)
 
