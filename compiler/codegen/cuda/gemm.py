@@ -7,9 +7,10 @@ Sizes, leading dimensions and operand pointers are arguments (element offsets ar
 pointers by the launch table).
 
 Implicit GEMM (``Gemm.b_image``, template flag ``IMG``): B is the im2col matrix of a padded image that
-``B`` points at, never stored. The image wrappers take the ``Im2col`` geometry as eleven more arguments
-(``plane, wp, kh, kw, dh, dw, wout, sh, sw, positions, image_stride``, so one wrapper serves every
-convolution shape; with ``positions`` the columns span several images, as in the batched schedule) and the B
+``B`` points at, never stored. The image wrappers take the ``Im2col`` geometry as twelve more arguments
+(``plane, wp, kh, kw, dh, dw, wout, sh, sw, positions, image_stride, transposed``, so one wrapper
+serves every convolution shape; with ``positions`` the columns span several images, as in the batched
+schedule; ``transposed``: the weight gradient's B, rows positions and columns taps) and the B
 tile loader computes ``B[c*plane + i*dh*wp + j*dw + oh*sh*wp + ow*sw]`` for ``k = (c, i, j)``,
 ``n = (oh, ow)``: a thread's column (and so its ``oh, ow`` part) is the same at every K step, so that
 part is computed once, the ``k`` part per element with 32-bit division (the launch table checks that
