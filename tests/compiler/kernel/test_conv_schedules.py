@@ -113,7 +113,8 @@ def test_every_schedule_matches_torch(schedule: str, monkeypatch: pytest.MonkeyP
 def test_rule_picks_the_schedule_by_plane_and_batch() -> None:
     assert LB.choose_schedule(1, 1) == ("positions", 1)          # ResNet layer4 at 32x32, batch 1
     assert LB.choose_schedule(2, 4) == ("positions", 2)
-    assert LB.choose_schedule(1, 64) == ("per_image", 1)
+    assert LB.choose_schedule(1, 49) == ("positions", 1)         # ResNet layer4 at 224: 49 rows
+    assert LB.choose_schedule(1, 65) == ("per_image", 1)
     assert LB.choose_schedule(32, 16) == ("batched", 32)         # 512 columns: one GEMM for the batch
     assert LB.choose_schedule(64, 4) == ("batched", 64 if 64 * 4 <= LB.TARGET_COLUMNS else 256 // 4)
     assert LB.choose_schedule(32, 64) == ("per_image", 1)        # large enough planes stay per image

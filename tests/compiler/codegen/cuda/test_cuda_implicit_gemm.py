@@ -31,8 +31,8 @@ CONVS = [
 # small planes at batch > 1: the batched schedule's GEMM takes a chunk of images side by side
 # (Im2col.positions / image_stride), one launch per (chunk, group)
 BATCHED = [
-    (5, 6, 3, 1, 1, 1, 1, (3, 5, 4, 4)),
-    (4, 6, 3, 2, 1, 1, 2, (4, 4, 8, 8)),
+    (5, 6, 3, 1, 1, 1, 1, (5, 5, 4, 4)),
+    (4, 6, 3, 2, 1, 1, 2, (5, 4, 8, 8)),
 ]
 
 
