@@ -22,12 +22,11 @@ from __future__ import annotations
 from typing import Any
 
 from ember.compiler.dtypes import bool_
-from ember.compiler.kernel import lower_conv_batched
 from ember.compiler.kernel.builder import iadd, imul
 from ember.compiler.kernel.conv_padding import zero_border
 from ember.compiler.kernel.group import FusionGroup
 from ember.compiler.kernel.ir import Binary, Buffer, Const, Expr, Gemm, Im2col, Loop, LoopKind, Select, Stmt, Store
-from ember.compiler.kernel.lower_conv_batched import choose_schedule, lower_batched_conv
+from ember.compiler.kernel.lower_conv_batched import choose_schedule, implicit_pays, lower_batched_conv
 from ember.compiler.kernel.lower_depthwise import is_depthwise, lower_depthwise_group
 from ember.compiler.kernel.lower_gemm import lower_rest, match_epilogue, materialize, result_buffer
 from ember.compiler.kernel.values import ZERO, Index, Value, View, contiguous_strides, flat_index
@@ -245,7 +244,7 @@ def _lower_per_image(group: FusionGroup, gi: int, ev: Any, names: Any, x: View, 
             stmts += zero
             per_image += copy
             geo, image = {**attrs, "padding": (0,) * len(attrs["padding"])}, slot
-        if lower_conv_batched.IMPLICIT_GEMM and len(ksize) == 2 and src.strides[3] == 1:
+        if len(ksize) == 2 and src.strides[3] == 1 and implicit_pays(out[1], geo["stride"][1], kdim):
             # implicit GEMM: the template packs B's panels from the (padded) image itself
             b_buf, ldb = src.buffer, p
             b_off = iadd(src.offset, iadd(imul(image, src.strides[0]), imul(g, cg * src.strides[1])))

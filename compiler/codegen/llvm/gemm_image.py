@@ -76,9 +76,27 @@ def build_pack_b_image(module: ir.Module, name: str, ctx_type: ir.Type, ctx_get:
         hi, mid, lo = (b.mul(x, w) for x, w in zip(parts, weights))
         return b.add(b.add(hi, mid), lo)
 
+    def advance(slots: list[ir.Value], parts: tuple[ir.Value, ...], step: ir.Value, mid_n: ir.Value,
+                lo_n: ir.Value) -> None:
+        """Counters ``parts`` (hi, mid, lo) moved on by ``step`` (which never crosses a wrap of ``lo``)."""
+        hi, mid, lo = parts
+        lo1 = b.add(lo, step)
+        wrap_lo = b.icmp_signed("==", lo1, lo_n)
+        mid1 = b.select(wrap_lo, b.add(mid, i64(1)), mid)
+        wrap_mid = b.icmp_signed("==", mid1, mid_n)
+        b.store(b.select(wrap_lo, i64(0), lo1), slots[2])
+        b.store(b.select(wrap_mid, i64(0), mid1), slots[1])
+        b.store(b.select(wrap_mid, b.add(hi, i64(1)), hi), slots[0])
+
+    # the column offsets: counters of column n0 by division once, then stepped (no division per column:
+    # a table built by divisions cost about as much as packing LeNet's small GEMMs)
+    cols = [b.alloca(_I64, name=n) for n in ("col_hi", "col_mid", "col_lo")]
+    for slot, value in zip(cols, split(n0, c1, c2)):
+        b.store(value, slot)
     with loop(b, 0, nc, name="noff") as j:
-        off = weigh(split(b.add(n0, j), c1, c2), cw)
-        b.store(b.trunc(off, _I32), b.gep(tab, [j], inbounds=True))
+        parts = tuple(b.load(s_) for s_ in cols)
+        b.store(b.trunc(weigh(parts, cw), _I32), b.gep(tab, [j], inbounds=True))
+        advance(cols, parts, i64(1), c1, c2)
     # the row counters of row k0, then stepped along with k (no division per row)
     counters = [b.alloca(_I64, name=n) for n in ("hi", "mid", "lo")]
     for slot, value in zip(counters, split(k0, r1, r2)):
@@ -107,14 +125,7 @@ def build_pack_b_image(module: ir.Module, name: str, ctx_type: ir.Type, ctx_get:
             _row(b, tab, panels, nc, kc, k, src, dst)
     step = b.select(eight, i64(8), i64(1))
     b.store(b.add(k, step), kslot)
-    # step the counters to row k + step (step 8 only within one run of the last counter)
-    j1 = b.add(jj, step)
-    wrap_j = b.icmp_signed("==", j1, r2)
-    i1 = b.select(wrap_j, b.add(i, i64(1)), i)
-    wrap_i = b.icmp_signed("==", i1, r1)
-    b.store(b.select(wrap_j, i64(0), j1), counters[2])
-    b.store(b.select(wrap_i, i64(0), i1), counters[1])
-    b.store(b.select(wrap_i, b.add(c, i64(1)), c), counters[0])
+    advance(counters, (c, i, jj), step, r1, r2)  # to row k + step (8 only within one run of the last)
     b.branch(head)
     b.position_at_end(done)
     b.ret_void()

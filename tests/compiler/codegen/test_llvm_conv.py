@@ -92,6 +92,25 @@ def _case(k: int, spec: tuple[Any, ...]) -> tuple[FusionGroup, list[np.ndarray],
 CASES = [_case(k, spec) for k, spec in enumerate(SPECS)]
 
 
+def test_implicit_gemm_everywhere_matches_torch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every 2-d case through the implicit GEMM (by default only wide stride-1 rows take it): narrow
+    rows, stride 2 and dilation exercise the packer's gathered panels, the batched schedule its images
+    side by side."""
+    monkeypatch.setattr(lower_conv_batched, "IMPLICIT_MIN_WIDTH", 0)
+    monkeypatch.setattr(lower_conv_batched, "IMPLICIT_MIN_DEPTH", 0)
+    monkeypatch.setattr(lower_conv_batched, "IMPLICIT_STRIDED", True)
+    cases = [c for c, spec in zip(CASES, SPECS) if len(spec[1]) == 4]
+    groups = [lower_group(c[0]) for c in cases]
+    implicit = [k for k, g in enumerate(groups) if "im2col(" in str(g.kernel)]
+    # all but the pointwise, the three depthwise and the positions-schedule cases
+    assert [cases[k][0].name for k in implicit] == ["conv0", "conv8", "conv9", "conv10", "conv11"]
+    exe = compile_groups("implicit", [c[0] for c in cases], [i for c in cases for i in c[0].inputs],
+                         [c[0].outputs[0] for c in cases])
+    got = exe(*[a for c in cases for a in c[1]])
+    for (_, _, want), g in zip(cases, got, strict=True):
+        np.testing.assert_allclose(g, want, rtol=1e-4, atol=1e-4)
+
+
 @pytest.fixture(scope="module")
 def results() -> tuple[np.ndarray, ...]:
     groups = [c[0] for c in CASES]

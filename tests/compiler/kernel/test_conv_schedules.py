@@ -164,8 +164,12 @@ def test_per_image_schedule_splits_even_batches_over_slots(monkeypatch: pytest.M
 
     assert [image_slots(b) for b in (1, 2, 3, 4, 6, 64)] == [1, 2, 1, 4, 2, 4]
     text = _kernel_text(8, "per_image", monkeypatch)  # batch 4, padded: 4 slots of one image each
-    assert "parallel for s" in text and "c8_y_pad: float32[4,3," in text
-    # implicit GEMM: the template packs B from the slot's padded image; no im2col matrix is stored
+    assert "parallel for s" in text and "c8_y_pad: float32[4,3," in text and "c8_y_cols: float32[108,35]" in text
+    # implicit GEMM (forced here: a 5-wide output row is below IMPLICIT_MIN_WIDTH): the template packs B
+    # from the slot's padded image; no im2col matrix is stored
+    monkeypatch.setattr(LB, "IMPLICIT_MIN_WIDTH", 0)
+    monkeypatch.setattr(LB, "IMPLICIT_MIN_DEPTH", 0)
+    text = _kernel_text(8, "per_image", monkeypatch)
     assert "_cols" not in text
     assert "gemm[5x35x27](c8_w[0], c8_y_pad[s0 * 189] im2col(k=3x3 stride=1x1 dilation=1x1 wout=5 wp=7 " \
            "plane=63); epilogue=relu)" in text
