@@ -32,9 +32,9 @@ from ember.compiler.kernel.ir import Buffer, Const, Expr, Gemm, Im2col, Loop, St
 from ember.compiler.kernel.lower_gemm import match_epilogue
 from ember.compiler.kernel.values import ZERO, Index, View, contiguous_strides, flat_index
 
-__all__ = ["BATCH_MAX_POSITIONS", "IMPLICIT_GEMM", "IMPLICIT_MIN_DEPTH", "IMPLICIT_MIN_WIDTH", "IMPLICIT_STRIDED",
-           "POSITION_ROWS",
-           "TARGET_COLUMNS", "choose_schedule", "images_per_gemm", "implicit_pays", "lower_batched_conv"]
+__all__ = ["BATCH_MAX_POSITIONS", "IMPLICIT_GEMM", "IMPLICIT_MIN_DEPTH", "IMPLICIT_MIN_ROWS", "IMPLICIT_MIN_WIDTH",
+           "IMPLICIT_STRIDED", "POSITION_ROWS", "TARGET_COLUMNS", "choose_schedule", "images_per_gemm",
+           "implicit_pays", "lower_batched_conv"]
 
 # Output planes up to this many positions are batched: below one register tile's width (16 columns) a
 # per-image GEMM wastes most of each tile, and the weights' repacking is paid per image. At 8x8 (64) the
@@ -47,21 +47,26 @@ TARGET_COLUMNS = 1024
 # 2-d convolutions may hand the GEMM template the (padded) images, whose B packing then reads the
 # im2col matrix's panels from them (``ir.Im2col``, ``codegen/llvm/gemm_image.py``) instead of an im2col
 # matrix written first (per image, or side by side in the batched schedule). ``implicit_pays`` decides
-# per shape: the packer copies a panel of 16 output positions with two vector loads only when they lie
-# in one output row at stride 1; other panels take gathers, which lost to the im2col loop nest's unit
-# stride copies. Measured in one process, alternating, 2 threads (im2col time / implicit time): 3x3 on
-# 64x56x56 1.10, 128x28x28 1.01, 256x14x14 0.90, stride 2 0.90-0.94, ResNet-18 32x32 at batch 32 8x8
-# 0.75, LeNet-5's convolutions 0.60-0.74 (K of 25 and 150: packing is most of their work).
+# per shape. The packer copies a panel of 16 output positions with two vector loads when they lie in one
+# output row, with four masked loads when they span one row break, and with gathers otherwise (several
+# breaks, stride 2), which lose to the im2col loop nest's unit-stride copies; and with few output
+# channels packing is most of the work either way. Measured in one process, alternating, 2 threads
+# (im2col time / implicit time): 3x3 on 64x56x56 1.12, 128x28x28 1.00, 256x14x14 1.02, ResNet-18 32x32
+# at batch 32 on 8x8 planes 1.02; LeNet-5's convolutions (6 and 16 channels) 0.85-0.86, 4x4 planes
+# batched 0.91, stride 2 (gathers) 0.90-0.94.
 IMPLICIT_GEMM = True           # False: never (im2col loop nests and plain GEMMs)
-IMPLICIT_MIN_WIDTH = 32        # output rows at least this wide (most 16-column panels in one row) ...
-IMPLICIT_MIN_DEPTH = 64        # ... and a GEMM depth (Cg * kh * kw) at least this large
+IMPLICIT_MIN_WIDTH = 8         # output rows at least this wide (at most one row break per panel) ...
+IMPLICIT_MIN_DEPTH = 64        # ... a GEMM depth (Cg * kh * kw) at least this large ...
+IMPLICIT_MIN_ROWS = 32         # ... and at least this many output channels per group
 IMPLICIT_STRIDED = False       # strided rows too (every panel gathered)
 
 
-def implicit_pays(out_width: int, stride_w: int, depth: int) -> bool:
+def implicit_pays(out_width: int, stride_w: int, depth: int, rows: int = IMPLICIT_MIN_ROWS) -> bool:
     """Whether a 2-d convolution's GEMM should read the im2col matrix from the image (see above)."""
     return IMPLICIT_GEMM and (stride_w == 1 or IMPLICIT_STRIDED) and out_width >= IMPLICIT_MIN_WIDTH \
-        and depth >= IMPLICIT_MIN_DEPTH
+        and depth >= IMPLICIT_MIN_DEPTH and rows >= IMPLICIT_MIN_ROWS
+
+
 # batch * positions up to which the output positions are the GEMM's rows and the weights its transposed
 # B operand, which the template reads unpacked (its dot-product path for a few rows): the late stages
 # of a ResNet at batch 1, where repacking megabytes of weights for a handful of columns dominated
@@ -175,7 +180,7 @@ def lower_batched_conv(group: FusionGroup, gi: int, ev: Any, names: Any, x: View
         geo = {**attrs, "padding": (0,) * len(pad)}
     # implicit GEMM (ir.Im2col over the chunk's images side by side) unless positions are the GEMM's rows
     implicit = not transposed and len(ksize) == 2 and src.strides[-1] == 1 \
-        and implicit_pays(out[1], geo["stride"][1], kdim)
+        and implicit_pays(out[1], geo["stride"][1], kdim, cog)
     scratch += [cbuf] if implicit else [cbuf, cols]
 
     def gemm(g: Expr, n0: Expr, count: int, first_image: Expr) -> Gemm:

@@ -647,7 +647,8 @@ def _build_worker(module: ir.Module, name: str, cfg: GemmConfig, rect: ir.Functi
     bp = _alloc_floats(b, b.mul(b_cols, kmax))
     free = _declare(module, "free", ir.VoidType(), [_I8PTR])
     null = ir.Constant(_I8PTR, None)
-    tp = _alloc_floats(b, b_cols) if image else null  # int32 column offsets (+16 of slack)
+    # int32 column offsets (+16 of slack), then one int32 per panel (gemm_image.py's panel kinds)
+    tp = _alloc_floats(b, b.add(b_cols, b_cols)) if image else null
     failed = b.or_(b.icmp_unsigned("==", ap, null), b.icmp_unsigned("==", bp, null))
     if image:
         failed = b.or_(failed, b.icmp_unsigned("==", tp, null))

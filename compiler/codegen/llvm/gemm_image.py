@@ -97,11 +97,13 @@ def build_pack_b_image(module: ir.Module, name: str, ctx_type: ir.Type, ctx_get:
         parts = tuple(b.load(s_) for s_ in cols)
         b.store(b.trunc(weigh(parts, cw), _I32), b.gep(tab, [j], inbounds=True))
         advance(cols, parts, i64(1), c1, c2)
+    kinds = b.gep(tab, [b.add(nc, i64(_NR))], inbounds=True)
+    panels = ceil_div(b, nc, _NR)
+    _panel_kinds(b, tab, kinds, panels, nc)
     # the row counters of row k0, then stepped along with k (no division per row)
     counters = [b.alloca(_I64, name=n) for n in ("hi", "mid", "lo")]
     for slot, value in zip(counters, split(k0, r1, r2)):
         b.store(value, slot)
-    panels = ceil_div(b, nc, _NR)
     # Transposed, stride 1: 8 rows whose positions are consecutive in one output row are 8 consecutive
     # addresses per tap: full panels then take 16 vector loads and two 8x8 transposes per 8 rows.
     runs = b.and_(flip, b.icmp_signed("==", sw, i64(1)))
@@ -122,7 +124,7 @@ def build_pack_b_image(module: ir.Module, name: str, ctx_type: ir.Type, ctx_get:
         with block:
             _rows8(b, tab, panels, nc, kc, k, src, dst)
         with single:
-            _row(b, tab, panels, nc, kc, k, src, dst)
+            _row(b, tab, kinds, panels, nc, kc, k, src, dst)
     step = b.select(eight, i64(8), i64(1))
     b.store(b.add(k, step), kslot)
     advance(counters, (c, i, jj), step, r1, r2)  # to row k + step (8 only within one run of the last)
@@ -132,25 +134,73 @@ def build_pack_b_image(module: ir.Module, name: str, ctx_type: ir.Type, ctx_get:
     return fn
 
 
-def _row(b: ir.IRBuilder, tab: ir.Value, panels: ir.Value, nc: ir.Value, kc: ir.Value, k: ir.Value,
-         src: ir.Value, dst: ir.Value) -> None:
-    """Row ``k`` of every panel (``src``: the row's image address; column ``l`` at ``src[tab[l]]``)."""
+_DENSE, _GATHER = 0, -1  # panel kinds; 1 .. 15: two runs, the second starting at that lane
+
+
+def _panel_kinds(b: ir.IRBuilder, tab: ir.Value, kinds: ir.Value, panels: ir.Value, nc: ir.Value) -> None:
+    """Classify each panel once per packed block by its column offsets: ``_DENSE`` (16 consecutive
+    addresses), ``r`` in 1..15 (two runs of consecutive addresses split at lane ``r``: an output-row break
+    at stride 1), else ``_GATHER`` (more breaks, strides, or a partial last panel)."""
+    with loop(b, 0, panels, name="pkind") as p:
+        first = b.mul(p, i64(_NR))
+        lanes = imin(b, i64(_NR), b.sub(nc, first))
+        prev = b.load(b.gep(tab, [first], inbounds=True))
+        breaks, at = i64(0), i64(0)
+        for lane in range(1, _NR):
+            cur = b.load(b.gep(tab, [b.add(first, i64(lane))], inbounds=True))
+            broken = b.icmp_signed("!=", b.sub(cur, prev), ir.Constant(_I32, 1))
+            breaks = b.add(breaks, b.zext(broken, _I64))
+            at = b.select(b.and_(broken, b.icmp_signed("==", at, i64(0))), i64(lane), at)
+            prev = cur
+        kind = b.select(b.icmp_signed("==", breaks, i64(0)), i64(_DENSE),
+                        b.select(b.icmp_signed("==", breaks, i64(1)), at, i64(_GATHER)))
+        kind = b.select(b.icmp_signed("==", lanes, i64(_NR)), kind, i64(_GATHER))
+        b.store(b.trunc(kind, _I32), b.gep(kinds, [p], inbounds=True))
+
+
+def _masked_load(b: ir.IRBuilder, at: ir.Value, mask: ir.Value, passthru: ir.Value) -> ir.Value:
+    fn = declare(b.module, "llvm.masked.load.v8f32.p0", _V8,
+                 [_V8.as_pointer(), _I32, ir.VectorType(ir.IntType(1), 8), _V8])
+    return b.call(fn, [b.bitcast(at, _V8.as_pointer()), _I32(4), mask, passthru])
+
+
+def _row(b: ir.IRBuilder, tab: ir.Value, kinds: ir.Value, panels: ir.Value, nc: ir.Value, kc: ir.Value,
+         k: ir.Value, src: ir.Value, dst: ir.Value) -> None:
+    """Row ``k`` of every panel (``src``: the row's image address; column ``l`` at ``src[tab[l]]``):
+    dense panels by two vector loads, two-run panels by four masked loads (lanes before the break from
+    the first run, the rest from the second), others by gathers."""
     row = b.gep(dst, [b.mul(k, i64(_NR))], inbounds=True)
+    lane_ids = [ir.Constant(_V8I64, list(range(h, h + 8))) for h in (0, 8)]
     with loop(b, 0, panels, name="pbp") as p:
         first = b.mul(p, i64(_NR))
         out = b.gep(row, [b.mul(p, b.mul(kc, i64(_NR)))], inbounds=True)
         lanes = imin(b, i64(_NR), b.sub(nc, first))
         o0 = b.sext(b.load(b.gep(tab, [first], inbounds=True)), _I64)
-        o15 = b.sext(b.load(b.gep(tab, [b.add(first, i64(_NR - 1))], inbounds=True)), _I64)
-        dense = b.and_(b.icmp_signed("==", lanes, i64(_NR)), b.icmp_signed("==", b.sub(o15, o0), i64(_NR - 1)))
-        with b.if_else(dense) as (vector, scalar):
+        kind = b.sext(b.load(b.gep(kinds, [p], inbounds=True)), _I64)
+        with b.if_else(b.icmp_signed("==", kind, i64(_DENSE))) as (vector, other):
             with vector:
                 at = b.gep(src, [o0], inbounds=True)
                 for half in (0, 8):
                     v = b.load(b.bitcast(b.gep(at, [i64(half)], inbounds=True), _V8.as_pointer()), align=4)
                     b.store(v, b.bitcast(b.gep(out, [i64(half)], inbounds=True), _V8.as_pointer()), align=32)
-            with scalar:  # lanes past the block are 0
-                (_gathered if GATHER else _lanewise)(b, tab, first, lanes, o0, src, out)
+            with other:
+                with b.if_else(b.icmp_signed(">", kind, i64(0))) as (two_runs, scattered):
+                    with two_runs:
+                        r = kind
+                        o_r = b.sext(b.load(b.gep(tab, [b.add(first, r)], inbounds=True)), _I64)
+                        # lane l of the second run is at src[o_r + l - r]; not inbounds: its base may
+                        # point before the image (lanes below r are masked off and never read)
+                        second = b.gep(src, [b.sub(o_r, r)])
+                        split = splat(b, r, _V8I64)
+                        for half, ids in zip((0, 8), lane_ids):
+                            before = b.icmp_signed("<", ids, split)
+                            v = _masked_load(b, b.gep(src, [b.add(o0, i64(half))]), before,
+                                             ir.Constant(_V8, [0.0] * 8))
+                            v = _masked_load(b, b.gep(second, [i64(half)]), b.not_(before), v)
+                            b.store(v, b.bitcast(b.gep(out, [i64(half)], inbounds=True), _V8.as_pointer()),
+                                    align=32)
+                    with scattered:  # lanes past the block are 0
+                        (_gathered if GATHER else _lanewise)(b, tab, first, lanes, o0, src, out)
 
 
 def _rows8(b: ir.IRBuilder, tab: ir.Value, panels: ir.Value, nc: ir.Value, kc: ir.Value, k: ir.Value,

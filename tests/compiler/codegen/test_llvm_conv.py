@@ -98,6 +98,7 @@ def test_implicit_gemm_everywhere_matches_torch(monkeypatch: pytest.MonkeyPatch)
     side by side."""
     monkeypatch.setattr(lower_conv_batched, "IMPLICIT_MIN_WIDTH", 0)
     monkeypatch.setattr(lower_conv_batched, "IMPLICIT_MIN_DEPTH", 0)
+    monkeypatch.setattr(lower_conv_batched, "IMPLICIT_MIN_ROWS", 0)
     monkeypatch.setattr(lower_conv_batched, "IMPLICIT_STRIDED", True)
     cases = [c for c, spec in zip(CASES, SPECS) if len(spec[1]) == 4]
     groups = [lower_group(c[0]) for c in cases]

@@ -169,6 +169,7 @@ def test_per_image_schedule_splits_even_batches_over_slots(monkeypatch: pytest.M
     # from the slot's padded image; no im2col matrix is stored
     monkeypatch.setattr(LB, "IMPLICIT_MIN_WIDTH", 0)
     monkeypatch.setattr(LB, "IMPLICIT_MIN_DEPTH", 0)
+    monkeypatch.setattr(LB, "IMPLICIT_MIN_ROWS", 0)
     text = _kernel_text(8, "per_image", monkeypatch)
     assert "_cols" not in text
     assert "gemm[5x35x27](c8_w[0], c8_y_pad[s0 * 189] im2col(k=3x3 stride=1x1 dilation=1x1 wout=5 wp=7 " \

@@ -68,6 +68,7 @@ def test_implicit_gemm_convolutions_match_torch(tmp_path: Any, monkeypatch: pyte
     # every shape through the implicit GEMM (by default narrow rows take the im2col loop nest)
     monkeypatch.setattr(lower_conv_batched, "IMPLICIT_MIN_WIDTH", 0)
     monkeypatch.setattr(lower_conv_batched, "IMPLICIT_MIN_DEPTH", 0)
+    monkeypatch.setattr(lower_conv_batched, "IMPLICIT_MIN_ROWS", 0)
     monkeypatch.setattr(lower_conv_batched, "IMPLICIT_STRIDED", True)
     ember.manual_seed(3)
     models = [conv_model(c) for c in CONVS + BATCHED]
