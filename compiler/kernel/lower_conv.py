@@ -45,6 +45,22 @@ def bounded(at: Expr, size: int) -> tuple[Expr, Expr]:
     return clamped, inside
 
 
+def read_padded(x: Any, lead: tuple[Expr, ...], coords: tuple[Expr, ...], pad: tuple[int, ...],
+                spatial: tuple[int, ...]) -> Expr:
+    """``x[*lead, *coords]`` where the spatial ``coords`` (already shifted by the low padding) are inside
+    the input, 0 where one falls in the padding; dims with no padding take no test. Loads use clamped
+    coordinates (``bounded``), so nothing outside ``x`` is read."""
+    where = list(lead)
+    valid: Expr | None = None
+    for i, at in enumerate(coords):
+        if pad[2 * i] or pad[2 * i + 1]:
+            at, ok = bounded(at, spatial[i])
+            valid = ok if valid is None else Binary("and", valid, ok, bool_)
+        where.append(at)
+    value = x.at(tuple(where))
+    return value if valid is None else Select(valid, value, Const(0.0, x.dtype), x.dtype)
+
+
 def image_slots(batch: int) -> int:
     """Images processed side by side by the per-image schedule: one parallel loop over slots (each
     with its own padded image and im2col scratch) instead of forking inside every image's im2col and
@@ -89,17 +105,8 @@ def _im2col(x: View, n: Expr, c0: Expr, cg: int, ksize: tuple[int, ...], out: tu
 
     def body(idx: Index) -> list[Stmt]:
         c, taps, pos = idx[0], idx[1:1 + nd], idx[1 + nd:]
-        where: list[Expr] = [n, iadd(c0, c)]
-        valid: Expr | None = None
-        for i in range(nd):
-            at = iadd(iadd(imul(pos[i], stride[i]), imul(taps[i], dil[i])), -pad[2 * i])
-            if pad[2 * i] or pad[2 * i + 1]:
-                at, ok = bounded(at, spatial[i])
-                valid = ok if valid is None else Binary("and", valid, ok, bool_)
-            where.append(at)
-        value = x.at(tuple(where))
-        if valid is not None:
-            value = Select(valid, value, Const(0.0, x.dtype), x.dtype)
+        coords = tuple(iadd(iadd(imul(pos[i], stride[i]), imul(taps[i], dil[i])), -pad[2 * i]) for i in range(nd))
+        value = read_padded(x, (n, iadd(c0, c)), coords, pad, spatial)
         return [Store(cols, iadd(base, flat_index(idx, shape)), value)]
 
     n_el = 1

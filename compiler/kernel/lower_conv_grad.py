@@ -23,11 +23,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ember.compiler.dtypes import bool_
 from ember.compiler.kernel.builder import iadd, imul
 from ember.compiler.kernel.group import FusionGroup
-from ember.compiler.kernel.ir import Binary, Buffer, Const, Expr, Gemm, Im2col, Loop, Select, Stmt, Store
-from ember.compiler.kernel.lower_conv import bounded
+from ember.compiler.kernel.ir import Buffer, Const, Expr, Gemm, Im2col, Loop, Stmt, Store
+from ember.compiler.kernel.lower_conv import read_padded
 from ember.compiler.kernel.lower_gemm import lower_rest, result_buffer
 from ember.compiler.kernel.values import ZERO, Index, Value, View, contiguous_strides, flat_index
 from ember.runtime.errors import CompileError
@@ -65,17 +64,8 @@ def _batched_im2col(x: Value, g: Expr, cg: int, ksize: tuple[int, ...], out: tup
 
     def body(idx: Index) -> list[Stmt]:
         n, c, taps, pos = idx[0], idx[1], idx[2:2 + nd], idx[2 + nd:]
-        where: list[Expr] = [n, iadd(imul(g, cg), c)]
-        valid: Expr | None = None
-        for i in range(nd):
-            at = iadd(iadd(imul(pos[i], stride[i]), imul(taps[i], dil[i])), -pad[2 * i])
-            if pad[2 * i] or pad[2 * i + 1]:
-                at, ok = bounded(at, spatial[i])
-                valid = ok if valid is None else Binary("and", valid, ok, bool_)
-            where.append(at)
-        value = x.at(tuple(where))
-        if valid is not None:
-            value = Select(valid, value, Const(0.0, x.dtype), x.dtype)
+        coords = tuple(iadd(iadd(imul(pos[i], stride[i]), imul(taps[i], dil[i])), -pad[2 * i]) for i in range(nd))
+        value = read_padded(x, (n, iadd(imul(g, cg), c)), coords, pad, spatial)
         row = flat_index((c, *taps), (cg, *ksize))
         return [Store(cols, iadd(imul(row, width), iadd(imul(n, p), flat_index(pos, out))), value)]
 
@@ -92,18 +82,8 @@ def _padded_input(x: Value, pad: tuple[int, ...], buf: Buffer, names: Any) -> li
     spatial = tuple(x.shape[2:])
 
     def body(idx: Index) -> list[Stmt]:
-        where: list[Expr] = [idx[0], idx[1]]
-        valid: Expr | None = None
-        for i in range(nd):
-            at = iadd(idx[2 + i], -pad[2 * i])
-            if pad[2 * i] or pad[2 * i + 1]:
-                at, ok = bounded(at, spatial[i])
-                valid = ok if valid is None else Binary("and", valid, ok, bool_)
-            where.append(at)
-        value = x.at(tuple(where))
-        if valid is not None:
-            value = Select(valid, value, Const(0.0, x.dtype), x.dtype)
-        return [Store(buf.name, flat_index(idx, buf.shape), value)]
+        coords = tuple(iadd(idx[2 + i], -pad[2 * i]) for i in range(nd))
+        return [Store(buf.name, flat_index(idx, buf.shape), read_padded(x, idx[:2], coords, pad, spatial))]
 
     return schedule(_nest(tuple(buf.shape), names, body, "q"), _prod(tuple(buf.shape)))
 
