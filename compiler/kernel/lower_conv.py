@@ -251,7 +251,8 @@ def _lower_per_image(group: FusionGroup, gi: int, ev: Any, names: Any, x: View, 
             stmts += zero
             per_image += copy
             geo, image = {**attrs, "padding": (0,) * len(attrs["padding"])}, slot
-        if len(ksize) == 2 and src.strides[3] == 1 and implicit_pays(out[1], geo["stride"][1], kdim, cog):
+        if len(ksize) == 2 and src.strides[3] == 1 \
+                and implicit_pays(out[1], geo["stride"][1], kdim, cog, slots * kdim * p):
             # implicit GEMM: the template packs B's panels from the (padded) image itself
             b_buf, ldb = src.buffer, p
             b_off = iadd(src.offset, iadd(imul(image, src.strides[0]), imul(g, cg * src.strides[1])))

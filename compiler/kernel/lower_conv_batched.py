@@ -32,9 +32,9 @@ from ember.compiler.kernel.ir import Buffer, Const, Expr, Gemm, Im2col, Loop, St
 from ember.compiler.kernel.lower_gemm import match_epilogue
 from ember.compiler.kernel.values import ZERO, Index, View, contiguous_strides, flat_index
 
-__all__ = ["BATCH_MAX_POSITIONS", "IMPLICIT_GEMM", "IMPLICIT_MIN_DEPTH", "IMPLICIT_MIN_ROWS", "IMPLICIT_MIN_WIDTH",
-           "IMPLICIT_STRIDED", "POSITION_ROWS", "TARGET_COLUMNS", "choose_schedule", "images_per_gemm",
-           "implicit_pays", "lower_batched_conv"]
+__all__ = ["BATCH_MAX_POSITIONS", "IMPLICIT_GEMM", "IMPLICIT_MAX_SCRATCH", "IMPLICIT_MIN_DEPTH", "IMPLICIT_MIN_ROWS",
+           "IMPLICIT_MIN_WIDTH", "IMPLICIT_STRIDED", "POSITION_ROWS", "TARGET_COLUMNS", "choose_schedule",
+           "images_per_gemm", "implicit_pays", "lower_batched_conv"]
 
 # Output planes up to this many positions are batched: below one register tile's width (16 columns) a
 # per-image GEMM wastes most of each tile, and the weights' repacking is paid per image. At 8x8 (64) the
@@ -59,11 +59,21 @@ IMPLICIT_MIN_WIDTH = 8         # output rows at least this wide (at most one row
 IMPLICIT_MIN_DEPTH = 64        # ... a GEMM depth (Cg * kh * kw) at least this large ...
 IMPLICIT_MIN_ROWS = 32         # ... and at least this many output channels per group
 IMPLICIT_STRIDED = False       # strided rows too (every panel gathered)
+# An im2col matrix of at least this many floats is not written whatever the shape: it would dominate
+# the arena (ResNet-18's 7x7 stride-2 stem at 224: 1.8M floats, 7.4 MB, half of the arena), and the
+# gathered packing costs that one convolution about 6%.
+IMPLICIT_MAX_SCRATCH = 1 << 20
 
 
-def implicit_pays(out_width: int, stride_w: int, depth: int, rows: int = IMPLICIT_MIN_ROWS) -> bool:
-    """Whether a 2-d convolution's GEMM should read the im2col matrix from the image (see above)."""
-    return IMPLICIT_GEMM and (stride_w == 1 or IMPLICIT_STRIDED) and out_width >= IMPLICIT_MIN_WIDTH \
+def implicit_pays(out_width: int, stride_w: int, depth: int, rows: int = IMPLICIT_MIN_ROWS,
+                  scratch: int = 0) -> bool:
+    """Whether a 2-d convolution's GEMM should read the im2col matrix from the image (see above);
+    ``scratch``: the floats the im2col matrix would take."""
+    if not IMPLICIT_GEMM:
+        return False
+    if scratch >= IMPLICIT_MAX_SCRATCH:
+        return True
+    return (stride_w == 1 or IMPLICIT_STRIDED) and out_width >= IMPLICIT_MIN_WIDTH \
         and depth >= IMPLICIT_MIN_DEPTH and rows >= IMPLICIT_MIN_ROWS
 
 
@@ -180,7 +190,7 @@ def lower_batched_conv(group: FusionGroup, gi: int, ev: Any, names: Any, x: View
         geo = {**attrs, "padding": (0,) * len(pad)}
     # implicit GEMM (ir.Im2col over the chunk's images side by side) unless positions are the GEMM's rows
     implicit = not transposed and len(ksize) == 2 and src.strides[-1] == 1 \
-        and implicit_pays(out[1], geo["stride"][1], kdim, cog)
+        and implicit_pays(out[1], geo["stride"][1], kdim, cog, kdim * chunk * p)
     scratch += [cbuf] if implicit else [cbuf, cols]
 
     def gemm(g: Expr, n0: Expr, count: int, first_image: Expr) -> Gemm:
