@@ -1,21 +1,22 @@
 """Implicit GEMM for convolutions: the GEMM template's B packing reads the im2col matrix from the image.
 
 A 2-d convolution of one image is ``W[Co, C*kh*kw] @ cols[C*kh*kw, Ho*Wo]``. Writing ``cols`` first (9x
-the image for a 3x3 kernel) and then packing it into the template's B panels moved every element of
-it through memory twice: for ResNet-18's 56x56 stage the im2col and its packing took about 40% of the
-convolution. With a ``Gemm`` whose ``b_image`` is set (``kernel.ir.Im2col``) the template instead calls
-``pack_b_image``, which writes each KC x 16 panel straight from the (zero-padded) image:
+the image for a 3x3 kernel) and then packing it into the template's B panels moves every element of it
+through memory twice and needs an im2col scratch as large (ResNet-18's stem at 224: 7.4 MB). With a
+``Gemm`` whose ``b_image`` is set (``kernel.ir.Im2col``) the template instead calls ``pack_b_image``,
+which writes each KC x 16 panel straight from the (zero-padded) image:
 
     panel[k][l] = image[koff(k) + noff(n0 + l)]
     koff(c, i, j) = c * plane + i * dh * wp + j * dw       (k = (c, i, j), walked with counters)
     noff(oh, ow)  = oh * sh * wp + ow * sw                 (n = (oh, ow), a table per packed block)
                     (+ image * image_stride when the columns span several images)
 
-A panel whose 16 columns are consecutive addresses (stride 1 and no output-row break inside it: most
-panels of the large planes, where im2col costs most) is two vector copies per k; other panels (row
-breaks, stride 2) are two masked 8-lane gathers through the offset table. Lanes past the block's last column are
-zero, as in the template's own edge packing. Everything else (blocking, threads, micro-kernel,
-epilogue) is the template's (``gemm.py``).
+Each panel is classified once per packed block (``_panel_kinds``): 16 consecutive addresses (stride 1,
+no output-row break inside) are two vector copies per k; two such runs split by one row break are four
+masked loads; anything else (several breaks, stride 2) two masked 8-lane gathers through the offset
+table. Lanes past the block's last column are zero, as in the template's own edge packing. Everything
+else (blocking, threads, micro-kernel, epilogue) is the template's (``gemm.py``). Which convolutions
+take this path is ``kernel/lower_conv_batched.implicit_pays``'s measured rule.
 
 Transposed (``Im2col.transposed``, the convolution weight gradient ``dW = dY @ cols^T``): rows ``k`` are
 the positions ``(image, oh, ow)`` and columns ``n`` the taps ``(c, i, j)``, ``B[k, n] = im2col[n, k]``:
