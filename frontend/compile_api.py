@@ -127,7 +127,7 @@ class _Compiled:
         """The executable's parameter values as they are now: the live weights, then their prepared
         forms (``result.prep``), by name."""
         out = {n: t._data for n, t in self.live.items()}
-        prep = getattr(self.result, "prep", None)
+        prep = self.result.prep
         if prep is not None:
             out.update(prep.run(out))
         return out
@@ -169,7 +169,7 @@ class _Compiled:
                     copied.append((t._version, t._version[0]))
             mod, attr = self.paths[name]
             checks.append((_store_of(mod, attr), attr, t, t._data))
-        prep = getattr(self.result, "prep", None)
+        prep = self.result.prep
         if prep is not None:  # weight preparation (hoist_parameter_work): rerun when a weight it reads moves
             for name, arr in prep.run({n: live[n]._data for n in prep.sources}).items():
                 constants[keys.get(name) or _sanitize(name)] = arr

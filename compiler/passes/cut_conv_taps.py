@@ -26,6 +26,7 @@ from typing import Any
 from ember.compiler.ir.graph import Graph
 from ember.compiler.ops.conv import cut_dead_taps
 from ember.compiler.passes._rewrite import Rewriter, is_static
+from ember.runtime.errors import InternalError
 
 __all__ = ["cut_conv_taps"]
 
@@ -52,7 +53,7 @@ def cut_conv_taps(graph: Graph) -> tuple[Graph, bool, dict[str, Any]]:
         live = rw.b.clone(rw.b.getitem(w, index=index))
         new = rw.b.conv(x, live, **attrs)
         if tuple(new.shape) != tuple(out.shape):  # the cut must not move the output's edge
-            raise AssertionError(f"cut_conv_taps changed {out.shape} to {new.shape}")
+            raise InternalError(f"cut_conv_taps changed a conv's output shape {out.shape} to {new.shape}")
         rw.replace(out, new)
         cut.append(f"{'x'.join(map(str, w.shape[2:]))} -> {'x'.join(map(str, taps))}")
     return rw.finish(), bool(cut), {"cut": len(cut), "kernels": cut}

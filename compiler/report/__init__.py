@@ -103,7 +103,7 @@ def gather(result: Any, inputs: Sequence[Any] | None = None, params: Mapping[str
         raise CompileError("the compile report needs native kernels; compile with target 'llvm' (this one "
                            "was compiled with target 'interpret')")
     data = ReportData(result, title or f"ember compile report: {result.graph.name}",
-                      pass_diffs(source_graph, getattr(result, "hoisted", False))
+                      pass_diffs(source_graph, result.hoisted)
                       if source_graph is not None else None)
     if inputs is None or not (profile or check):
         return data

@@ -8,14 +8,13 @@ pointers by the launch table).
 
 Implicit GEMM (``Gemm.b_image``, template flag ``IMG``): B is the im2col matrix of a padded image that
 ``B`` points at, never stored. The image wrappers take the ``Im2col`` geometry as twelve more arguments
-(``plane, wp, kh, kw, dh, dw, wout, sh, sw, positions, image_stride, transposed``, so one wrapper
-serves every convolution shape; with ``positions`` the columns span several images, as in the batched
-schedule; ``transposed``: the weight gradient's B, rows positions and columns taps) and the B
-tile loader computes ``B[c*plane + i*dh*wp + j*dw + oh*sh*wp + ow*sw]`` for ``k = (c, i, j)``,
-``n = (oh, ow)``: a thread's column (and so its ``oh, ow`` part) is the same at every K step, so that
-part is computed once, the ``k`` part per element with 32-bit division (the launch table checks that
-``N`` and ``K`` fit). A twelfth argument, ``transposed`` (``Im2col.transposed``, the weight gradient's
-``B = im2col^T``), swaps the roles: the column is a tap ``(c, i, j)``, computed once, and ``k`` a position
+(its fields in order: ``plane, wp, kh, kw, dh, dw, wout, sh, sw, positions, image_stride, transposed``,
+so one wrapper serves every convolution shape; with ``positions`` the columns span several images, as in
+the batched schedule) and the B tile loader computes ``B[c*plane + i*dh*wp + j*dw + oh*sh*wp + ow*sw]``
+for ``k = (c, i, j)``, ``n = (oh, ow)``: a thread's column (and so its ``oh, ow`` part) is the same at
+every K step, so that part is computed once, the ``k`` part per element with 32-bit division (the launch
+table checks that ``N`` and ``K`` fit). ``transposed`` (``Im2col.transposed``, the weight gradient's
+``B = im2col^T``) swaps the roles: the column is a tap ``(c, i, j)``, computed once, and ``k`` a position
 ``(image, oh, ow)``, decoded per element.
 
 Tiling: a 256-thread block computes a 64 x 64 tile of C. Each K step of 16 stages a 64 x 16 slice of A

@@ -12,7 +12,7 @@ and wraps everything as data (``runtime/cuda.py``: ``CudaImage``).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from math import prod
 
 import numpy as np
@@ -169,8 +169,7 @@ class _Emitter:
         if im is not None:  # implicit GEMM: B is the im2col matrix of the image at b[b_off]
             if max(g.n, g.k) >= 2**31:
                 raise CompileError(f"{where}: an im2col B operand needs N and K below 2^31, got N={g.n} K={g.k}")
-            args += [("i64", v) for v in (im.plane, im.wp, im.kh, im.kw, im.dh, im.dw, im.wout, im.sh, im.sw,
-                                          im.positions, im.image_stride, int(im.transposed))]
+            args += [("i64", int(v)) for v in astuple(im)]  # Im2col's fields, in order
         grid = (max(1, -(-g.n // GEMM_TILE)), max(1, -(-g.m // GEMM_TILE)), 1)
         return Launch(gemm_function(g.trans_b, g.epilogue, im is not None), grid, (GEMM_BLOCK, 1, 1), 0,
                       tuple(args), k.name)

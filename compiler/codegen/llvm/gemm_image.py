@@ -27,10 +27,13 @@ at run time (one GEMM entry function serves both).
 
 from __future__ import annotations
 
-import llvmlite.ir as ir
-from ember.compiler.codegen.llvm.irutil import ceil_div, declare, i64, imin, loop, new_function, splat
+import dataclasses
 
-__all__ = ["IMAGE_ARGS", "build_pack_b_image"]
+import llvmlite.ir as ir
+from ember.compiler.codegen.llvm.irutil import ceil_div, declare, i64, imin, loop, masked_load8, new_function, splat
+from ember.compiler.kernel.ir import Im2col
+
+__all__ = ["IMAGE_ARGS", "build_pack_b_image", "image_args"]
 
 _F32, _I32, _I64 = ir.FloatType(), ir.IntType(32), ir.IntType(64)
 _V8 = ir.VectorType(_F32, 8)
@@ -39,10 +42,14 @@ _V8I32, _V8I64, _V8PTRS = ir.VectorType(_I32, 8), ir.VectorType(_I64, 8), ir.Vec
 _FOUR = ir.Constant(_V8I64, [4] * 8)  # bytes per float
 _NR = 16  # the template's panel width (gemm.NR)
 
-# The geometry arguments the entry function of a b_image GEMM takes after the common ones (ir.Im2col).
-IMAGE_ARGS: tuple[tuple[str, ir.Type], ...] = tuple(
-    (f"img_{f}", _I64) for f in ("plane", "wp", "kh", "kw", "dh", "dw", "wout", "sh", "sw", "positions",
-                                 "image_stride", "transposed"))
+# The geometry arguments the entry function of a b_image GEMM takes after the common ones: the fields of
+# ir.Im2col in declaration order (``image_args`` gives the values in the same order).
+IMAGE_ARGS: tuple[tuple[str, ir.Type], ...] = tuple((f"img_{f.name}", _I64) for f in dataclasses.fields(Im2col))
+
+
+def image_args(geometry: Im2col) -> tuple[int, ...]:
+    """The values of ``IMAGE_ARGS`` for one ``Gemm.b_image`` (the CUDA launch passes the same)."""
+    return tuple(int(v) for v in dataclasses.astuple(geometry))
 
 
 def build_pack_b_image(module: ir.Module, name: str, ctx_type: ir.Type, ctx_get: object) -> ir.Function:
@@ -159,12 +166,6 @@ def _panel_kinds(b: ir.IRBuilder, tab: ir.Value, kinds: ir.Value, panels: ir.Val
         b.store(b.trunc(kind, _I32), b.gep(kinds, [p], inbounds=True))
 
 
-def _masked_load(b: ir.IRBuilder, at: ir.Value, mask: ir.Value, passthru: ir.Value) -> ir.Value:
-    fn = declare(b.module, "llvm.masked.load.v8f32.p0", _V8,
-                 [_V8.as_pointer(), _I32, ir.VectorType(ir.IntType(1), 8), _V8])
-    return b.call(fn, [b.bitcast(at, _V8.as_pointer()), _I32(4), mask, passthru])
-
-
 def _row(b: ir.IRBuilder, tab: ir.Value, kinds: ir.Value, panels: ir.Value, nc: ir.Value, kc: ir.Value,
          k: ir.Value, src: ir.Value, dst: ir.Value) -> None:
     """Row ``k`` of every panel (``src``: the row's image address; column ``l`` at ``src[tab[l]]``):
@@ -195,13 +196,12 @@ def _row(b: ir.IRBuilder, tab: ir.Value, kinds: ir.Value, panels: ir.Value, nc: 
                         split = splat(b, r, _V8I64)
                         for half, ids in zip((0, 8), lane_ids):
                             before = b.icmp_signed("<", ids, split)
-                            v = _masked_load(b, b.gep(src, [b.add(o0, i64(half))]), before,
-                                             ir.Constant(_V8, [0.0] * 8))
-                            v = _masked_load(b, b.gep(second, [i64(half)]), b.not_(before), v)
+                            v = masked_load8(b, b.gep(src, [b.add(o0, i64(half))]), before)
+                            v = masked_load8(b, b.gep(second, [i64(half)]), b.not_(before), v)
                             b.store(v, b.bitcast(b.gep(out, [i64(half)], inbounds=True), _V8.as_pointer()),
                                     align=32)
                     with scattered:  # lanes past the block are 0
-                        (_gathered if GATHER else _lanewise)(b, tab, first, lanes, o0, src, out)
+                        _gathered(b, tab, first, lanes, src, out)
 
 
 def _rows8(b: ir.IRBuilder, tab: ir.Value, panels: ir.Value, nc: ir.Value, kc: ir.Value, k: ir.Value,
@@ -229,17 +229,14 @@ def _rows8(b: ir.IRBuilder, tab: ir.Value, panels: ir.Value, nc: ir.Value, kc: i
                         b.store(v, b.bitcast(at, _V8.as_pointer()), align=32)
             with part:
                 for r in range(8):
-                    o0 = b.sext(b.load(b.gep(tab, [first], inbounds=True)), _I64)
-                    _gathered(b, tab, first, lanes, o0, b.gep(src, [i64(r)], inbounds=True),
+                    _gathered(b, tab, first, lanes, b.gep(src, [i64(r)], inbounds=True),
                               b.gep(out, [i64(r * _NR)], inbounds=True))
 
 
-GATHER = True  # non-dense panels by two masked 8-lane gathers (False: 16 scalar loads per row)
-
-
-def _gathered(b: ir.IRBuilder, tab: ir.Value, first: ir.Value, lanes: ir.Value, o0: ir.Value, src: ir.Value,
+def _gathered(b: ir.IRBuilder, tab: ir.Value, first: ir.Value, lanes: ir.Value, src: ir.Value,
               out: ir.Value) -> None:
-    """One panel row as two masked 8-lane gathers through the offset table (``o0`` unused)."""
+    """One panel row as two masked 8-lane gathers through the offset table (lanes from ``lanes`` on: 0).
+    Measured against 16 scalar loads: ResNet-18 at 224 1.08x, a 7x7 stride-2 stem 1.23x."""
     gather = declare(b.module, "llvm.masked.gather.v8f32.v8p0", _V8,
                      [_V8PTRS, _I32, ir.VectorType(ir.IntType(1), 8), _V8])
     base = splat(b, b.ptrtoint(src, _I64), _V8I64)
@@ -250,14 +247,3 @@ def _gathered(b: ir.IRBuilder, tab: ir.Value, first: ir.Value, lanes: ir.Value, 
         mask = b.icmp_signed("<", ir.Constant(_V8I64, list(range(half, half + 8))), splat(b, lanes, _V8I64))
         value = b.call(gather, [ptrs, _I32(4), mask, ir.Constant(_V8, [0.0] * 8)])
         b.store(value, b.bitcast(b.gep(out, [i64(half)], inbounds=True), _V8.as_pointer()), align=32)
-
-
-def _lanewise(b: ir.IRBuilder, tab: ir.Value, first: ir.Value, lanes: ir.Value, o0: ir.Value, src: ir.Value,
-              out: ir.Value) -> None:
-    """One panel row by 16 scalar loads; a lane past the block reads a real element (``o0``), stores 0."""
-    zero = ir.Constant(_F32, 0.0)
-    for lane in range(_NR):
-        valid = b.icmp_signed("<", i64(lane), lanes)
-        off = b.sext(b.load(b.gep(tab, [b.add(first, i64(lane))], inbounds=True)), _I64)
-        value = b.load(b.gep(src, [b.select(valid, off, o0)], inbounds=True))
-        b.store(b.select(valid, value, zero), b.gep(out, [i64(lane)], inbounds=True))

@@ -32,7 +32,18 @@ from collections.abc import Callable
 
 import llvmlite.ir as ir
 from ember.compiler.codegen.llvm import gemm as G
-from ember.compiler.codegen.llvm.irutil import ceil_div, declare, fop, i64, imax, imin, loop, new_function, splat
+from ember.compiler.codegen.llvm.irutil import (
+    ceil_div,
+    declare,
+    fop,
+    i64,
+    imax,
+    imin,
+    loop,
+    masked_load8,
+    new_function,
+    splat,
+)
 
 __all__ = ["DOT_COLS", "DOT_MAX_A", "DOT_ROWS", "PARALLEL_WORK", "SMALL_M", "emit_small_m_dispatch"]
 
@@ -174,14 +185,6 @@ def _build_worker(module: ir.Module, name: str, tile: ir.Function, width: int) -
 # The multi-row dot path: DOT_ROWS rows of A x DOT_COLS rows of B per register tile, nothing packed
 
 
-def _masked_load(b: ir.IRBuilder, ptr: ir.Value, mask: ir.Value) -> ir.Value:
-    """Lanes of ``ptr[0:8]`` where ``mask`` is set, zero elsewhere; masked-off lanes are never read, so
-    a K tail can be loaded in one vector without touching memory past the row."""
-    fn = declare(b.module, "llvm.masked.load.v8f32.p0", _V8,
-                 [_V8.as_pointer(), _I32, ir.VectorType(ir.IntType(1), 8), _V8])
-    return b.call(fn, [b.bitcast(ptr, _V8.as_pointer()), _I32(4), mask, ir.Constant(_V8, [0.0] * 8)])
-
-
 def _dot_block(b: ir.IRBuilder, arows: list[ir.Value], brows: list[ir.Value], k: ir.Value) -> list[ir.Value]:
     """Dot products of every row in ``arows`` with every row in ``brows`` over ``k`` elements: one vector
     per row of A whose first ``len(brows)`` lanes hold its sums. One accumulator vector per pair; a K
@@ -206,7 +209,7 @@ def _dot_block(b: ir.IRBuilder, arows: list[ir.Value], brows: list[ir.Value], k:
     pre = b.block
     with b.if_then(b.icmp_signed(">", rem, i64(0))):
         mask = _lanes_below(b, rem)
-        tail = step(lambda row: _masked_load(b, G._at(b, row, kv), mask), accs)
+        tail = step(lambda row: masked_load8(b, G._at(b, row, kv), mask), accs)
         tail_block = b.block
     merged = []
     for before, after in zip(accs, tail):
@@ -233,14 +236,14 @@ def _masked_store(b: ir.IRBuilder, value: ir.Value, ptr: ir.Value, mask: ir.Valu
 def _masked_operands(b: ir.IRBuilder, epi: G.Epilogue, ctx: ir.Value, row: ir.Value, col: ir.Value,
                      mask: ir.Value) -> dict[str, ir.Value]:
     """The epilogue operands for C[row, col:col+8] where ``mask`` is set (``row`` must be in range)."""
-    ops = {name: _masked_load(b, G._at(b, G._ctx_get(b, ctx, name), col), mask)
+    ops = {name: masked_load8(b, G._at(b, G._ctx_get(b, ctx, name), col), mask)
            for name in ("col_scale", "col_bias") if getattr(epi, name)}
     for name in ("row_scale", "row_bias"):
         if getattr(epi, name):
             ops[name] = splat(b, b.load(G._at(b, G._ctx_get(b, ctx, name), row)), _V8)
     if epi.residual:
         ptr = G._at(b, G._ctx_get(b, ctx, "R"), b.mul(row, G._ctx_get(b, ctx, "ldr")), col)
-        ops["residual"] = _masked_load(b, ptr, mask)
+        ops["residual"] = masked_load8(b, ptr, mask)
     return ops
 
 

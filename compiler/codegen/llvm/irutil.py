@@ -8,7 +8,7 @@ from contextlib import contextmanager
 import llvmlite.ir as ir
 
 __all__ = ["F32", "I1", "I8", "I32", "I64", "FAST", "ceil_div", "declare", "fop", "i64", "imax", "imin",
-           "intrinsic", "loop", "new_function", "splat", "splat_const", "type_suffix"]
+           "intrinsic", "loop", "masked_load8", "new_function", "splat", "splat_const", "type_suffix"]
 
 F32, I1, I8, I32, I64 = ir.FloatType(), ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
 FAST = ("contract",)  # lets mul+add fuse into FMA without changing other IEEE semantics
@@ -62,6 +62,15 @@ def declare(module: ir.Module, name: str, ret: ir.Type, args: list[ir.Type]) -> 
     if fn is None:
         fn = ir.Function(module, ir.FunctionType(ret, args), name)
     return fn
+
+
+def masked_load8(b: ir.IRBuilder, ptr: ir.Value, mask: ir.Value, passthru: ir.Value | None = None) -> ir.Value:
+    """Lanes of the float ``ptr[0:8]`` where ``mask`` (<8 x i1>) is set, ``passthru``'s (default zero)
+    elsewhere; masked-off lanes are never read, so the vector may straddle the end of a buffer."""
+    v8 = ir.VectorType(F32, 8)
+    fn = declare(b.module, "llvm.masked.load.v8f32.p0", v8, [v8.as_pointer(), I32, ir.VectorType(I1, 8), v8])
+    rest = ir.Constant(v8, [0.0] * 8) if passthru is None else passthru
+    return b.call(fn, [b.bitcast(ptr, v8.as_pointer()), I32(4), mask, rest])
 
 
 def intrinsic(b: ir.IRBuilder, name: str, ty: ir.Type, args: list[ir.Value], nargs_ty: int = 1) -> ir.Value:

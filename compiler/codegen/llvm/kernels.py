@@ -387,9 +387,9 @@ class KernelCodegen:
         args += [ops.get(n, null) for n in ("col_scale", "col_bias", "row_scale", "row_bias", "residual")]
         args += [i64(s.ldr), self.nthreads]
         if image:
-            g = s.b_image
-            args += [i64(v) for v in (g.plane, g.wp, g.kh, g.kw, g.dh, g.dw, g.wout, g.sh, g.sw, g.positions,
-                                      g.image_stride, int(g.transposed))]
+            from ember.compiler.codegen.llvm.gemm_image import image_args
+
+            args += [i64(v) for v in image_args(s.b_image)]
         status = self.b.call(fn, args)
         self.b.store(self.b.or_(self.b.load(self.status), status), self.status)
 
