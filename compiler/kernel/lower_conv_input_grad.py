@@ -74,7 +74,7 @@ def _forward_pays(y: View, w: View, groups: int, out_shape: tuple[int, ...],
     weights per chunk of images and scatters serially. LeNet's input gradients (6 and 1 output
     channels) stay with col2im (0.7 vs 1.8 ms at batch 64), as do strided ones, whose spread input is
     3/4 zeros at stride 2; ResNet's stride-1 ones (64..512 channels) take the forward form."""
-    from ember.compiler.codegen.llvm.gemm import MR
+    from ember.compiler.codegen.llvm.gemm import register_tile
     from ember.compiler.kernel.lower_conv_transpose import col2im_chunk
 
     cog, cig = w.shape[1], w.shape[0] // groups
@@ -87,7 +87,7 @@ def _forward_pays(y: View, w: View, groups: int, out_shape: tuple[int, ...],
         p_out *= s_
     for s_ in y.shape[2:]:
         p_in *= s_
-    batch, rows = y.shape[0], cog * k_full
+    batch, rows, MR = y.shape[0], cog * k_full, register_tile().mr
     forward = batch * (-(-cog // MR) * MR * p_out * cig * k_used + 2 * cig * k_used * p_out)
     chunks = -(-batch // col2im_chunk(batch, p_in))
     col2im = batch * (rows * p_in * cig + 8 * rows * p_in) + chunks * 2 * rows * cig

@@ -1,13 +1,14 @@
-"""A generated, BLAS-free fp32 GEMM for the host CPU (AVX2 + FMA), with fused epilogues.
+"""A generated, BLAS-free fp32 GEMM for the host CPU (AVX2 + FMA, or AVX-512), with fused epilogues.
 
 ``emit_gemm`` writes into an llvmlite module one function computing ``C = epilogue(A @ B)`` for row-major
 fp32 operands. It follows the BLIS design because that is what reaches the FMA peak on this machine
-without assembly: a 6x16 register tile (12 ``<8 x float>`` accumulators, one broadcast of A and two B
-vectors per k step, ``llvm.fma.v8f32``), operands packed into MR-row / NR-column panels so the kernel
-streams contiguous memory, and cache blocking (KC x NR panels of B stay in L1, an MC x KC block of A in
-L2, a KC x NC block of B in L3). The epilogue (scales, biases, residual, activation) is applied to each
-output tile while it is still in registers, after the last K block, so conv/linear + BN + bias + ReLU
-(+ residual) costs one pass over C.
+without assembly: an MR x 16 register tile (``register_tile``: with 8-lane AVX2 vectors 6 rows of two
+``<8 x float>`` accumulators, with 16-lane AVX-512 vectors 8 rows of one ``<16 x float>``; per k step one
+broadcast of A per row, the row's B vectors and an ``llvm.fma`` per accumulator), operands packed into
+MR-row / NR-column panels so the kernel streams contiguous memory, and cache blocking (KC x NR panels of
+B stay in L1, an MC x KC block of A in L2, a KC x NC block of B in L3). The epilogue (scales, biases,
+residual, activation) is applied to each output tile while it is still in registers, after the last K
+block, so conv/linear + BN + bias + ReLU (+ residual) costs one pass over C.
 
 Generated function (C view; ``name`` is chosen by the caller)::
 
@@ -59,16 +60,16 @@ from ember.compiler.codegen.llvm.irutil import splat as _splat
 from ember.compiler.codegen.llvm.irutil import splat_const as _splat_const
 from ember.runtime.errors import ArgumentError, CompileError, ShapeError
 
-__all__ = ["ACTIVATIONS", "MR", "NR", "Epilogue", "GemmConfig", "emit_gemm", "gemm_callable",
-           "gemm_ctypes_argtypes"]
+__all__ = ["ACTIVATIONS", "NR", "Epilogue", "GemmConfig", "emit_gemm", "gemm_callable",
+           "gemm_ctypes_argtypes", "register_tile"]
 
-MR = 6  # rows of the register tile
-NR = 16  # columns of the register tile (two 8-lane vectors)
+NR = 16  # columns of the register tile (two 8-lane or one 16-lane vector)
+TILE_ROWS = {8: 6, 16: 8}  # rows of the register tile by vector lanes (see register_tile)
 ACTIVATIONS = ("none", "relu", "relu6", "leaky_relu", "sigmoid", "tanh", "silu")
 
 _F32, _I1, _I8, _I32, _I64 = ir.FloatType(), ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
 _V8 = ir.VectorType(_F32, 8)
-_FPTR, _V8PTR, _I8PTR = _F32.as_pointer(), _V8.as_pointer(), _I8.as_pointer()
+_FPTR, _I8PTR = _F32.as_pointer(), _I8.as_pointer()
 _FAST = ("contract",)  # lets mul+add fuse into FMA without changing other IEEE semantics
 
 
@@ -124,6 +125,8 @@ class GemmConfig:
     tens of us (a conv's per-image GEMMs forking at 64k made LeNet-5 @64 2-4x slower on 2 threads).
     ``dot_max_m``: with a transposed B (a Linear weight) and at most this many rows, packing B costs more
     than the packed kernel saves (B is used by few rows), so ``gemv.py``'s unpacked path runs instead.
+    ``lanes``: the micro-kernel's vector width (8 or 16 floats; 0: the host's, ``register_tile``).
+    ``mc`` must be a multiple of 24 so that both tile heights divide it.
     """
 
     mc: int = 120
@@ -131,13 +134,41 @@ class GemmConfig:
     nc: int = 4096
     serial_work: int = 1 << 20
     dot_max_m: int = 64  # trans_b with M up to this runs gemv.py's unpacked dot path (0: never)
+    lanes: int = 0
 
     def __post_init__(self) -> None:
-        if self.mc <= 0 or self.mc % MR or self.nc <= 0 or self.nc % NR or self.kc <= 0:
+        if self.mc <= 0 or self.mc % 24 or self.nc <= 0 or self.nc % NR or self.kc <= 0:
             raise ArgumentError(
                 f"GemmConfig(mc={self.mc}, kc={self.kc}, nc={self.nc}): mc must be a positive multiple of "
-                f"{MR}, nc of {NR}, kc positive"
+                f"24 (both register tile heights divide it), nc of {NR}, kc positive"
             )
+        if self.lanes not in (0, *TILE_ROWS):
+            raise ArgumentError(f"GemmConfig(lanes={self.lanes}): choose 8 (AVX2), 16 (AVX-512) or 0 (the host's)")
+
+
+@dataclass(frozen=True)
+class Tile:
+    """The register tile: ``mr`` rows of ``NR`` columns held in ``NR // lanes`` vectors per row."""
+
+    mr: int
+    lanes: int
+
+    @property
+    def vec(self) -> ir.VectorType:
+        return ir.VectorType(_F32, self.lanes)
+
+    @property
+    def per_row(self) -> int:
+        return NR // self.lanes
+
+
+def register_tile(lanes: int = 0) -> Tile:
+    """The register tile for ``lanes``-wide vectors (0: the host's widest, ``jit.host_vector_lanes``)."""
+    if not lanes:
+        from ember.compiler.codegen.llvm.jit import host_vector_lanes
+
+        lanes = host_vector_lanes()
+    return Tile(TILE_ROWS[lanes], lanes)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -155,12 +186,12 @@ def _at(b: ir.IRBuilder, ptr: ir.Value, *offsets: ir.Value | int) -> ir.Value:
     return ptr
 
 
-def _vload(b: ir.IRBuilder, fptr: ir.Value, align: int = 4) -> ir.Value:
-    return b.load(b.bitcast(fptr, _V8PTR), align=align)
+def _vload(b: ir.IRBuilder, fptr: ir.Value, align: int = 4, ty: ir.VectorType = _V8) -> ir.Value:
+    return b.load(b.bitcast(fptr, ty.as_pointer()), align=align)
 
 
 def _vstore(b: ir.IRBuilder, value: ir.Value, fptr: ir.Value, align: int = 4) -> None:
-    b.store(value, b.bitcast(fptr, _V8PTR), align=align)
+    b.store(value, b.bitcast(fptr, value.type.as_pointer()), align=align)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -296,11 +327,11 @@ def _pack_scalar_edge(b: ir.IRBuilder, kc: ir.Value, count: ir.Value, width: int
             b.store(b.select(valid, b.load(_at(b, row, off)), zero), _at(b, out, lane))
 
 
-def _build_pack_a(module: ir.Module, name: str) -> ir.Function:
-    """``pack_a(kc, mc, a, lda, dst)``: A[mc, kc] (row stride lda) -> ceil(mc/6) panels of [kc][6].
+def _build_pack_a(module: ir.Module, name: str, MR: int) -> ir.Function:
+    """``pack_a(kc, mc, a, lda, dst)``: A[mc, kc] (row stride lda) -> ceil(mc/MR) panels of [kc][MR].
 
-    Full panels move 8 k-columns at a time: six row loads, an 8x8 register transpose, and eight
-    overlapping 8-wide stores of 6 useful lanes each (the two spare lanes are overwritten by the next
+    Full panels move 8 k-columns at a time: MR (6 or 8) row loads, an 8x8 register transpose, and eight
+    8-wide stores of MR useful lanes each (with 6 rows the two spare lanes are overwritten by the next
     store, so the buffer carries 16 floats of slack at its end).
     """
     fn, b = _new_function(module, name, ir.VoidType(),
@@ -317,7 +348,7 @@ def _build_pack_a(module: ir.Module, name: str) -> ir.Function:
                 kv = b.and_(kc, _i64(-8))
                 with _loop(b, 0, kv, 8, name="pa8") as k0:
                     rows = [_vload(b, _at(b, src, b.mul(_i64(r), lda), k0)) for r in range(MR)]
-                    cols = _transpose8(b, rows + [zero8, zero8])
+                    cols = _transpose8(b, rows + [zero8] * (8 - MR))
                     for k in range(8):
                         _vstore(b, cols[k], _at(b, d, b.mul(b.add(k0, _i64(k)), _i64(MR))))
                 with _loop(b, kv, kc, name="pa1") as k:
@@ -383,8 +414,8 @@ def _pack_bt_full(b: ir.IRBuilder, kc: ir.Value, src: ir.Value, ldb: ir.Value, d
 # The 6x16 micro-kernel and its store/epilogue phase
 
 
-def _kernel_loop(b: ir.IRBuilder, kc: ir.Value, ap: ir.Value, bp: ir.Value) -> list[ir.Value]:
-    """Accumulate ``Ap[kc][6] x Bp[kc][16]`` into 12 vector registers; returns them row-major."""
+def _kernel_loop(b: ir.IRBuilder, kc: ir.Value, ap: ir.Value, bp: ir.Value, tile: Tile) -> list[ir.Value]:
+    """Accumulate ``Ap[kc][MR] x Bp[kc][16]`` into ``MR * per_row`` vector registers, row-major."""
     pre = b.block
     head = b.append_basic_block("k.head")
     body = b.append_basic_block("k.body")
@@ -393,21 +424,22 @@ def _kernel_loop(b: ir.IRBuilder, kc: ir.Value, ap: ir.Value, bp: ir.Value) -> l
     b.position_at_end(head)
     k = b.phi(_I64, "k")
     k.add_incoming(_i64(0), pre)
-    zero = ir.Constant(_V8, [0.0] * 8)
+    MR, vec, per_row = tile.mr, tile.vec, tile.per_row
+    zero = ir.Constant(vec, [0.0] * tile.lanes)
     accs = []
-    for i in range(2 * MR):
-        phi = b.phi(_V8, f"acc{i}")
+    for i in range(MR * per_row):
+        phi = b.phi(vec, f"acc{i}")
         phi.add_incoming(zero, pre)
         accs.append(phi)
     b.cbranch(b.icmp_signed("<", k, kc), body, done)
     b.position_at_end(body)
     brow = _at(b, bp, b.mul(k, _i64(NR)))
-    bvec = [_vload(b, brow, align=32), _vload(b, _at(b, brow, 8), align=32)]
+    bvec = [_vload(b, _at(b, brow, tile.lanes * h), 32, vec) for h in range(per_row)]
     arow = _at(b, ap, b.mul(k, _i64(MR)))
     new = []
     for i in range(MR):
-        a = _splat(b, b.load(_at(b, arow, i)), _V8)
-        new += [_fma(b, a, bvec[0], accs[2 * i]), _fma(b, a, bvec[1], accs[2 * i + 1])]
+        a = _splat(b, b.load(_at(b, arow, i)), vec)
+        new += [_fma(b, a, bv, accs[per_row * i + h]) for h, bv in enumerate(bvec)]
     for phi, value in zip(accs, new):
         phi.add_incoming(value, b.block)
     k.add_incoming(b.add(k, _i64(1)), b.block)
@@ -418,11 +450,12 @@ def _kernel_loop(b: ir.IRBuilder, kc: ir.Value, ap: ir.Value, bp: ir.Value) -> l
 
 def _epi_operands(b: ir.IRBuilder, epi: Epilogue, ctx: ir.Value, row: ir.Value, col: ir.Value,
                   ty: ir.Type) -> dict[str, ir.Value]:
-    """Load the epilogue operands for element (row, col) [scalar ``ty``] or (row, col..col+7) [vector]."""
+    """Load the epilogue operands for element (row, col) [scalar ``ty``] or (row, col..col+lanes-1)
+    [vector ``ty``]."""
 
     def load(name: str, index: ir.Value) -> ir.Value:
         ptr = _at(b, _ctx_get(b, ctx, name), index)
-        return _vload(b, ptr) if isinstance(ty, ir.VectorType) else b.load(ptr)
+        return _vload(b, ptr, ty=ty) if isinstance(ty, ir.VectorType) else b.load(ptr)
 
     def row_value(name: str) -> ir.Value:
         return _splat(b, b.load(_at(b, _ctx_get(b, ctx, name), row)), ty)
@@ -436,18 +469,19 @@ def _epi_operands(b: ir.IRBuilder, epi: Epilogue, ctx: ir.Value, row: ir.Value, 
 
 def _store_full_tile(b: ir.IRBuilder, epi: Epilogue, ctx: ir.Value, accs: list[ir.Value], c: ir.Value,
                      ldc: ir.Value, accumulate: ir.Value, last: ir.Value, row: ir.Value,
-                     col: ir.Value) -> None:
-    """A complete 6x16 tile: add the old C when accumulating over K blocks, epilogue in registers."""
-    ptrs = [_at(b, c, b.mul(_i64(i), ldc), 8 * h) for i in range(MR) for h in range(2)]
+                     col: ir.Value, tile: Tile) -> None:
+    """A complete MR x 16 tile: add the old C when accumulating over K blocks, epilogue in registers."""
+    MR, vec, per_row = tile.mr, tile.vec, tile.per_row
+    ptrs = [_at(b, c, b.mul(_i64(i), ldc), tile.lanes * h) for i in range(MR) for h in range(per_row)]
     with b.if_else(accumulate) as (then, otherwise):
         with then:
-            summed = [_fop(b, "fadd", acc, _vload(b, ptr)) for acc, ptr in zip(accs, ptrs)]
+            summed = [_fop(b, "fadd", acc, _vload(b, ptr, ty=vec)) for acc, ptr in zip(accs, ptrs)]
             summed_block = b.block
         with otherwise:
             fresh_block = b.block
     vals = []
     for acc, total in zip(accs, summed):
-        phi = b.phi(_V8)
+        phi = b.phi(vec)
         phi.add_incoming(total, summed_block)
         phi.add_incoming(acc, fresh_block)
         vals.append(phi)
@@ -459,9 +493,10 @@ def _store_full_tile(b: ir.IRBuilder, epi: Epilogue, ctx: ir.Value, accs: list[i
         with then:
             for i in range(MR):
                 r = b.add(row, _i64(i))
-                for h in range(2):
-                    ops = _epi_operands(b, epi, ctx, r, b.add(col, _i64(8 * h)), _V8)
-                    _vstore(b, _apply_epilogue(b, epi, vals[2 * i + h], ops), ptrs[2 * i + h])
+                for h in range(per_row):
+                    ops = _epi_operands(b, epi, ctx, r, b.add(col, _i64(tile.lanes * h)), vec)
+                    k = per_row * i + h
+                    _vstore(b, _apply_epilogue(b, epi, vals[k], ops), ptrs[k])
         with otherwise:
             for ptr, v in zip(ptrs, vals):
                 _vstore(b, v, ptr)
@@ -470,9 +505,9 @@ def _store_full_tile(b: ir.IRBuilder, epi: Epilogue, ctx: ir.Value, accs: list[i
 def _store_edge_tile(b: ir.IRBuilder, epi: Epilogue, ctx: ir.Value, accs: list[ir.Value], buf: ir.Value,
                      c: ir.Value, ldc: ir.Value, mr: ir.Value, nr: ir.Value, accumulate: ir.Value,
                      last: ir.Value, row: ir.Value, col: ir.Value) -> None:
-    """A clipped tile (mr < 6 or nr < 16): spill to a stack tile, then copy the valid part element-wise."""
+    """A clipped tile (mr < MR or nr < 16): spill to a stack tile, then copy the valid part element-wise."""
     for i, acc in enumerate(accs):
-        _vstore(b, acc, _at(b, buf, 8 * i), align=32)
+        _vstore(b, acc, _at(b, buf, acc.type.count * i), align=32)
     zero = ir.Constant(_F32, 0.0)
     with _loop(b, 0, mr, name="ei") as i:
         crow = _at(b, c, b.mul(i, ldc))
@@ -492,10 +527,10 @@ def _store_edge_tile(b: ir.IRBuilder, epi: Epilogue, ctx: ir.Value, accs: list[i
                 b.store(_apply_epilogue(b, epi, b.load(ptr), ops), ptr)
 
 
-def _build_microkernel(module: ir.Module, name: str, epi: Epilogue) -> ir.Function:
+def _build_microkernel(module: ir.Module, name: str, epi: Epilogue, tile: Tile) -> ir.Function:
     """``ukernel(kc, ap, bp, c, ldc, mr, nr, accumulate, last, row, col, ctx)``: one C tile.
 
-    Always computes a full 6x16 product (packing zero-pads the panels); ``mr``/``nr`` clip the store.
+    Always computes a full MR x 16 product (packing zero-pads the panels); ``mr``/``nr`` clip the store.
     ``accumulate`` adds the tile to C (K blocks after the first); ``last`` applies the epilogue.
     """
     fn, b = _new_function(module, name, ir.VoidType(), [
@@ -504,6 +539,7 @@ def _build_microkernel(module: ir.Module, name: str, epi: Epilogue) -> ir.Functi
     kc, ap, bp, c, ldc, mr, nr, accumulate, last, row, col, ctx = fn.args
     for arg in (ap, bp):
         arg.add_attribute("noalias")
+    MR = tile.mr
     buf = b.bitcast(b.alloca(ir.ArrayType(_F32, MR * NR), name="edge"), _FPTR)
     buf.operands[0].align = 32
     prefetch = _declare(module, "llvm.prefetch.p0", ir.VoidType(), [_I8PTR, _I32, _I32, _I32])
@@ -511,11 +547,11 @@ def _build_microkernel(module: ir.Module, name: str, epi: Epilogue) -> ir.Functi
         row_ptr = _at(b, c, b.mul(_i64(i), ldc))
         for off in (0, NR - 1):
             b.call(prefetch, [b.bitcast(_at(b, row_ptr, off), _I8PTR), _I32(1), _I32(3), _I32(1)])
-    accs = _kernel_loop(b, kc, ap, bp)
+    accs = _kernel_loop(b, kc, ap, bp, tile)
     full = b.and_(b.icmp_signed("==", mr, _i64(MR)), b.icmp_signed("==", nr, _i64(NR)))
     with b.if_else(full, likely=True) as (then, otherwise):
         with then:
-            _store_full_tile(b, epi, ctx, accs, c, ldc, accumulate, last, row, col)
+            _store_full_tile(b, epi, ctx, accs, c, ldc, accumulate, last, row, col, tile)
         with otherwise:
             _store_edge_tile(b, epi, ctx, accs, buf, c, ldc, mr, nr, accumulate, last, row, col)
     b.ret_void()
@@ -527,7 +563,7 @@ def _build_microkernel(module: ir.Module, name: str, epi: Epilogue) -> ir.Functi
 
 
 def _build_rect(module: ir.Module, name: str, cfg: GemmConfig, trans_b: bool, pack_a: ir.Function,
-                pack_b: ir.Function, ukernel: ir.Function, image: bool = False) -> ir.Function:
+                pack_b: ir.Function, ukernel: ir.Function, MR: int, image: bool = False) -> ir.Function:
     """``rect(ctx, m0, m1, n0, n1, ap, bp, tp)``: C[m0:m1, n0:n1] by the serial BLIS loop nest
     (jc over NC, pc over K blocks of at most KC (``_balanced_kc``) with B packed, ic over MC with A
     packed, then jr/ir over the tiles). ``image``: B is packed from an image (``gemm_image.py``; ``tp``
@@ -583,7 +619,7 @@ def _balanced_kc(b: ir.IRBuilder, K: ir.Value, kc: int) -> ir.Value:
     return _imin(b, b.and_(b.add(step, _i64(7)), _i64(-8)), _i64(kc))
 
 
-def _emit_partition(b: ir.IRBuilder, nt: ir.Value, tiles_m: ir.Value, tiles_n: ir.Value) -> ir.Value:
+def _emit_partition(b: ir.IRBuilder, nt: ir.Value, tiles_m: ir.Value, tiles_n: ir.Value, MR: int) -> ir.Value:
     """Choose ``tm`` (threads along M; ``tn = nt / tm`` along N) minimizing the largest rectangle's
     work plus its packing: ``h*w + 8*(h + w)`` with h, w the rectangle's padded height and width."""
     best_tm = b.alloca(_I64, name="best_tm")
@@ -617,7 +653,7 @@ def _alloc_floats(b: ir.IRBuilder, count: ir.Value) -> ir.Value:
     return b.call(aligned_alloc, [_i64(64), nbytes])
 
 
-def _build_worker(module: ir.Module, name: str, cfg: GemmConfig, rect: ir.Function,
+def _build_worker(module: ir.Module, name: str, cfg: GemmConfig, rect: ir.Function, MR: int,
                   image: bool = False) -> ir.Function:
     """``worker(void *ctx)``: the function libgomp runs on every thread (also called directly when serial).
 
@@ -633,7 +669,7 @@ def _build_worker(module: ir.Module, name: str, cfg: GemmConfig, rect: ir.Functi
     nt, tid = b.select(serial, _i64(1), nt), b.select(serial, _i64(0), tid)
     M, N, K = (_ctx_get(b, ctx, n) for n in ("M", "N", "K"))
     tiles_m, tiles_n = _ceil_div(b, M, MR), _ceil_div(b, N, NR)
-    tm = _emit_partition(b, nt, tiles_m, tiles_n)
+    tm = _emit_partition(b, nt, tiles_m, tiles_n, MR)
     tn = b.sdiv(nt, tm)
     m0, m1 = _split(b, b.sdiv(tid, tn), tm, tiles_m, MR, M)
     n0, n1 = _split(b, b.srem(tid, tn), tn, tiles_n, NR, N)
@@ -672,7 +708,7 @@ def gemm_ctypes_argtypes() -> list[Any]:
     return [conv[str(t)] for _, t in _ENTRY_ARGS]
 
 
-def _build_entry(module: ir.Module, name: str, cfg: GemmConfig, worker: ir.Function,
+def _build_entry(module: ir.Module, name: str, cfg: GemmConfig, worker: ir.Function, MR: int,
                  small_m: Epilogue | None = None, image: bool = False) -> ir.Function:
     """The exported function; with ``small_m`` (trans_b variants) small M runs ``gemv.py``'s path;
     ``image``: B is an image, its geometry the extra ``IMAGE_ARGS`` after the common arguments."""
@@ -723,10 +759,11 @@ def emit_gemm(module: ir.Module, name: str, epilogue: Epilogue | None = None, tr
         raise CompileError(f"cannot emit GEMM {name!r}: the module already defines that name")
     pack_b = build_pack_b_image(module, f"{name}.pack_b_image", _CTX_PTR, _ctx_get) if b_image \
         else _build_pack_b(module, f"{name}.pack_b", trans_b)
-    rect = _build_rect(module, f"{name}.rect", cfg, trans_b, _build_pack_a(module, f"{name}.pack_a"), pack_b,
-                       _build_microkernel(module, f"{name}.ukernel", epi), b_image)
-    worker = _build_worker(module, f"{name}.worker", cfg, rect, b_image)
-    return _build_entry(module, name, cfg, worker, epi if trans_b else None, b_image)
+    tile = register_tile(cfg.lanes)
+    rect = _build_rect(module, f"{name}.rect", cfg, trans_b, _build_pack_a(module, f"{name}.pack_a", tile.mr),
+                       pack_b, _build_microkernel(module, f"{name}.ukernel", epi, tile), tile.mr, b_image)
+    worker = _build_worker(module, f"{name}.worker", cfg, rect, tile.mr, b_image)
+    return _build_entry(module, name, cfg, worker, tile.mr, epi if trans_b else None, b_image)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -1,8 +1,10 @@
 """The generated GEMM against a float64 numpy reference, and the JIT layer's checks.
 
-Shapes cover the edges of the 6x16 tile and of every cache block: with the tiny blocking config
-(``_TINY``) small problems cross several MC / KC / NC blocks, so the multi-block paths run in
-milliseconds; the default config is exercised with K > KC and M > MC as well.
+Shapes cover the edges of both register tiles (6x16 with 8-lane vectors, 8x16 with 16-lane ones; both
+are generated and run here whatever the host has, LLVM splitting 16-lane vectors on an AVX2 machine) and
+of every cache block: with the tiny blocking configs (``_TINY``) small problems cross several MC / KC /
+NC blocks, so the multi-block paths run in milliseconds; the default config is exercised with K > KC and
+M > MC as well.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from ember.compiler.codegen.llvm import jit  # noqa: E402
 from ember.compiler.codegen.llvm.gemm import Epilogue, GemmConfig, emit_gemm, gemm_callable  # noqa: E402
 from ember.runtime.errors import ArgumentError, CompileError, ShapeError  # noqa: E402
 
-_TINY = GemmConfig(mc=12, kc=24, nc=48, serial_work=0, dot_max_m=0)  # packed path for every M
+_TINY = GemmConfig(mc=24, kc=24, nc=48, serial_work=0, dot_max_m=0)  # packed path for every M
+LANES = [8, 16]
 
 
 def _rand(*shape: int, seed: int = 0) -> np.ndarray:
@@ -51,25 +54,43 @@ SHAPES = [
 ]
 
 
+@pytest.mark.parametrize("lanes", LANES)
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("trans_b", [False, True])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
-def test_plain_gemm_matches_numpy(shape: tuple[int, int, int], trans_b: bool, threads: int) -> None:
+def test_plain_gemm_matches_numpy(shape: tuple[int, int, int], trans_b: bool, threads: int, lanes: int) -> None:
     m, n, k = shape
     a, b = _rand(m, k), _rand(*((n, k) if trans_b else (k, n)), seed=1)
-    got = gemm_callable(trans_b=trans_b, threads=threads)(a, b)
+    got = gemm_callable(trans_b=trans_b, config=GemmConfig(lanes=lanes, dot_max_m=0), threads=threads)(a, b)
     _check(got, _product(a, b, trans_b), k)
 
 
+@pytest.mark.parametrize("lanes", LANES)
 @pytest.mark.parametrize("threads", [1, 2, 3])
 @pytest.mark.parametrize("shape", [(1, 1, 1), (7, 13, 5), (29, 53, 71), (61, 100, 24), (6, 200, 49),
-                                   (200, 6, 49)], ids=lambda s: "x".join(map(str, s)))
-def test_multi_block_paths_with_tiny_blocking(shape: tuple[int, int, int], threads: int) -> None:
+                                   (8, 200, 49), (200, 6, 49)], ids=lambda s: "x".join(map(str, s)))
+def test_multi_block_paths_with_tiny_blocking(shape: tuple[int, int, int], threads: int, lanes: int) -> None:
     m, n, k = shape
+    config = GemmConfig(mc=24, kc=24, nc=48, serial_work=0, dot_max_m=0, lanes=lanes)
     for trans_b in (False, True):
         a, b = _rand(m, k), _rand(*((n, k) if trans_b else (k, n)), seed=2)
-        got = gemm_callable(trans_b=trans_b, config=_TINY, threads=threads)(a, b)
+        got = gemm_callable(trans_b=trans_b, config=config, threads=threads)(a, b)
         _check(got, _product(a, b, trans_b), k)
+
+
+def test_register_tile_follows_the_vector_width() -> None:
+    from ember.compiler.codegen.llvm.gemm import register_tile
+
+    assert (register_tile(8).mr, register_tile(8).per_row) == (6, 2)
+    assert (register_tile(16).mr, register_tile(16).per_row) == (8, 1)
+    host = register_tile()
+    assert host.lanes == jit.host_vector_lanes() and host.lanes in LANES
+    module = ir.Module(name="lanes")
+    emit_gemm(module, "g16", config=GemmConfig(lanes=16))
+    emit_gemm(module, "g8", config=GemmConfig(lanes=8))
+    text = str(module)
+    assert "<16 x float>" in text.split('define internal void @"g8.ukernel"')[0]  # g16's micro-kernel
+    assert "llvm.fma.v16f32" in text and "llvm.fma.v8f32" in text
 
 
 @pytest.mark.parametrize("kc", [20, 24])
@@ -77,7 +98,7 @@ def test_balanced_k_blocks_apply_the_epilogue_once(kc: int) -> None:
     """K is cut into equal blocks (rounded up to 8, at most kc; kc = 20 is not a multiple of 8): every K
     around the block edges must give the product with the bias and ReLU applied after the last block."""
     epi = Epilogue(col_bias=True, activation="relu")
-    config = GemmConfig(mc=12, kc=kc, nc=48, serial_work=0, dot_max_m=0)
+    config = GemmConfig(mc=24, kc=kc, nc=48, serial_work=0, dot_max_m=0)
     for k in (1, 7, 19, 20, 21, 33, 41, 97):
         for trans_b in (False, True):
             a, b = _rand(13, k, seed=k), _rand(*((22, k) if trans_b else (k, 22)), seed=k + 1)
@@ -130,12 +151,13 @@ EPILOGUES = [
 ]
 
 
+@pytest.mark.parametrize("lanes", LANES)
 @pytest.mark.parametrize("epi", EPILOGUES, ids=lambda e: e.tag)
-def test_each_epilogue(epi: Epilogue) -> None:
+def test_each_epilogue(epi: Epilogue, lanes: int) -> None:
     for (m, n, k), threads in (((97, 131, 61), 1), ((13, 37, 400), 2)):  # one and several K blocks
         a, b = _rand(m, k), _rand(k, n, seed=3)
         ops = _operands(epi, m, n)
-        got = gemm_callable(epi, threads=threads)(a, b, **ops)
+        got = gemm_callable(epi, config=GemmConfig(lanes=lanes), threads=threads)(a, b, **ops)
         _check(got, _epilogue_reference(_product(a, b, False), epi, ops), k)
 
 
@@ -147,7 +169,7 @@ def test_everything_at_once_transposed_strided_multithreaded() -> None:
     w = _rand(n, k + 9, seed=4)[:, 4:k + 4]  # a Linear weight view, ldb > k
     out = np.full((m, n + 7), np.nan, dtype=np.float32)[:, :n]  # ldc > n
     ops = _operands(epi, m, n)
-    for config in (_TINY, GemmConfig()):
+    for config in (_TINY, GemmConfig(), GemmConfig(lanes=8), GemmConfig(lanes=16, dot_max_m=0)):
         got = gemm_callable(epi, trans_b=True, config=config, threads=2)(a, w, out=out, **ops)
         assert got is out
         _check(out, _epilogue_reference(_product(a, w, True), epi, ops), k)
@@ -191,8 +213,10 @@ def test_bad_arguments_raise_typed_errors() -> None:
         gemm_callable(Epilogue(col_bias=True), threads=1)(_rand(3, 4), _rand(4, 2))
     with pytest.raises(ArgumentError, match="unknown GEMM epilogue activation"):
         Epilogue(activation="gelu_typo")
-    with pytest.raises(ArgumentError):
+    with pytest.raises(ArgumentError, match="multiple of 24"):
         GemmConfig(mc=100)
+    with pytest.raises(ArgumentError, match="lanes"):
+        GemmConfig(lanes=4)
 
 
 def test_module_compiles_to_a_pic_object_file() -> None:
