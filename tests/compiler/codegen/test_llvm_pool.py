@@ -26,6 +26,11 @@ SPECS: list[tuple[str, tuple[int, ...], dict[str, Any]]] = [
     ("avg_pool", (2, 3, 11, 10), {"kernel_size": (3, 2), "stride": (2, 2), "padding": (1,),
                                   "count_include_pad": False, "ceil_mode": True}),
     ("avg_pool", (1, 2, 16, 16), {"kernel_size": (4, 4), "divisor_override": 3}),
+    # rows wide enough that the last dim splits into border windows and a vectorized interior
+    ("max_pool", (2, 3, 10, 40), {"kernel_size": (3, 3), "stride": (2, 2), "padding": (1,)}),
+    ("max_pool", (2, 3, 50), {"kernel_size": (5,), "stride": (3,), "padding": (2,), "ceil_mode": True}),
+    ("avg_pool", (1, 2, 9, 37), {"kernel_size": (3, 3), "stride": (2, 2), "padding": (1,), "ceil_mode": True,
+                                 "count_include_pad": False}),
 ]
 rng = np.random.default_rng(4)
 

@@ -108,7 +108,7 @@ def test_fractional_max_pool_with_given_samples_matches_torch(dtype) -> None:
         g = randn(*tv.shape).astype(dtype)
         tv.backward(torch.tensor(g))
         ev.backward(ember.tensor(g))
-        np.testing.assert_allclose(ex.grad.numpy(), tx.grad.numpy())
+        np.testing.assert_allclose(ex.grad.numpy(), tx.grad.numpy(), rtol=1e-6)  # overlapping windows: sum order
 
 
 def test_fractional_max_pool_random_windows_properties() -> None:
