@@ -119,10 +119,14 @@ class Epilogue:
 class GemmConfig:
     """Cache-blocking parameters (in elements) and the serial cut-off.
 
-    Defaults suit Zen 3 (32 KiB L1d, 512 KiB L2): a KC x 16 B panel (24 KiB) stays in L1, an MC x KC
-    block of A (180 KiB) in L2. ``serial_work`` is the M*N*K below which forking threads costs more
-    than it saves: ~25 us of one core, because waking sleeping libgomp threads on the loaded VM costs
-    tens of us (a conv's per-image GEMMs forking at 64k made LeNet-5 @64 2-4x slower on 2 threads).
+    Defaults suit Zen 3 and Zen 4 (32 KiB L1d, 512 KiB-1 MiB L2): a KC x 16 B panel (24 KiB) stays in
+    L1, an MC x KC block of A (180 KiB) in L2 (other KC, MC and NC measured within 2% on Zen 4).
+    ``serial_work`` is the M*N*K below which forking threads costs more than it saves: 256 Ki, about
+    2.5 us of one core. Idle libgomp threads spin for a while (``runtime/settings.prepare_thread_pool``),
+    so inside a model call a fork finds them awake; when they slept, waking them cost tens of us and the
+    cut-off was 1 Mi. Lowering it to 256 Ki (with ``gemv.PARALLEL_WORK``) made ResNet-18 on 32x32 at
+    batch 1 1.24x and the MLP at batch 1 1.42x faster, others even; 128 Ki made LeNet-5 at batch 1 1.2x
+    slower (its second convolution, 240 Ki, then forks).
     ``dot_max_m``: with a transposed B (a Linear weight) and at most this many rows, packing B costs more
     than the packed kernel saves (B is used by few rows), so ``gemv.py``'s unpacked path runs instead.
     ``lanes``: the micro-kernel's vector width (8 or 16 floats; 0: the host's, ``register_tile``).
@@ -132,7 +136,7 @@ class GemmConfig:
     mc: int = 120
     kc: int = 384
     nc: int = 4096
-    serial_work: int = 1 << 20
+    serial_work: int = 1 << 18
     dot_max_m: int = 64  # trans_b with M up to this runs gemv.py's unpacked dot path (0: never)
     lanes: int = 0
 

@@ -48,7 +48,7 @@ from ember.compiler.codegen.llvm.irutil import (
 __all__ = ["DOT_COLS", "DOT_MAX_A", "DOT_ROWS", "PARALLEL_WORK", "SMALL_M", "emit_small_m_dispatch"]
 
 SMALL_M = 1  # rows of A up to which the one-row tiles run (from M = 2 the 2x6 tiles were 1.2-1.4x faster)
-PARALLEL_WORK = 1 << 20  # M*N*K from which splitting the columns between threads repays the fork
+PARALLEL_WORK = 1 << 18  # M*N*K from which splitting the columns repays the fork (GemmConfig.serial_work)
 CLAIMS_PER_THREAD = 4  # a thread's share of the column tiles is claimed in about this many pieces
 TILE = 8  # output columns per tile: one accumulator each, and one 8-lane vector of results
 DOT_ROWS, DOT_COLS = 2, 6  # the multi-row path's register tile: 12 accumulators, 8 loads per 12 FMAs
