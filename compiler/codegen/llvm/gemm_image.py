@@ -13,10 +13,11 @@ which writes each KC x 16 panel straight from the (zero-padded) image:
 
 Each panel is classified once per packed block (``_panel_kinds``): 16 consecutive addresses (stride 1,
 no output-row break inside) are two vector copies per k; two such runs split by one row break are four
-masked loads; anything else (several breaks, stride 2) two masked 8-lane gathers through the offset
-table. Lanes past the block's last column are zero, as in the template's own edge packing. Everything
-else (blocking, threads, micro-kernel, epilogue) is the template's (``gemm.py``). Which convolutions
-take this path is ``kernel/lower_conv_batched.implicit_pays``'s measured rule.
+masked loads; 16 addresses two apart (stride 2 within an output row: ResNet's stem) four vector loads
+and two deinterleaving shuffles; anything else two masked 8-lane gathers through the offset table. Lanes
+past the block's last column are zero, as in the template's own edge packing. Everything else (blocking,
+threads, micro-kernel, epilogue) is the template's (``gemm.py``). Which convolutions take this path is
+``kernel/lower_conv_batched.implicit_pays``'s measured rule.
 
 Transposed (``Im2col.transposed``, the convolution weight gradient ``dW = dY @ cols^T``): rows ``k`` are
 the positions ``(image, oh, ow)`` and columns ``n`` the taps ``(c, i, j)``, ``B[k, n] = im2col[n, k]``:
@@ -142,26 +143,30 @@ def build_pack_b_image(module: ir.Module, name: str, ctx_type: ir.Type, ctx_get:
     return fn
 
 
-_DENSE, _GATHER = 0, -1  # panel kinds; 1 .. 15: two runs, the second starting at that lane
+_DENSE, _GATHER, _STRIDE2 = 0, -1, -2  # panel kinds; 1 .. 15: two runs, the second starting at that lane
 
 
 def _panel_kinds(b: ir.IRBuilder, tab: ir.Value, kinds: ir.Value, panels: ir.Value, nc: ir.Value) -> None:
     """Classify each panel once per packed block by its column offsets: ``_DENSE`` (16 consecutive
     addresses), ``r`` in 1..15 (two runs of consecutive addresses split at lane ``r``: an output-row break
-    at stride 1), else ``_GATHER`` (more breaks, strides, or a partial last panel)."""
+    at stride 1), ``_STRIDE2`` (16 addresses two apart), else ``_GATHER`` (more breaks, other strides, or
+    a partial last panel)."""
     with loop(b, 0, panels, name="pkind") as p:
         first = b.mul(p, i64(_NR))
         lanes = imin(b, i64(_NR), b.sub(nc, first))
         prev = b.load(b.gep(tab, [first], inbounds=True))
-        breaks, at = i64(0), i64(0)
+        breaks, at, not_two = i64(0), i64(0), i64(0)
         for lane in range(1, _NR):
             cur = b.load(b.gep(tab, [b.add(first, i64(lane))], inbounds=True))
-            broken = b.icmp_signed("!=", b.sub(cur, prev), ir.Constant(_I32, 1))
+            step = b.sub(cur, prev)
+            broken = b.icmp_signed("!=", step, ir.Constant(_I32, 1))
             breaks = b.add(breaks, b.zext(broken, _I64))
+            not_two = b.add(not_two, b.zext(b.icmp_signed("!=", step, ir.Constant(_I32, 2)), _I64))
             at = b.select(b.and_(broken, b.icmp_signed("==", at, i64(0))), i64(lane), at)
             prev = cur
         kind = b.select(b.icmp_signed("==", breaks, i64(0)), i64(_DENSE),
-                        b.select(b.icmp_signed("==", breaks, i64(1)), at, i64(_GATHER)))
+                        b.select(b.icmp_signed("==", breaks, i64(1)), at,
+                                 b.select(b.icmp_signed("==", not_two, i64(0)), i64(_STRIDE2), i64(_GATHER))))
         kind = b.select(b.icmp_signed("==", lanes, i64(_NR)), kind, i64(_GATHER))
         b.store(b.trunc(kind, _I32), b.gep(kinds, [p], inbounds=True))
 
@@ -201,7 +206,24 @@ def _row(b: ir.IRBuilder, tab: ir.Value, kinds: ir.Value, panels: ir.Value, nc: 
                             b.store(v, b.bitcast(b.gep(out, [i64(half)], inbounds=True), _V8.as_pointer()),
                                     align=32)
                     with scattered:  # lanes past the block are 0
-                        _gathered(b, tab, first, lanes, src, out)
+                        with b.if_else(b.icmp_signed("==", kind, i64(_STRIDE2))) as (strided, gather):
+                            with strided:
+                                _every_other(b, b.gep(src, [o0], inbounds=True), out)
+                            with gather:
+                                _gathered(b, tab, first, lanes, src, out)
+
+
+def _every_other(b: ir.IRBuilder, at: ir.Value, out: ir.Value) -> None:
+    """One panel row from ``at[0], at[2], .., at[30]``: four 8-lane loads (the last masked to its first
+    seven lanes, so nothing past ``at[30]`` is read) and a shuffle keeping the even lanes of each pair."""
+    evens = ir.Constant(_V8I32, list(range(0, 16, 2)))
+    loads = [b.load(b.bitcast(b.gep(at, [i64(8 * q)], inbounds=True), _V8.as_pointer()), align=4)
+             for q in range(3)]
+    seven = ir.Constant(ir.VectorType(ir.IntType(1), 8), [1] * 7 + [0])
+    loads.append(masked_load8(b, b.gep(at, [i64(24)], inbounds=True), seven))
+    for half, (lo, hi) in zip((0, 8), (loads[:2], loads[2:])):
+        b.store(b.shuffle_vector(lo, hi, evens), b.bitcast(b.gep(out, [i64(half)], inbounds=True),
+                                                              _V8.as_pointer()), align=32)
 
 
 def _rows8(b: ir.IRBuilder, tab: ir.Value, panels: ir.Value, nc: ir.Value, kc: ir.Value, k: ir.Value,
