@@ -24,6 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 from ember.compiler.ir.graph import Graph
+from ember.compiler.passes.affine_batch_norm import affine_batch_norm
 from ember.compiler.passes.canonicalize import canonicalize
 from ember.compiler.passes.cse import eliminate_common_subexpressions
 from ember.compiler.passes.cut_conv_taps import cut_conv_taps
@@ -37,9 +38,10 @@ _CLEANUP: list[Any] = [fold_constants, eliminate_common_subexpressions, eliminat
 
 INFERENCE_PIPELINE: list[Any] = [canonicalize, *_CLEANUP]
 
-# ember.compile's inference path: weight preparation (cut_conv_taps' weight slices) is then split off by
-# hoist_parameter_work and runs only when the weights change (compile_graph(..., hoist=True)).
-PREPARED_PIPELINE: list[Any] = [canonicalize, cut_conv_taps, *_CLEANUP]
+# ember.compile's inference path: weight preparation (a batch norm's scale and shift, cut_conv_taps' weight
+# slices) is then split off by hoist_parameter_work and runs only when the weights change
+# (compile_graph(..., hoist=True)).
+PREPARED_PIPELINE: list[Any] = [canonicalize, affine_batch_norm, cut_conv_taps, *_CLEANUP]
 
 FROZEN_PIPELINE: list[Any] = [
     freeze_parameters,

@@ -105,10 +105,15 @@ def test_compiled_model_follows_changed_weights() -> None:
         cm = ember.compile(m)
         first = cm(x).numpy()
         prep = cm.compiled_for(x).result.prep
-        assert prep is not None and len(prep.names) == 2  # the 2x2 -> 1x1 and the 1x1 conv's weights
+        # the batch norm's scale and shift (affine_batch_norm), the 2x2 -> 1x1 and the 1x1 conv's weights
+        assert prep is not None and len(prep.names) == 4
+        assert {"1.running_mean", "1.running_var", "1.weight", "1.bias"} <= set(prep.sources)
         np.testing.assert_allclose(first, _torch_twin(m)(torch.from_numpy(x.numpy())).detach().numpy(), rtol=1e-4,
                                    atol=1e-5)
         m[5].weight.mul_(-2.0)                 # in place: the version counter moves
+        np.testing.assert_allclose(cm(x).numpy(), m(x).numpy(), rtol=1e-4, atol=1e-5)
+        m[1].running_var.mul_(3.0)             # a buffer the batch norm's prepared scale reads
+        m[1].running_mean.add_(0.5)
         np.testing.assert_allclose(cm(x).numpy(), m(x).numpy(), rtol=1e-4, atol=1e-5)
         m[3].weight.data = ember.randn(16, 8, 3, 3)  # rebound
         np.testing.assert_allclose(cm(x).numpy(), m(x).numpy(), rtol=1e-4, atol=1e-5)
@@ -156,4 +161,5 @@ def test_report_shows_the_split() -> None:
     assert any(line.startswith("+  %") and "getitem" in line for line in diffs["cut_conv_taps"])
     split = diffs["hoist_parameter_work"]
     assert "prep graph (run when the weights change):" in split
-    assert any("prep0.3.weight" in line and "parameter" in line for line in split)
+    assert any("prep2.3.weight" in line and "parameter" in line for line in split)
+    assert any(line.startswith("+  %") and "rsqrt" in line for line in diffs["affine_batch_norm"])
