@@ -152,10 +152,9 @@ def _split_last(out_shape: tuple[int, ...], names: Any, body: Any, bounds: tuple
         return loops
 
     nest = _nest(out_shape[:-1], names, rows)
-    if any(n > 1 for n in out_shape[:-1]) and work >= PARALLEL_MIN_ELEMENTS:  # nest is one outer loop
-        top = nest[0]
-        assert isinstance(top, Loop)
-        nest = [Loop(top.var, top.extent, top.body, LoopKind.PARALLEL)]
+    top = nest[0] if len(nest) == 1 else None
+    if isinstance(top, Loop) and any(n > 1 for n in out_shape[:-1]) and work >= PARALLEL_MIN_ELEMENTS:
+        nest = [Loop(top.var, top.extent, top.body, LoopKind.PARALLEL)]  # the outermost output dim
     return nest
 
 

@@ -78,7 +78,7 @@ def test_references_agree_with_torch() -> None:
     np.testing.assert_allclose(CASES[4][2], want, rtol=1e-6)
 
 
-@pytest.mark.parametrize("k", [0, 1, 2])
+@pytest.mark.parametrize("k", [0, 1, 2, 6, 7])
 def test_max_pool_indices_match_reference_and_torch(k: int) -> None:
     g = CASES[k][0]
     values, indices = g.nodes[0].outputs
