@@ -496,7 +496,8 @@ def lower_template_group(group: FusionGroup, ev: _Evaluator,
         found = ", ".join(group.nodes[i].op for i in gis)
         raise CompileError(f"fusion group {group.name!r} holds several template ops ({found}); a kernel "
                            "takes one template plus elementwise code")
-    node = group.nodes[gis[0]]
+    group, gi = _independent_first(group, gis[0])
+    node = group.nodes[gi]
     template = REGISTRY[node.op].lowering["template"]
     target = TEMPLATE_LOWERINGS.get(f"{template}/{node.op}", TEMPLATE_LOWERINGS.get(template))
     if target is None:
@@ -504,7 +505,30 @@ def lower_template_group(group: FusionGroup, ev: _Evaluator,
                            f"{template!r} is not implemented")
     module, fn = target.split(":")
     lower = getattr(importlib.import_module(f"ember.compiler.kernel.{module}"), fn)
-    return lower(group, gis[0], ev, names)
+    return lower(group, gi, ev, names)
+
+
+def _independent_first(group: FusionGroup, gi: int) -> tuple[FusionGroup, int]:
+    """The group with every node that does not read the template's result (even indirectly) moved in
+    front of the template node, relative order kept; and the template's new index.
+
+    Tracing emits a conv's bias reshape (``reshape(b) -> [C, 1, 1]``) after the conv, so it sat between
+    the conv and the ``add`` that uses it, and the epilogue matcher, which walks the template's readers
+    in order, stopped there: LeNet-5's convolutions ran plain GEMMs and then a separate bias + ReLU pass.
+    """
+    template = group.nodes[gi]
+    tainted = set(template.outputs)
+    before, after = list(group.nodes[:gi]), []
+    for node in group.nodes[gi + 1:]:
+        if any(isinstance(x, str) and x in tainted for x in node.inputs):
+            tainted.update(node.outputs)
+            after.append(node)
+        else:
+            before.append(node)
+    if len(before) == gi:
+        return group, gi
+    return FusionGroup(group.name, [*before, template, *after], group.types, group.inputs, group.outputs), \
+        len(before)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -506,6 +506,26 @@ def _store_full_tile(b: ir.IRBuilder, epi: Epilogue, ctx: ir.Value, accs: list[i
                 _vstore(b, v, ptr)
 
 
+def _store_short_tile(b: ir.IRBuilder, epi: Epilogue, ctx: ir.Value, accs: list[ir.Value], c: ir.Value,
+                      ldc: ir.Value, mr: ir.Value, accumulate: ir.Value, last: ir.Value, row: ir.Value,
+                      col: ir.Value, tile: Tile) -> None:
+    """A full-width tile with only ``mr < MR`` rows (the last tile of an M that MR does not divide, e.g.
+    LeNet-5's 6 output channels under the 8-row AVX-512 tile): each valid row as in a full tile, with
+    vector loads and stores, instead of the element-wise edge path."""
+    vec, per_row = tile.vec, tile.per_row
+    for i in range(tile.mr):
+        with b.if_then(b.icmp_signed("<", _i64(i), mr)):
+            r = b.add(row, _i64(i))
+            for h in range(per_row):
+                ptr = _at(b, c, b.mul(_i64(i), ldc), tile.lanes * h)
+                v = accs[per_row * i + h]
+                v = b.select(accumulate, _fop(b, "fadd", v, _vload(b, ptr, ty=vec)), v)
+                if not epi.is_identity:
+                    ops = _epi_operands(b, epi, ctx, r, b.add(col, _i64(tile.lanes * h)), vec)
+                    v = b.select(last, _apply_epilogue(b, epi, v, ops), v)
+                _vstore(b, v, ptr)
+
+
 def _store_edge_tile(b: ir.IRBuilder, epi: Epilogue, ctx: ir.Value, accs: list[ir.Value], buf: ir.Value,
                      c: ir.Value, ldc: ir.Value, mr: ir.Value, nr: ir.Value, accumulate: ir.Value,
                      last: ir.Value, row: ir.Value, col: ir.Value) -> None:
@@ -534,7 +554,8 @@ def _store_edge_tile(b: ir.IRBuilder, epi: Epilogue, ctx: ir.Value, accs: list[i
 def _build_microkernel(module: ir.Module, name: str, epi: Epilogue, tile: Tile) -> ir.Function:
     """``ukernel(kc, ap, bp, c, ldc, mr, nr, accumulate, last, row, col, ctx)``: one C tile.
 
-    Always computes a full MR x 16 product (packing zero-pads the panels); ``mr``/``nr`` clip the store.
+    Always computes a full MR x 16 product (packing zero-pads the panels); ``mr``/``nr`` clip the store
+    (fewer rows: vector stores row by row; fewer columns: the element-wise edge path).
     ``accumulate`` adds the tile to C (K blocks after the first); ``last`` applies the epilogue.
     """
     fn, b = _new_function(module, name, ir.VoidType(), [
@@ -552,12 +573,16 @@ def _build_microkernel(module: ir.Module, name: str, epi: Epilogue, tile: Tile) 
         for off in (0, NR - 1):
             b.call(prefetch, [b.bitcast(_at(b, row_ptr, off), _I8PTR), _I32(1), _I32(3), _I32(1)])
     accs = _kernel_loop(b, kc, ap, bp, tile)
-    full = b.and_(b.icmp_signed("==", mr, _i64(MR)), b.icmp_signed("==", nr, _i64(NR)))
-    with b.if_else(full, likely=True) as (then, otherwise):
+    wide = b.icmp_signed("==", nr, _i64(NR))
+    with b.if_else(b.and_(b.icmp_signed("==", mr, _i64(MR)), wide), likely=True) as (then, otherwise):
         with then:
             _store_full_tile(b, epi, ctx, accs, c, ldc, accumulate, last, row, col, tile)
         with otherwise:
-            _store_edge_tile(b, epi, ctx, accs, buf, c, ldc, mr, nr, accumulate, last, row, col)
+            with b.if_else(wide) as (short, edge):
+                with short:
+                    _store_short_tile(b, epi, ctx, accs, c, ldc, mr, accumulate, last, row, col, tile)
+                with edge:
+                    _store_edge_tile(b, epi, ctx, accs, buf, c, ldc, mr, nr, accumulate, last, row, col)
     b.ret_void()
     return fn
 

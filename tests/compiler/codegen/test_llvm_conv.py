@@ -133,6 +133,26 @@ def test_resnet_tail_is_one_gemm_epilogue(monkeypatch: pytest.MonkeyPatch) -> No
     assert text.count("gemm[") == 1
 
 
+def test_bias_reshaped_after_the_conv_still_joins_the_epilogue() -> None:
+    """Tracing puts a conv's ``reshape(bias)`` between the conv and the ``add`` that reads it (LeNet-5's
+    order); the lowering moves nodes that do not read the conv in front of it, so the bias and the ReLU
+    are still the GEMM's epilogue, not a second pass over the output."""
+    xs, ws = (3, 6, 14, 14), (16, 6, 5, 5)
+    attrs = CONV.normalize(CONV.check_attrs({}), _T(xs), _T(ws))
+    out_t = CONV.infer(_T(xs), _T(ws), **attrs)
+    types = {"x": _T(xs), "w": _T(ws), "b": _T((16,)), "y": out_t, "b3": _T((16, 1, 1)), "z": out_t,
+             "r": out_t}
+    nodes = [GroupNode("conv", ("x", "w"), ("y",), attrs), GroupNode("reshape", ("b",), ("b3",), {"shape": (16, 1, 1)}),
+             GroupNode("add", ("y", "b3"), ("z",)), GroupNode("relu", ("z",), ("r",))]
+    group = FusionGroup("lenet_conv2", nodes, types, ["x", "w", "b"], ["r"])
+    text = str(lower_group(group).kernel)
+    assert "epilogue=row_bias_relu" in text and text.count("gemm[") == 1
+    x, w, b = (rng.standard_normal(s).astype(np.float32) for s in (xs, ws, (16,)))
+    got = compile_groups("lenet_conv2", [group], ["x", "w", "b"], ["r"])(x, w, b)[0]
+    want = torch.relu(F.conv2d(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b))).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
 def test_pointwise_conv_needs_no_im2col(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(lower_conv_batched, "TARGET_COLUMNS", 0)
     monkeypatch.setattr(lower_conv_batched, "POSITION_ROWS", 0)
