@@ -7,8 +7,8 @@ without assembly: an MR x 16 register tile (``register_tile``: with 8-lane AVX2 
 broadcast of A per row, the row's B vectors and an ``llvm.fma`` per accumulator), operands packed into
 MR-row / NR-column panels so the kernel streams contiguous memory, and cache blocking (KC x NR panels of
 B stay in L1, an MC x KC block of A in L2, a KC x NC block of B in L3). The epilogue (scales, biases,
-residual, activation) is applied to each output tile while it is still in registers, after the last K
-block, so conv/linear + BN + bias + ReLU (+ residual) costs one pass over C.
+residual, activation; ``gemm_epilogue.py``) is applied to each output tile while it is still in
+registers, after the last K block, so conv/linear + BN + bias + ReLU (+ residual) costs one pass over C.
 
 Generated function (C view; ``name`` is chosen by the caller)::
 
@@ -38,7 +38,6 @@ libgomp's (``GOMP_parallel``); problems under ``GemmConfig.serial_work`` multipl
 from __future__ import annotations
 
 import ctypes
-import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,6 +45,9 @@ from typing import Any
 
 import llvmlite.ir as ir
 import numpy as np
+from ember.compiler.codegen.llvm.gemm_epilogue import ACTIVATIONS, Epilogue
+from ember.compiler.codegen.llvm.gemm_epilogue import apply_epilogue as _apply_epilogue
+from ember.compiler.codegen.llvm.gemm_epilogue import fma as _fma
 from ember.compiler.codegen.llvm.gemm_image import IMAGE_ARGS, build_pack_b_image
 from ember.compiler.codegen.llvm.irutil import ceil_div as _ceil_div
 from ember.compiler.codegen.llvm.irutil import declare as _declare
@@ -53,11 +55,9 @@ from ember.compiler.codegen.llvm.irutil import fop as _fop
 from ember.compiler.codegen.llvm.irutil import i64 as _i64
 from ember.compiler.codegen.llvm.irutil import imax as _imax
 from ember.compiler.codegen.llvm.irutil import imin as _imin
-from ember.compiler.codegen.llvm.irutil import intrinsic as _intrinsic
 from ember.compiler.codegen.llvm.irutil import loop as _loop
 from ember.compiler.codegen.llvm.irutil import new_function as _new_function
 from ember.compiler.codegen.llvm.irutil import splat as _splat
-from ember.compiler.codegen.llvm.irutil import splat_const as _splat_const
 from ember.runtime.errors import ArgumentError, CompileError, ShapeError
 
 __all__ = ["ACTIVATIONS", "NR", "Epilogue", "GemmConfig", "emit_gemm", "gemm_callable",
@@ -65,54 +65,11 @@ __all__ = ["ACTIVATIONS", "NR", "Epilogue", "GemmConfig", "emit_gemm", "gemm_cal
 
 NR = 16  # columns of the register tile (two 8-lane or one 16-lane vector)
 TILE_ROWS = {8: 6, 16: 8}  # rows of the register tile by vector lanes (see register_tile)
-ACTIVATIONS = ("none", "relu", "relu6", "leaky_relu", "sigmoid", "tanh", "silu")
 
 _F32, _I1, _I8, _I32, _I64 = ir.FloatType(), ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
 _V8 = ir.VectorType(_F32, 8)
 _FPTR, _I8PTR = _F32.as_pointer(), _I8.as_pointer()
 _FAST = ("contract",)  # lets mul+add fuse into FMA without changing other IEEE semantics
-
-
-@dataclass(frozen=True)
-class Epilogue:
-    """What to do with each output element after the matrix product (a hashable cache key).
-
-    The order is fixed: scales, then biases, then the residual, then the activation, which is the order
-    a folded batch norm (scale + shift), a bias, a ResNet shortcut and a ReLU compose in.
-    ``alpha`` is the negative slope of ``leaky_relu`` and is baked into the code.
-    """
-
-    col_scale: bool = False
-    col_bias: bool = False
-    row_scale: bool = False
-    row_bias: bool = False
-    residual: bool = False
-    activation: str = "none"
-    alpha: float = 0.01
-
-    def __post_init__(self) -> None:
-        if self.activation not in ACTIVATIONS:
-            choices = ", ".join(ACTIVATIONS)
-            raise ArgumentError(f"unknown GEMM epilogue activation {self.activation!r}; "
-                                f"choose one of {choices}")
-        if not math.isfinite(self.alpha):
-            raise ArgumentError(f"leaky_relu slope must be finite, got {self.alpha!r}")
-
-    @property
-    def tag(self) -> str:
-        """A short identifier-safe summary, used in generated function names."""
-        names = ("col_scale", "col_bias", "row_scale", "row_bias", "residual")
-        parts = [n for n in names if getattr(self, n)]
-        if self.activation != "none":
-            parts.append(self.activation)
-        if self.activation == "leaky_relu":
-            parts.append(f"{self.alpha:g}".replace(".", "p").replace("-", "m").replace("+", ""))
-        return "_".join(parts) or "plain"
-
-    @property
-    def is_identity(self) -> bool:
-        """True when the epilogue leaves the product unchanged."""
-        return self.tag == "plain"
 
 
 @dataclass(frozen=True)
@@ -179,10 +136,6 @@ def register_tile(lanes: int = 0) -> Tile:
 # Small IR-building helpers (shared ones live in irutil)
 
 
-def _fma(b: ir.IRBuilder, x: ir.Value, y: ir.Value, z: ir.Value) -> ir.Value:
-    return _intrinsic(b, "llvm.fma", x.type, [x, y, z], 3)
-
-
 def _at(b: ir.IRBuilder, ptr: ir.Value, *offsets: ir.Value | int) -> ir.Value:
     """``ptr + sum(offsets)`` (element-wise pointer arithmetic)."""
     for off in offsets:
@@ -196,74 +149,6 @@ def _vload(b: ir.IRBuilder, fptr: ir.Value, align: int = 4, ty: ir.VectorType = 
 
 def _vstore(b: ir.IRBuilder, value: ir.Value, fptr: ir.Value, align: int = 4) -> None:
     b.store(value, b.bitcast(fptr, value.type.as_pointer()), align=align)
-
-
-# ---------------------------------------------------------------------------------------------------
-# Epilogue math (shared by the vector path of full tiles and the scalar path of edge tiles)
-
-
-def _exp(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
-    """exp(x) by range reduction to [-ln2/2, ln2/2] and a degree-6 polynomial (about 2 ulp).
-
-    Written out instead of calling ``expf`` so it vectorizes and needs no libm symbol; the input is
-    clamped so 2^n stays a normal float (exp saturates at ~1.6e38 and ~1.2e-38).
-    """
-    ty = x.type
-    c = lambda v: _splat_const(ty, v)  # noqa: E731
-    x = _intrinsic(b, "llvm.minnum", ty, [x, c(88.0)], 2)
-    x = _intrinsic(b, "llvm.maxnum", ty, [x, c(-87.0)], 2)
-    n = _intrinsic(b, "llvm.floor", ty, [_fop(b, "fadd", _fop(b, "fmul", x, c(1.44269504088896341)), c(0.5))])
-    r = _fma(b, n, c(-0.693359375), x)
-    r = _fma(b, n, c(2.12194440e-4), r)
-    p = c(1.9875691500e-4)
-    for coef in (1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1):
-        p = _fma(b, p, r, c(coef))
-    p = _fma(b, p, _fop(b, "fmul", r, r), _fop(b, "fadd", r, c(1.0)))
-    ity = ir.VectorType(_I32, ty.count) if isinstance(ty, ir.VectorType) else _I32
-    bits = b.shl(b.add(b.fptosi(n, ity), _splat_const(ity, 127)), _splat_const(ity, 23))
-    return _fop(b, "fmul", p, b.bitcast(bits, ty))
-
-
-def _sigmoid(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
-    one = _splat_const(x.type, 1.0)
-    return _fop(b, "fdiv", one, _fop(b, "fadd", one, _exp(b, b.fneg(x))))
-
-
-def _activation(b: ir.IRBuilder, epi: Epilogue, x: ir.Value) -> ir.Value:
-    """Apply ``epi.activation``; NaN propagates through relu/relu6/leaky_relu like in PyTorch."""
-    ty = x.type
-    zero = _splat_const(ty, 0.0)
-    act = epi.activation
-    if act == "none":
-        return x
-    if act in ("relu", "relu6"):
-        x = b.select(b.fcmp_ordered("<", x, zero), zero, x)
-        if act == "relu6":
-            six = _splat_const(ty, 6.0)
-            x = b.select(b.fcmp_ordered(">", x, six), six, x)
-        return x
-    if act == "leaky_relu":
-        return b.select(b.fcmp_ordered("<", x, zero), _fop(b, "fmul", x, _splat_const(ty, epi.alpha)), x)
-    if act == "sigmoid":
-        return _sigmoid(b, x)
-    if act == "silu":
-        return _fop(b, "fmul", x, _sigmoid(b, x))
-    if act == "tanh":  # 1 - 2 / (exp(2x) + 1): saturates cleanly at both ends
-        one = _splat_const(ty, 1.0)
-        e = _exp(b, _fop(b, "fadd", x, x))
-        return _fop(b, "fsub", one, _fop(b, "fdiv", _splat_const(ty, 2.0), _fop(b, "fadd", e, one)))
-    raise CompileError(f"GEMM epilogue: activation {act!r} has no code generator")  # pragma: no cover
-
-
-def _apply_epilogue(b: ir.IRBuilder, epi: Epilogue, x: ir.Value, ops: dict[str, ir.Value]) -> ir.Value:
-    """``ops`` maps the epilogue's operand names to values of ``x``'s type (see ``_epi_operands``)."""
-    for name in ("col_scale", "row_scale"):
-        if name in ops:
-            x = _fop(b, "fmul", x, ops[name])
-    for name in ("col_bias", "row_bias", "residual"):
-        if name in ops:
-            x = _fop(b, "fadd", x, ops[name])
-    return _activation(b, epi, x)
 
 
 # ---------------------------------------------------------------------------------------------------
