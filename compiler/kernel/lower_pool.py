@@ -85,9 +85,8 @@ def _window_body(x: View, kind: str, attrs: dict[str, Any], nd: int, acc: str, n
     dil = attrs.get("dilation", (1,) * nd)
     neutral = Const(float("-inf") if kind == "max" else 0.0, x.dtype)
     # a dim whose windows never leave the input (no padding, no ceil-mode overhang) needs no bounds test
-    inside = [attrs["padding"][i] == 0
-              and (out_spatial[i] - 1) * attrs["stride"][i] + (attrs["kernel_size"][i] - 1) * dil[i] < spatial[i]
-              for i in range(nd)]
+    inside = [interior(out_spatial[i], spatial[i], attrs["kernel_size"][i], attrs["stride"][i],
+                       attrs["padding"][i], dil[i]) == (0, out_spatial[i]) for i in range(nd)]
     inside[-1] = inside[-1] or last_inside
 
     def tap(t: Index) -> list[Stmt]:

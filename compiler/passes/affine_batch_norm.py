@@ -34,24 +34,23 @@ __all__ = ["affine_batch_norm"]
 
 
 def affine_batch_norm(graph: Graph) -> tuple[Graph, bool, dict[str, Any]]:
-    rw, b = Rewriter(graph), None
+    rw = Rewriter(graph)
+    b = rw.b
     memo: dict[int, bool] = {}
     done = 0
     for node in graph.nodes:
-        x = node.inputs[0] if node.inputs else None
-        if node.op.name != "batch_norm" or not all(is_static(v, memo) for v in node.inputs[1:]) \
-                or len(getattr(x, "shape", ())) < 2:
+        if node.op.name != "batch_norm" or not all(is_static(v, memo) for v in node.inputs[1:]):
             rw.copy(node)
             continue
-        b = rw.b
         rw.label(node)
         x, mean, var, gamma, beta = (rw.sub(v) for v in node.inputs)
         s = b.mul(gamma, b.rsqrt(b.add(var, node.attrs["eps"])))
         t = b.sub(beta, b.mul(mean, s))
-        channels = (node.outputs[0].shape[1],) + (1,) * (len(node.outputs[0].shape) - 2)
-        rw.replace(node.outputs[0], b.add(b.mul(x, b.reshape(s, shape=channels)), b.reshape(t, shape=channels)))
+        out = node.outputs[0]  # batch_norm's inference checks it is [N, C, ...]
+        channels = (out.shape[1],) + (1,) * (len(out.shape) - 2)
+        rw.replace(out, b.add(b.mul(x, b.reshape(s, shape=channels)), b.reshape(t, shape=channels)))
         done += 1
     if not done:
         return graph, False, {}
-    out, _, _ = eliminate_dead_code(rw.finish())
-    return out, True, {"batch_norms": done}
+    out_graph, _, _ = eliminate_dead_code(rw.finish())
+    return out_graph, True, {"batch_norms": done}

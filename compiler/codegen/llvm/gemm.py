@@ -38,6 +38,7 @@ libgomp's (``GOMP_parallel``); problems under ``GemmConfig.serial_work`` multipl
 from __future__ import annotations
 
 import ctypes
+import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -65,6 +66,7 @@ __all__ = ["ACTIVATIONS", "NR", "Epilogue", "GemmConfig", "emit_gemm", "gemm_cal
 
 NR = 16  # columns of the register tile (two 8-lane or one 16-lane vector)
 TILE_ROWS = {8: 6, 16: 8}  # rows of the register tile by vector lanes (see register_tile)
+_MC_UNIT = math.lcm(*TILE_ROWS.values())  # GemmConfig.mc is a multiple of every tile height
 
 _F32, _I1, _I8, _I32, _I64 = ir.FloatType(), ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
 _V8 = ir.VectorType(_F32, 8)
@@ -87,7 +89,7 @@ class GemmConfig:
     ``dot_max_m``: with a transposed B (a Linear weight) and at most this many rows, packing B costs more
     than the packed kernel saves (B is used by few rows), so ``gemv.py``'s unpacked path runs instead.
     ``lanes``: the micro-kernel's vector width (8 or 16 floats; 0: the host's, ``register_tile``).
-    ``mc`` must be a multiple of 24 so that both tile heights divide it.
+    ``mc`` must be a multiple of 24, so that both tile heights divide it.
     """
 
     mc: int = 120
@@ -98,10 +100,10 @@ class GemmConfig:
     lanes: int = 0
 
     def __post_init__(self) -> None:
-        if self.mc <= 0 or self.mc % 24 or self.nc <= 0 or self.nc % NR or self.kc <= 0:
+        if self.mc <= 0 or self.mc % _MC_UNIT or self.nc <= 0 or self.nc % NR or self.kc <= 0:
             raise ArgumentError(
                 f"GemmConfig(mc={self.mc}, kc={self.kc}, nc={self.nc}): mc must be a positive multiple of "
-                f"24 (both register tile heights divide it), nc of {NR}, kc positive"
+                f"{_MC_UNIT} (every register tile height divides it), nc of {NR}, kc positive"
             )
         if self.lanes not in (0, *TILE_ROWS):
             raise ArgumentError(f"GemmConfig(lanes={self.lanes}): choose 8 (AVX2), 16 (AVX-512) or 0 (the host's)")

@@ -22,6 +22,7 @@ Why it looks the way it does:
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import threading
 from typing import Any
@@ -105,6 +106,7 @@ def _create_target_machine(jit: bool) -> llvm.TargetMachine:
     )
 
 
+@functools.cache
 def host_vector_lanes() -> int:
     """float32 lanes of the host's widest vector registers: 16 where AVX-512F is present, else 8.
 
