@@ -65,12 +65,24 @@ IMPLICIT_STRIDED = False       # strided rows too (every panel gathered)
 IMPLICIT_MAX_SCRATCH = 1 << 20
 
 
+def direct_convolutions() -> bool:
+    """Whether the CPU back end runs implicit-GEMM convolutions as direct convolutions (AVX-512 hosts,
+    ``codegen/llvm/conv_direct.py``): no packing of the image, and any plane fills the register tile,
+    so every 2-d convolution reads its image in place and no plane needs the positions schedule.
+    (Lowering asks the back end here because the measured rules above are the packed template's.)"""
+    from ember.compiler.codegen.llvm.conv_direct import direct_available
+
+    return IMPLICIT_GEMM and direct_available()
+
+
 def implicit_pays(out_width: int, stride_w: int, depth: int, rows: int = IMPLICIT_MIN_ROWS,
                   scratch: int = 0) -> bool:
     """Whether a 2-d convolution's GEMM should read the im2col matrix from the image (see above);
     ``scratch``: the floats the im2col matrix would take."""
     if not IMPLICIT_GEMM:
         return False
+    if direct_convolutions():
+        return True
     if scratch >= IMPLICIT_MAX_SCRATCH:
         return True
     return (stride_w == 1 or IMPLICIT_STRIDED) and out_width >= IMPLICIT_MIN_WIDTH \
@@ -85,10 +97,16 @@ def implicit_pays(out_width: int, stride_w: int, depth: int, rows: int = IMPLICI
 # was 1.20x faster this way than per image, whose 49 columns fill 4 panels of 16 (77% used); A/B in one
 # process, 2 threads: ResNet-18 224 b1 1.04x, 32x32 b1 1.07x, VGG-11-BN b8 1.04x, others within 1%.
 POSITION_ROWS = 64
+# With direct convolutions (``direct_convolutions``) the positions schedule is kept only for planes of
+# fewer positions than this (over the batch): below one 8-position register tile the direct kernel
+# computes padding rows, and its per-call weight packing costs more than the dot path's unpacked reads.
+DIRECT_MIN_POSITIONS = 8
 
 
 def choose_schedule(batch: int, positions: int) -> tuple[str, int]:
     """``("positions", batch)``, ``("batched", images per GEMM)`` or ``("per_image", 1)``."""
+    if DIRECT_MIN_POSITIONS <= batch * positions <= POSITION_ROWS and direct_convolutions():
+        return ("batched", batch) if batch > 1 else ("per_image", 1)
     if batch * positions <= POSITION_ROWS:
         return "positions", batch
     chunk = images_per_gemm(batch, positions)

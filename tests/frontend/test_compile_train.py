@@ -339,7 +339,10 @@ def test_dropout_zoo_models_in_eval_mode_compiled_gradients_equal_eager(name: st
     # eval mode: their dropout is off (train mode with dropout: tests/frontend/test_compile_dropout.py)
     from ember.vision import models
 
-    ember.manual_seed(9)
+    # seed 9 left a pre-ReLU value of vgg11_bn at 7e-8: a compiled forward summing in another order
+    # (direct convolutions) flips its sign and with it a whole gradient path; the test is about the
+    # backward, not about such ties
+    ember.manual_seed(10)
     model = getattr(models, name)(num_classes=10).eval()
     eager = copy.deepcopy(model)
     x, y = ember.randn(2, 3, 64, 64), ember.tensor([1, 3])

@@ -363,13 +363,19 @@ class KernelCodegen:
     def gemm(self, s: Gemm) -> None:
         from ember.compiler.codegen.llvm.gemm import emit_gemm
 
+        from ember.compiler.codegen.llvm.conv_direct import direct_pays, emit_direct_conv
+
         image = s.b_image is not None
-        key = ("gemm", s.epilogue, s.trans_b, image)
+        direct = image and direct_pays(s.b_image.transposed)
+        key = ("gemm", s.epilogue, s.trans_b, image, direct)
         fn = self.shared.get(key)
         if fn is None:
-            form = "im" if image else "bt" if s.trans_b else "bn"
-            fn = emit_gemm(self.module, f"ember_gemm_{form}_{s.epilogue.tag}", s.epilogue, s.trans_b,
-                           b_image=image)
+            if direct:
+                fn = emit_direct_conv(self.module, f"ember_conv_direct_{s.epilogue.tag}", s.epilogue)
+            else:
+                form = "im" if image else "bt" if s.trans_b else "bn"
+                fn = emit_gemm(self.module, f"ember_gemm_{form}_{s.epilogue.tag}", s.epilogue, s.trans_b,
+                               b_image=image)
             fn.linkage = "internal"
             self.shared[key] = fn
         fptr = ir.FloatType().as_pointer()

@@ -96,6 +96,8 @@ def _force(monkeypatch: pytest.MonkeyPatch, schedule: str) -> None:
     monkeypatch.setattr(LB, "POSITION_ROWS", rows)
     monkeypatch.setattr(LB, "BATCH_MAX_POSITIONS", positions)
     monkeypatch.setattr(LB, "TARGET_COLUMNS", columns)  # 16 columns: several chunks and a remainder
+    if schedule == "positions":  # else direct convolutions (AVX-512 hosts) take planes of 8+ positions
+        monkeypatch.setattr(LB, "DIRECT_MIN_POSITIONS", 1 << 30)
 
 
 @pytest.mark.parametrize("schedule", list(SCHEDULES))
@@ -110,7 +112,8 @@ def test_every_schedule_matches_torch(schedule: str, monkeypatch: pytest.MonkeyP
         np.testing.assert_allclose(out, case[2], rtol=1e-4, atol=1e-4, err_msg=f"{schedule}: {SPECS[k]}")
 
 
-def test_rule_picks_the_schedule_by_plane_and_batch() -> None:
+def test_rule_picks_the_schedule_by_plane_and_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(LB, "direct_convolutions", lambda: False)  # the packed template's rule
     assert LB.choose_schedule(1, 1) == ("positions", 1)          # ResNet layer4 at 32x32, batch 1
     assert LB.choose_schedule(2, 4) == ("positions", 2)
     assert LB.choose_schedule(1, 49) == ("positions", 1)         # ResNet layer4 at 224: 49 rows
@@ -120,6 +123,20 @@ def test_rule_picks_the_schedule_by_plane_and_batch() -> None:
     assert LB.choose_schedule(32, 64) == ("per_image", 1)        # large enough planes stay per image
     assert LB.choose_schedule(3, 1024) == ("per_image", 1)
     assert LB.images_per_gemm(100, 16, target=256) == 16          # chunks bound the im2col scratch
+
+
+def test_direct_convolutions_take_every_plane_of_one_tile_or_more(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(LB, "direct_convolutions", lambda: True)
+    assert LB.choose_schedule(1, 1) == ("positions", 1)          # under one 8-position tile: the dot path
+    assert LB.choose_schedule(3, 2) == ("positions", 3)
+    assert LB.choose_schedule(1, 49) == ("per_image", 1)         # ResNet layer4 at 224
+    assert LB.choose_schedule(1, 16) == ("per_image", 1)
+    assert LB.choose_schedule(2, 4) == ("batched", 2)            # 8 positions over the batch
+    assert LB.choose_schedule(32, 16) == ("batched", 32)
+    assert LB.choose_schedule(32, 64) == ("per_image", 1)
+    assert LB.implicit_pays(5, 2, 9, 6)                          # any 2-d shape reads its image in place
+    monkeypatch.setattr(LB, "direct_convolutions", lambda: False)
+    assert not LB.implicit_pays(5, 2, 9, 6)
 
 
 def _kernel_text(k: int, schedule: str, monkeypatch: pytest.MonkeyPatch) -> str:
@@ -163,6 +180,7 @@ def test_per_image_schedule_splits_even_batches_over_slots(monkeypatch: pytest.M
     from ember.compiler.kernel.lower_conv import image_slots
 
     assert [image_slots(b) for b in (1, 2, 3, 4, 6, 64)] == [1, 2, 1, 4, 2, 4]
+    monkeypatch.setattr(LB, "direct_convolutions", lambda: False)  # the packed template's im2col rule
     text = _kernel_text(8, "per_image", monkeypatch)  # batch 4, padded: 4 slots of one image each
     assert "parallel for s" in text and "c8_y_pad: float32[4,3," in text and "c8_y_cols: float32[108,35]" in text
     # implicit GEMM (forced here: a 5-wide output row is below IMPLICIT_MIN_WIDTH): the template packs B

@@ -95,6 +95,8 @@ def _force(monkeypatch: pytest.MonkeyPatch, schedule: str) -> None:
     monkeypatch.setattr(LB, "POSITION_ROWS", rows)
     monkeypatch.setattr(LB, "BATCH_MAX_POSITIONS", positions)
     monkeypatch.setattr(LB, "TARGET_COLUMNS", columns)
+    if schedule == "positions":  # else direct convolutions (AVX-512 hosts) take planes of 8+ positions
+        monkeypatch.setattr(LB, "DIRECT_MIN_POSITIONS", 1 << 30)
 
 
 @pytest.mark.parametrize("schedule", list(SCHEDULES))

@@ -1,0 +1,240 @@
+"""Direct convolution: an implicit-GEMM ``Gemm`` run with output channels in the vector lanes.
+
+The GEMM template (``gemm.py`` + ``gemm_image.py``) computes a convolution ``C[Co, P] = W[Co, K] @
+im2col(image)[K, P]`` with positions in the lanes: it packs 16-position panels of the im2col matrix out
+of the image on every call (8-20% of a convolution's time at 224x224), and a 16-wide tile of a small
+plane (4x4, 2x2) is mostly padding. This module computes the same product the other way round, the
+way hand-written direct convolutions do::
+
+    acc[r][l] += image[base(n0 + r) + koff(k)] * Wp[k][l]       r < 8 positions, l < 16 channels
+
+* ``Wp`` is one 16-channel block of the weights transposed to ``[K][16]`` (channels past ``M`` zero),
+  packed per block just before use, so it stays in L1/L2 while every position tile of the thread reads
+  it. The weights are packed once per call either way; nothing of the image is.
+* The image is read in place through broadcast loads: row ``r`` of the tile has its own base pointer
+  (any position, so tiles run across output-row breaks and 2x2 planes waste nothing beyond the tile's
+  8 rows), and ``koff`` is a per-thread table of the taps' offsets, ``c * plane + i * dh * wp + j * dw``.
+* The 8 x 16 accumulator tile (8 ``<16 x float>`` registers: AVX-512 only, see ``direct_pays``) is
+  transposed in registers to 16 channel rows of 8 positions, which are contiguous in ``C``, and the
+  fused epilogue (``gemm_epilogue.py``) is applied on the way out; a tile with fewer than 8 positions
+  stores lane by lane.
+
+The entry function has the b_image GEMM's signature (``gemm.py``'s module docstring plus
+``IMAGE_ARGS``), so ``kernels.py`` calls either the same way. Threads split the channel blocks first
+(each packs only its own), positions when there are fewer blocks than threads.
+"""
+
+from __future__ import annotations
+
+import llvmlite.ir as ir
+from ember.compiler.codegen.llvm import gemm as G
+from ember.compiler.codegen.llvm.gemm_epilogue import Epilogue, apply_epilogue, fma
+from ember.compiler.codegen.llvm.irutil import ceil_div, declare, i64, imin, loop, new_function, splat
+
+__all__ = ["CHANNELS", "DIRECT_CONV", "ROWS", "direct_available", "direct_pays", "emit_direct_conv"]
+
+DIRECT_CONV = True  # False: every implicit-GEMM Gemm takes the packed template (gemm.py)
+ROWS = 8       # output positions per register tile (one broadcast each per k)
+CHANNELS = 16  # output channels per register tile (one <16 x float> accumulator per position)
+
+_F32, _I32, _I64 = ir.FloatType(), ir.IntType(32), ir.IntType(64)
+_V8, _V16 = ir.VectorType(_F32, 8), ir.VectorType(_F32, CHANNELS)
+_FPTR, _I32PTR = _F32.as_pointer(), _I32.as_pointer()
+
+
+def direct_available() -> bool:
+    """Whether this host runs implicit-GEMM convolutions here: the 16-lane tile needs AVX-512 (with
+    8-lane registers its 8 accumulators alone would take all 16)."""
+    from ember.compiler.codegen.llvm.jit import host_vector_lanes
+
+    return DIRECT_CONV and host_vector_lanes() == CHANNELS
+
+
+def direct_pays(transposed: bool) -> bool:
+    """Whether an implicit-GEMM ``Gemm`` runs here rather than in the packed template: every one on an
+    AVX-512 host except the weight-gradient form (``transposed``: taps, not channels, are its rows)."""
+    return not transposed and direct_available()
+
+
+def _pack_block(b: ir.IRBuilder, a: ir.Value, lda: ir.Value, M: ir.Value, K: ir.Value, row0: ir.Value,
+                dst: ir.Value) -> None:
+    """``dst[k][l] = A[row0 + l, k]`` for l < 16 (0 for rows past M): two 8x8 register transposes per 8
+    k-columns, element by element for the last K % 8."""
+    zero8 = ir.Constant(_V8, [0.0] * 8)
+    last = b.sub(M, i64(1))
+    rows = []
+    for lane in range(CHANNELS):  # rows past M read row M-1 (in bounds) and are zeroed
+        row = b.add(row0, i64(lane))
+        rows.append((b.icmp_signed("<", row, M), G._at(b, a, b.mul(imin(b, row, last), lda))))
+    kv = b.and_(K, i64(-8))
+    with loop(b, 0, kv, 8, name="wp8") as k0:
+        vecs = [b.select(ok, G._vload(b, G._at(b, src, k0)), zero8) for ok, src in rows]
+        low, high = G._transpose8(b, vecs[:8]), G._transpose8(b, vecs[8:])
+        for k in range(8):
+            out = G._at(b, dst, b.mul(b.add(k0, i64(k)), i64(CHANNELS)))
+            G._vstore(b, low[k], out, align=32)
+            G._vstore(b, high[k], G._at(b, out, 8), align=32)
+    zero = ir.Constant(_F32, 0.0)
+    with loop(b, kv, K, name="wp1") as k:
+        out = G._at(b, dst, b.mul(k, i64(CHANNELS)))
+        for lane, (ok, src) in enumerate(rows):
+            b.store(b.select(ok, b.load(G._at(b, src, k)), zero), G._at(b, out, lane))
+
+
+def _fill_tap_offsets(b: ir.IRBuilder, ctx: ir.Value, K: ir.Value, tab: ir.Value) -> None:
+    """``tab[k] = c * plane + i * dh * wp + j * dw`` for ``k = (c, i, j)`` (int32)."""
+    get = lambda f: G._ctx_get(b, ctx, f"img_{f}")  # noqa: E731
+    kh, kw = get("kh"), get("kw")
+    taps = b.mul(kh, kw)
+    row_step = b.mul(get("dh"), get("wp"))
+    with loop(b, 0, K, name="tap") as k:
+        c, t = b.sdiv(k, taps), b.srem(k, taps)
+        off = b.add(b.mul(c, get("plane")), b.add(b.mul(b.sdiv(t, kw), row_step), b.mul(b.srem(t, kw), get("dw"))))
+        b.store(b.trunc(off, _I32), G._at(b, tab, k))
+
+
+def _position_offset(b: ir.IRBuilder, ctx: ir.Value, n: ir.Value) -> ir.Value:
+    """Where column ``n`` of the im2col matrix starts in the image: ``oh * sh * wp + ow * sw``, plus
+    ``image * image_stride`` when the columns span several images (``Im2col.positions``)."""
+    get = lambda f: G._ctx_get(b, ctx, f"img_{f}")  # noqa: E731
+    per_image = get("positions")
+    batched = b.icmp_signed(">", per_image, i64(0))
+    span = b.select(batched, per_image, i64(1 << 62))
+    image, pos = b.sdiv(n, span), b.srem(n, span)
+    wout = get("wout")
+    oh, ow = b.sdiv(pos, wout), b.srem(pos, wout)
+    off = b.add(b.mul(b.mul(oh, get("sh")), get("wp")), b.mul(ow, get("sw")))
+    return b.add(off, b.mul(image, get("image_stride")))
+
+
+def _tile_loop(b: ir.IRBuilder, K: ir.Value, wp: ir.Value, tab: ir.Value, bases: list[ir.Value]) -> list[ir.Value]:
+    """``acc[r] = sum_k image[bases[r] + tab[k]] * wp[k][0:16]`` for the tile's rows."""
+    pre = b.block
+    head, body, done = (b.append_basic_block(f"dk.{s}") for s in ("head", "body", "done"))
+    b.branch(head)
+    b.position_at_end(head)
+    k = b.phi(_I64, "k")
+    k.add_incoming(i64(0), pre)
+    zero = ir.Constant(_V16, [0.0] * CHANNELS)
+    accs = []
+    for r in range(len(bases)):
+        phi = b.phi(_V16, f"acc{r}")
+        phi.add_incoming(zero, pre)
+        accs.append(phi)
+    b.cbranch(b.icmp_signed("<", k, K), body, done)
+    b.position_at_end(body)
+    off = b.sext(b.load(G._at(b, tab, k)), _I64)
+    w = G._vload(b, G._at(b, wp, b.mul(k, i64(CHANNELS))), 64, _V16)
+    for r, base in enumerate(bases):
+        x = splat(b, b.load(G._at(b, base, off)), _V16)
+        accs[r].add_incoming(fma(b, x, w, accs[r]), b.block)
+    k.add_incoming(b.add(k, i64(1)), b.block)
+    b.branch(head)
+    b.position_at_end(done)
+    return accs
+
+
+def _store_tile(b: ir.IRBuilder, epi: Epilogue, ctx: ir.Value, accs: list[ir.Value], M: ir.Value,
+                row0: ir.Value, col: ir.Value, valid: ir.Value, spill: ir.Value) -> None:
+    """Transpose the 8-position x 16-channel tile to channel rows and store ``C[row0 + l, col:col+8]``
+    through the epilogue (rows past M skipped; ``valid`` < 8 positions: lane by lane through ``spill``)."""
+    C, ldc = G._ctx_get(b, ctx, "C"), G._ctx_get(b, ctx, "ldc")
+    halves = [ir.Constant(ir.VectorType(_I32, 8), list(range(h, h + 8))) for h in (0, 8)]
+    rows = []
+    for h in halves:
+        rows += G._transpose8(b, [b.shuffle_vector(acc, acc, h) for acc in accs])
+    full = b.icmp_signed("==", valid, i64(ROWS))
+    for lane, v in enumerate(rows):
+        row = b.add(row0, i64(lane))
+        with b.if_then(b.icmp_signed("<", row, M)):
+            out = G._at(b, C, b.add(b.mul(row, ldc), col))
+            with b.if_else(full, likely=True) as (whole, part):
+                with whole:
+                    if not epi.is_identity:
+                        v = apply_epilogue(b, epi, v, G._epi_operands(b, epi, ctx, row, col, _V8))
+                    G._vstore(b, v, out)
+                with part:
+                    G._vstore(b, rows[lane], spill)
+                    with loop(b, 0, valid, name="dv") as j:
+                        x = b.load(G._at(b, spill, j))
+                        if not epi.is_identity:
+                            x = apply_epilogue(b, epi, x, G._epi_operands(b, epi, ctx, row, b.add(col, j), _F32))
+                        b.store(x, G._at(b, out, j))
+
+
+def _build_rect(module: ir.Module, name: str, epi: Epilogue) -> ir.Function:
+    """``rect(ctx, b0, b1, n0, n1, wp, tab, pos)``: channel blocks ``b0 .. b1`` x positions ``n0 .. n1``
+    (``tab``: K int32s of scratch, ``pos``: ``n1 - n0 + ROWS``)."""
+    fn, b = new_function(module, name, ir.VoidType(), [
+        ("ctx", G._CTX_PTR), ("b0", _I64), ("b1", _I64), ("n0", _I64), ("n1", _I64), ("wp", _FPTR),
+        ("tab", _I32PTR), ("pos", _I32PTR)])
+    ctx, b0, b1, n0, n1, wp, tab, pos = fn.args
+    wp.add_attribute("noalias")
+    M, K = G._ctx_get(b, ctx, "M"), G._ctx_get(b, ctx, "K")
+    A, lda, B = G._ctx_get(b, ctx, "A"), G._ctx_get(b, ctx, "lda"), G._ctx_get(b, ctx, "B")
+    spill = b.bitcast(b.alloca(ir.ArrayType(_F32, 8), name="spill"), _FPTR)
+    _fill_tap_offsets(b, ctx, K, tab)
+    last = b.sub(n1, i64(1))  # a short last tile repeats the last position in its spare rows
+    with loop(b, n0, b.add(n1, i64(ROWS)), name="po") as n:
+        off = _position_offset(b, ctx, imin(b, n, last))
+        b.store(b.trunc(off, _I32), G._at(b, pos, b.sub(n, n0)))
+    with loop(b, b0, b1, name="cb") as cb:
+        row0 = b.mul(cb, i64(CHANNELS))
+        _pack_block(b, A, lda, M, K, row0, wp)
+        with loop(b, n0, n1, ROWS, name="pt") as n:
+            first = G._at(b, pos, b.sub(n, n0))
+            bases = [G._at(b, B, b.sext(b.load(G._at(b, first, r)), _I64)) for r in range(ROWS)]
+            accs = _tile_loop(b, K, wp, tab, bases)
+            _store_tile(b, epi, ctx, accs, M, row0, n, imin(b, i64(ROWS), b.sub(n1, n)), spill)
+    b.ret_void()
+    return fn
+
+
+def _build_worker(module: ir.Module, name: str, rect: ir.Function) -> ir.Function:
+    """``worker(void *ctx)``: this thread's channel blocks and positions, its scratch, ``rect``."""
+    fn, b = new_function(module, name, ir.VoidType(), [("data", G._I8PTR)])
+    ctx = b.bitcast(fn.args[0], G._CTX_PTR)
+    nt = b.sext(b.call(declare(module, "omp_get_num_threads", _I32, []), []), _I64)
+    tid = b.sext(b.call(declare(module, "omp_get_thread_num", _I32, []), []), _I64)
+    serial = b.icmp_signed("<=", G._ctx_get(b, ctx, "num_threads"), _I32(1))
+    nt, tid = b.select(serial, i64(1), nt), b.select(serial, i64(0), tid)
+    M, N, K = (G._ctx_get(b, ctx, f) for f in ("M", "N", "K"))
+    blocks, tiles = ceil_div(b, M, CHANNELS), ceil_div(b, N, ROWS)
+    # threads along the channel blocks: as many as there are blocks (each packs only its own weights)
+    tm = imin(b, nt, blocks)
+    tm = b.select(b.icmp_signed("==", b.srem(nt, tm), i64(0)), tm, i64(1))
+    tn = b.sdiv(nt, tm)
+    part_m, part_n = b.sdiv(tid, tn), b.srem(tid, tn)
+    blk0 = b.sdiv(b.mul(part_m, blocks), tm)
+    blk1 = b.sdiv(b.mul(b.add(part_m, i64(1)), blocks), tm)
+    n0, n1 = G._split(b, part_n, tn, tiles, ROWS, N)
+    with b.if_then(b.or_(b.icmp_signed(">=", blk0, blk1), b.icmp_signed(">=", n0, n1))):
+        b.ret_void()
+    wp = G._alloc_floats(b, b.mul(K, i64(CHANNELS)))
+    tab = G._alloc_floats(b, K)
+    pos = G._alloc_floats(b, b.add(b.sub(n1, n0), i64(ROWS)))
+    null = ir.Constant(G._I8PTR, None)
+    failed = b.or_(b.icmp_unsigned("==", wp, null), b.icmp_unsigned("==", tab, null))
+    with b.if_else(b.or_(failed, b.icmp_unsigned("==", pos, null)), likely=False) as (then, otherwise):
+        with then:
+            b.store_atomic(_I32(1), G._ctx_ptr(b, ctx, "status"), "monotonic", 4)
+        with otherwise:
+            b.call(rect, [ctx, blk0, blk1, n0, n1, b.bitcast(wp, _FPTR), b.bitcast(tab, _I32PTR),
+                          b.bitcast(pos, _I32PTR)])
+    free = declare(module, "free", ir.VoidType(), [G._I8PTR])
+    for scratch in (wp, tab, pos):
+        b.call(free, [scratch])
+    b.ret_void()
+    return fn
+
+
+def emit_direct_conv(module: ir.Module, name: str, epilogue: Epilogue | None = None,
+                     config: G.GemmConfig | None = None) -> ir.Function:
+    """Emit the entry function ``name`` (helpers ``name.*``): the b_image GEMM's signature and result,
+    computed as described in the module docstring. K must be below 2**31 / plane (int32 tap offsets)."""
+    epi = epilogue or Epilogue()
+    cfg = config or G.GemmConfig()
+    if name in module.globals:
+        raise G.CompileError(f"cannot emit convolution {name!r}: the module already defines that name")
+    worker = _build_worker(module, f"{name}.worker", _build_rect(module, f"{name}.rect", epi))
+    return G._build_entry(module, name, cfg, worker, CHANNELS, None, image=True)
