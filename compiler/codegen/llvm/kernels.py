@@ -361,9 +361,8 @@ class KernelCodegen:
 
     # ------------------------------------------------------------------ GEMM template calls
     def gemm(self, s: Gemm) -> None:
-        from ember.compiler.codegen.llvm.gemm import emit_gemm
-
         from ember.compiler.codegen.llvm.conv_direct import direct_pays, emit_direct_conv
+        from ember.compiler.codegen.llvm.gemm import emit_gemm
 
         image = s.b_image is not None
         direct = image and direct_pays(s.b_image.transposed)
