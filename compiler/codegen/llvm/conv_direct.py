@@ -82,29 +82,52 @@ def _pack_block(b: ir.IRBuilder, a: ir.Value, lda: ir.Value, M: ir.Value, K: ir.
 
 
 def _fill_tap_offsets(b: ir.IRBuilder, ctx: ir.Value, K: ir.Value, tab: ir.Value) -> None:
-    """``tab[k] = c * plane + i * dh * wp + j * dw`` for ``k = (c, i, j)`` (int32)."""
+    """``tab[k] = c * plane + i * dh * wp + j * dw`` for ``k = (c, i, j)`` (int32), by nested loops with
+    running offsets: divisions per entry cost as much as the 8x16 tile's K loop at 4x4 planes."""
     get = lambda f: G._ctx_get(b, ctx, f"img_{f}")  # noqa: E731
     kh, kw = get("kh"), get("kw")
-    taps = b.mul(kh, kw)
+    channels = b.sdiv(K, b.mul(kh, kw))
     row_step = b.mul(get("dh"), get("wp"))
-    with loop(b, 0, K, name="tap") as k:
-        c, t = b.sdiv(k, taps), b.srem(k, taps)
-        off = b.add(b.mul(c, get("plane")), b.add(b.mul(b.sdiv(t, kw), row_step), b.mul(b.srem(t, kw), get("dw"))))
-        b.store(b.trunc(off, _I32), G._at(b, tab, k))
+    with loop(b, 0, channels, name="tc") as c:
+        first = b.mul(b.mul(c, kh), kw)
+        with loop(b, 0, kh, name="ti") as i:
+            at = b.add(first, b.mul(i, kw))
+            base = b.add(b.mul(c, get("plane")), b.mul(i, row_step))
+            with loop(b, 0, kw, name="tj") as j:
+                b.store(b.trunc(b.add(base, b.mul(j, get("dw"))), _I32), G._at(b, tab, b.add(at, j)))
 
 
-def _position_offset(b: ir.IRBuilder, ctx: ir.Value, n: ir.Value) -> ir.Value:
-    """Where column ``n`` of the im2col matrix starts in the image: ``oh * sh * wp + ow * sw``, plus
-    ``image * image_stride`` when the columns span several images (``Im2col.positions``)."""
+def _fill_position_offsets(b: ir.IRBuilder, ctx: ir.Value, n0: ir.Value, n1: ir.Value, pos: ir.Value) -> None:
+    """``pos[n - n0]`` = where column ``n`` of the im2col matrix starts in the image, ``oh * sh * wp + ow *
+    sw`` (plus ``image * image_stride`` when the columns span several images, ``Im2col.positions``), for
+    ``n0 <= n < n1 + ROWS``; columns from ``n1`` on repeat the last one (the spare rows of a short last
+    tile). Counters step through (image, oh, ow); only ``n0`` is divided out."""
     get = lambda f: G._ctx_get(b, ctx, f"img_{f}")  # noqa: E731
-    per_image = get("positions")
-    batched = b.icmp_signed(">", per_image, i64(0))
-    span = b.select(batched, per_image, i64(1 << 62))
-    image, pos = b.sdiv(n, span), b.srem(n, span)
-    wout = get("wout")
-    oh, ow = b.sdiv(pos, wout), b.srem(pos, wout)
-    off = b.add(b.mul(b.mul(oh, get("sh")), get("wp")), b.mul(ow, get("sw")))
-    return b.add(off, b.mul(image, get("image_stride")))
+    per_image, wout = get("positions"), get("wout")
+    span = b.select(b.icmp_signed(">", per_image, i64(0)), per_image, i64(1 << 62))
+    row_step, col_step, image_step = b.mul(get("sh"), get("wp")), get("sw"), get("image_stride")
+    counters = {name: b.alloca(_I64, name=name) for name in ("image", "at", "oh", "ow", "off")}
+    start = b.srem(n0, span)
+    for name, value in (("image", b.sdiv(n0, span)), ("at", start), ("oh", b.sdiv(start, wout)),
+                        ("ow", b.srem(start, wout))):
+        b.store(value, counters[name])
+    b.store(i64(0), counters["off"])
+    with loop(b, n0, b.add(n1, i64(ROWS)), name="po") as n:
+        image, oh, ow = (b.load(counters[k]) for k in ("image", "oh", "ow"))
+        off = b.add(b.mul(image, image_step), b.add(b.mul(oh, row_step), b.mul(ow, col_step)))
+        off = b.select(b.icmp_signed("<", n, n1), off, b.load(counters["off"]))
+        b.store(off, counters["off"])
+        b.store(b.trunc(off, _I32), G._at(b, pos, b.sub(n, n0)))
+        ow = b.add(ow, i64(1))
+        at = b.add(b.load(counters["at"]), i64(1))
+        wrap = b.icmp_signed("==", ow, wout)
+        oh = b.select(wrap, b.add(oh, i64(1)), oh)
+        ow = b.select(wrap, i64(0), ow)
+        next_image = b.icmp_signed("==", at, span)
+        for name, value in (("image", b.select(next_image, b.add(image, i64(1)), image)),
+                            ("at", b.select(next_image, i64(0), at)),
+                            ("oh", b.select(next_image, i64(0), oh)), ("ow", b.select(next_image, i64(0), ow))):
+            b.store(value, counters[name])
 
 
 def _tile_loop(b: ir.IRBuilder, K: ir.Value, wp: ir.Value, tab: ir.Value, bases: list[ir.Value]) -> list[ir.Value]:
@@ -173,11 +196,8 @@ def _build_rect(module: ir.Module, name: str, epi: Epilogue) -> ir.Function:
     M, K = G._ctx_get(b, ctx, "M"), G._ctx_get(b, ctx, "K")
     A, lda, B = G._ctx_get(b, ctx, "A"), G._ctx_get(b, ctx, "lda"), G._ctx_get(b, ctx, "B")
     spill = b.bitcast(b.alloca(ir.ArrayType(_F32, 8), name="spill"), _FPTR)
+    _fill_position_offsets(b, ctx, n0, n1, pos)  # first: its counters are entry-block allocas
     _fill_tap_offsets(b, ctx, K, tab)
-    last = b.sub(n1, i64(1))  # a short last tile repeats the last position in its spare rows
-    with loop(b, n0, b.add(n1, i64(ROWS)), name="po") as n:
-        off = _position_offset(b, ctx, imin(b, n, last))
-        b.store(b.trunc(off, _I32), G._at(b, pos, b.sub(n, n0)))
     with loop(b, b0, b1, name="cb") as cb:
         row0 = b.mul(cb, i64(CHANNELS))
         _pack_block(b, A, lda, M, K, row0, wp)
