@@ -29,12 +29,15 @@ from __future__ import annotations
 import llvmlite.ir as ir
 from ember.compiler.codegen.llvm import gemm as G
 from ember.compiler.codegen.llvm.gemm_epilogue import Epilogue, apply_epilogue, fma
-from ember.compiler.codegen.llvm.irutil import ceil_div, declare, i64, imin, loop, new_function, splat
+from ember.compiler.codegen.llvm.irutil import ceil_div, declare, i64, imin, loop, masked_load8, new_function, splat
 
-__all__ = ["CHANNELS", "DIRECT_CONV", "ROWS", "direct_available", "direct_pays", "emit_direct_conv"]
+__all__ = ["CHANNELS", "DIRECT_CONV", "ROWS", "TILE_HEIGHTS", "direct_available", "direct_pays", "emit_direct_conv"]
 
 DIRECT_CONV = True  # False: every implicit-GEMM Gemm takes the packed template (gemm.py)
-ROWS = 8       # output positions per register tile (one broadcast each per k)
+ROWS = 8       # output positions per register tile at most (one broadcast each per k)
+# The tile heights a call chooses from (``_tile_rows``): 8, and 7 and 4 for planes that 8 divides badly
+# (ResNet's 7x7 stage: 49 positions; 2x2 planes: 4). Each has at least 4 accumulators, the FMA latency.
+TILE_HEIGHTS = (8, 7, 4)
 CHANNELS = 16  # output channels per register tile (one <16 x float> accumulator per position)
 
 _F32, _I32, _I64 = ir.FloatType(), ir.IntType(32), ir.IntType(64)
@@ -157,16 +160,41 @@ def _tile_loop(b: ir.IRBuilder, K: ir.Value, wp: ir.Value, tab: ir.Value, bases:
     return accs
 
 
+def _masked_store8(b: ir.IRBuilder, value: ir.Value, ptr: ir.Value, mask: ir.Value) -> None:
+    fn = declare(b.module, "llvm.masked.store.v8f32.p0", ir.VoidType(),
+                 [_V8, _V8.as_pointer(), _I32, ir.VectorType(ir.IntType(1), 8)])
+    b.call(fn, [value, b.bitcast(ptr, _V8.as_pointer()), _I32(4), mask])
+
+
+def _partial_operands(b: ir.IRBuilder, epi: Epilogue, ctx: ir.Value, row: ir.Value, col: ir.Value,
+                      mask: ir.Value) -> dict[str, ir.Value]:
+    """The epilogue operands for ``C[row, col:col+8]`` where only the lanes in ``mask`` exist (masked
+    loads: a short last tile may end at the end of a buffer)."""
+    ops = {name: masked_load8(b, G._at(b, G._ctx_get(b, ctx, name), col), mask)
+           for name in ("col_scale", "col_bias") if getattr(epi, name)}
+    ops.update({name: splat(b, b.load(G._at(b, G._ctx_get(b, ctx, name), row)), _V8)
+                for name in ("row_scale", "row_bias") if getattr(epi, name)})
+    if epi.residual:
+        at = b.add(b.mul(row, G._ctx_get(b, ctx, "ldr")), col)
+        ops["residual"] = masked_load8(b, G._at(b, G._ctx_get(b, ctx, "R"), at), mask)
+    return ops
+
+
 def _store_tile(b: ir.IRBuilder, epi: Epilogue, ctx: ir.Value, accs: list[ir.Value], M: ir.Value,
-                row0: ir.Value, col: ir.Value, valid: ir.Value, spill: ir.Value) -> None:
-    """Transpose the 8-position x 16-channel tile to channel rows and store ``C[row0 + l, col:col+8]``
-    through the epilogue (rows past M skipped; ``valid`` < 8 positions: lane by lane through ``spill``)."""
+                row0: ir.Value, col: ir.Value, valid: ir.Value) -> None:
+    """Transpose the positions x 16-channel tile (up to 8 positions) to channel rows and store
+    ``C[row0 + l, col:col+valid]`` through the epilogue (rows past M skipped; fewer than 8 valid
+    positions: masked loads and stores)."""
     C, ldc = G._ctx_get(b, ctx, "C"), G._ctx_get(b, ctx, "ldc")
     halves = [ir.Constant(ir.VectorType(_I32, 8), list(range(h, h + 8))) for h in (0, 8)]
+    zero = ir.Constant(_V8, [0.0] * 8)
     rows = []
     for h in halves:
-        rows += G._transpose8(b, [b.shuffle_vector(acc, acc, h) for acc in accs])
-    full = b.icmp_signed("==", valid, i64(ROWS))
+        part = [b.shuffle_vector(acc, acc, h) for acc in accs]
+        rows += G._transpose8(b, part + [zero] * (8 - len(part)))
+    full = b.icmp_signed("==", valid, i64(8))
+    lane_ids = ir.Constant(ir.VectorType(_I64, 8), list(range(8)))
+    mask = b.icmp_signed("<", lane_ids, splat(b, valid, ir.VectorType(_I64, 8)))
     for lane, v in enumerate(rows):
         row = b.add(row0, i64(lane))
         with b.if_then(b.icmp_signed("<", row, M)):
@@ -177,17 +205,27 @@ def _store_tile(b: ir.IRBuilder, epi: Epilogue, ctx: ir.Value, accs: list[ir.Val
                         v = apply_epilogue(b, epi, v, G._epi_operands(b, epi, ctx, row, col, _V8))
                     G._vstore(b, v, out)
                 with part:
-                    G._vstore(b, rows[lane], spill)
-                    with loop(b, 0, valid, name="dv") as j:
-                        x = b.load(G._at(b, spill, j))
-                        if not epi.is_identity:
-                            x = apply_epilogue(b, epi, x, G._epi_operands(b, epi, ctx, row, b.add(col, j), _F32))
-                        b.store(x, G._at(b, out, j))
+                    x = rows[lane]
+                    if not epi.is_identity:
+                        x = apply_epilogue(b, epi, x, _partial_operands(b, epi, ctx, row, col, mask))
+                    _masked_store8(b, x, out, mask)
+
+
+def _tile_rows(b: ir.IRBuilder, count: ir.Value) -> ir.Value:
+    """The tile height (one of ``TILE_HEIGHTS``) computing the fewest padding rows over ``count``
+    positions, the tallest among equals."""
+    best, best_cost = i64(TILE_HEIGHTS[0]), b.mul(ceil_div(b, count, TILE_HEIGHTS[0]), i64(TILE_HEIGHTS[0]))
+    for rows in TILE_HEIGHTS[1:]:
+        cost = b.mul(ceil_div(b, count, rows), i64(rows))
+        better = b.icmp_signed("<", cost, best_cost)
+        best, best_cost = b.select(better, i64(rows), best), b.select(better, cost, best_cost)
+    return best
 
 
 def _build_rect(module: ir.Module, name: str, epi: Epilogue) -> ir.Function:
     """``rect(ctx, b0, b1, n0, n1, wp, tab, pos)``: channel blocks ``b0 .. b1`` x positions ``n0 .. n1``
-    (``tab``: K int32s of scratch, ``pos``: ``n1 - n0 + ROWS``)."""
+    (``tab``: K int32s of scratch, ``pos``: ``n1 - n0 + ROWS``), in tiles of the height ``_tile_rows``
+    picks for ``n1 - n0`` (49 positions: 7 tiles of 7, not 7 of 8)."""
     fn, b = new_function(module, name, ir.VoidType(), [
         ("ctx", G._CTX_PTR), ("b0", _I64), ("b1", _I64), ("n0", _I64), ("n1", _I64), ("wp", _FPTR),
         ("tab", _I32PTR), ("pos", _I32PTR)])
@@ -195,17 +233,19 @@ def _build_rect(module: ir.Module, name: str, epi: Epilogue) -> ir.Function:
     wp.add_attribute("noalias")
     M, K = G._ctx_get(b, ctx, "M"), G._ctx_get(b, ctx, "K")
     A, lda, B = G._ctx_get(b, ctx, "A"), G._ctx_get(b, ctx, "lda"), G._ctx_get(b, ctx, "B")
-    spill = b.bitcast(b.alloca(ir.ArrayType(_F32, 8), name="spill"), _FPTR)
     _fill_position_offsets(b, ctx, n0, n1, pos)  # first: its counters are entry-block allocas
     _fill_tap_offsets(b, ctx, K, tab)
+    height = _tile_rows(b, b.sub(n1, n0))
     with loop(b, b0, b1, name="cb") as cb:
         row0 = b.mul(cb, i64(CHANNELS))
         _pack_block(b, A, lda, M, K, row0, wp)
-        with loop(b, n0, n1, ROWS, name="pt") as n:
-            first = G._at(b, pos, b.sub(n, n0))
-            bases = [G._at(b, B, b.sext(b.load(G._at(b, first, r)), _I64)) for r in range(ROWS)]
-            accs = _tile_loop(b, K, wp, tab, bases)
-            _store_tile(b, epi, ctx, accs, M, row0, n, imin(b, i64(ROWS), b.sub(n1, n)), spill)
+        for rows in TILE_HEIGHTS:
+            with b.if_then(b.icmp_signed("==", height, i64(rows))):
+                with loop(b, n0, n1, rows, name=f"pt{rows}") as n:
+                    first = G._at(b, pos, b.sub(n, n0))
+                    bases = [G._at(b, B, b.sext(b.load(G._at(b, first, r)), _I64)) for r in range(rows)]
+                    accs = _tile_loop(b, K, wp, tab, bases)
+                    _store_tile(b, epi, ctx, accs, M, row0, n, imin(b, i64(rows), b.sub(n1, n)))
     b.ret_void()
     return fn
 

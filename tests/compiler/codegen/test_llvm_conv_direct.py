@@ -1,11 +1,11 @@
 """Direct convolutions (``codegen/llvm/conv_direct.py``): implicit-GEMM convolutions computed with the
 output channels in the vector lanes, through ``ember.compile``, against torch's conv.
 
-The shapes hit the kernel's edges: a last tile of fewer than 8 positions, a last block of fewer than
-16 channels, tiles that run across output-row breaks and across images (the batched schedule), stride,
-dilation, groups, a depth of several thousand, every fused epilogue operand, and one and two threads
-(two threads split channel blocks, or positions when there is a single block). The direct path is
-forced on, so hosts without AVX-512 run it too (LLVM splits the 16-lane vectors)."""
+The shapes hit the kernel's edges: every tile height (8, 7, 4), a short last tile (masked stores), a
+last block of fewer than 16 channels, tiles that run across output-row breaks and across images (the
+batched schedule), stride, dilation, groups, a depth of several thousand, every fused epilogue operand,
+and one and two threads (two threads split channel blocks, or positions when there is a single block).
+The direct path is forced on, so hosts without AVX-512 run it too (LLVM splits the 16-lane vectors)."""
 
 from __future__ import annotations
 
@@ -22,9 +22,12 @@ from ember.compiler.codegen.llvm import conv_direct
 # (batch, in channels, height, width, out channels, kernel, stride, padding, dilation, groups, tail)
 SPECS: list[tuple[Any, ...]] = [
     (1, 16, 8, 8, 64, 3, 1, 1, 1, 1, "bn_relu"),             # 64 positions, 4 channel blocks
-    (1, 8, 7, 7, 20, 3, 1, 1, 1, 1, "bias"),                 # 49: a 1-position last tile; a 4-channel block
+    (1, 8, 7, 7, 20, 3, 1, 1, 1, 1, "bias"),                 # 49: tiles of 7; a 4-channel block
+    (1, 12, 13, 1, 32, 3, 1, 1, 1, 1, "bn_residual_relu"),   # 13: tiles of 7, the last one short (masked)
+    (1, 16, 10, 2, 16, 3, 1, 1, 1, 1, "bias"),               # 20 positions: tiles of 4 (two threads: 10 each)
     (2, 6, 4, 4, 24, 3, 1, 1, 1, 1, "bn_residual_relu"),     # batched: 32 positions over two images
-    (3, 4, 2, 2, 16, 3, 1, 1, 1, 1, "relu"),                 # batched: 12 positions, a tile across images
+    (3, 4, 2, 2, 16, 3, 1, 1, 1, 1, "relu"),                 # batched: 12 positions in tiles of 4
+    (5, 4, 2, 3, 16, 3, 1, 1, 1, 1, "bias_relu"),            # batched: 30 positions, tiles across images
     (1, 3, 32, 32, 64, 7, 2, 3, 1, 1, "bn_relu"),            # a ResNet stem (stride 2)
     (1, 8, 11, 13, 6, 3, (2, 1), (1, 2), (2, 1), 1, "none"),  # strided, dilated, fewer channels than lanes
     (2, 8, 9, 9, 32, 3, 1, 1, 1, 2, "bias_relu"),            # groups: one GEMM per image and group
