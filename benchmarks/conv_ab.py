@@ -1,12 +1,16 @@
-"""Per-image vs batched convolution GEMMs, side by side in one process (the machine is shared).
+"""Two ways of running the same convolutions, side by side in one process (the machine is shared).
 
     python benchmarks/conv_ab.py                  # whole models: ResNet-18 32x32 b1/b32, LeNet-5 b64, ...
     python benchmarks/conv_ab.py --runs 30 --rows resnet18
+    python benchmarks/conv_ab.py --compare direct # direct convolutions vs the packed GEMM template
 
-Each model is compiled twice from the same graph: once with ``POSITION_ROWS = BATCH_MAX_POSITIONS = 0``
-(every image its own GEMM, the schedule before batching) and once with the defaults
-(``compiler/kernel/lower_conv_batched.py``). Calls alternate
-A, B, A, B in blocks; the figures are medians, and the ratio is per-image time / batched time.
+Each model is compiled twice from the same graph, the first time with some module settings changed,
+the second with the defaults. ``--compare schedules`` (the default): ``POSITION_ROWS =
+BATCH_MAX_POSITIONS = 0`` (every image its own GEMM, the schedule before batching) against the
+schedules of ``compiler/kernel/lower_conv_batched.py``. ``--compare direct``: ``conv_direct.DIRECT_CONV
+= False`` (implicit-GEMM convolutions through the packed template, with its schedule rules) against the
+direct convolutions of ``compiler/codegen/llvm/conv_direct.py`` (AVX-512 hosts). Calls alternate A, B,
+A, B in blocks; the figures are medians, and the ratio is old time / new time.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ os.environ["EMBER_CACHE_DIR"] = "off"  # both variants come from the same graph:
 
 import ember  # noqa: E402
 import numpy as np  # noqa: E402
+from ember.compiler.codegen.llvm import conv_direct  # noqa: E402
 from ember.compiler.kernel import lower_conv_batched  # noqa: E402
 from ember.vision import models  # noqa: E402
 
@@ -31,16 +36,25 @@ ROWS = [("lenet5", (64, 1, 28, 28)), ("resnet18", (1, 3, 32, 32)), ("resnet18", 
         ("vgg11_bn", (8, 3, 32, 32)), ("resnet18", (1, 3, 224, 224))]
 
 
-def _compiled(model: Any, x: Any, per_image: bool) -> Callable[[], Any]:
-    """``model`` compiled for ``x``; ``per_image``: with the batched and positions schedules disabled."""
-    saved = lower_conv_batched.POSITION_ROWS, lower_conv_batched.BATCH_MAX_POSITIONS
-    if per_image:
-        lower_conv_batched.POSITION_ROWS, lower_conv_batched.BATCH_MAX_POSITIONS = 0, 0
+# comparison -> (old label, new label, the module settings of the old variant)
+COMPARISONS: dict[str, tuple[str, str, list[tuple[Any, str, Any]]]] = {
+    "schedules": ("per-image ms", "batched ms",
+                  [(lower_conv_batched, "POSITION_ROWS", 0), (lower_conv_batched, "BATCH_MAX_POSITIONS", 0)]),
+    "direct": ("packed ms", "direct ms", [(conv_direct, "DIRECT_CONV", False)]),
+}
+
+
+def _compiled(model: Any, x: Any, settings: list[tuple[Any, str, Any]]) -> Callable[[], Any]:
+    """``model`` compiled for ``x`` with ``settings`` (module, attribute, value) in force meanwhile."""
+    saved = [(mod, name, getattr(mod, name)) for mod, name, _ in settings]
+    for mod, name, value in settings:
+        setattr(mod, name, value)
     try:
         fast = ember.compile(model)
         fast(x)
     finally:
-        lower_conv_batched.POSITION_ROWS, lower_conv_batched.BATCH_MAX_POSITIONS = saved
+        for mod, name, value in saved:
+            setattr(mod, name, value)
     return lambda: fast(x)
 
 
@@ -65,9 +79,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rows", nargs="*", default=None)
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--cpu", action="store_true", help="process CPU time instead of wall time")
+    ap.add_argument("--compare", choices=sorted(COMPARISONS), default="schedules")
     args = ap.parse_args(argv)
     clock = time.process_time if args.cpu else time.perf_counter
-    head = f"{'model':<10}{'input':>18}{'per-image ms':>14}{'batched ms':>12}{'ratio':>8}"
+    old_label, new_label, settings = COMPARISONS[args.compare]
+    head = f"{'model':<10}{'input':>18}{old_label:>14}{new_label:>12}{'ratio':>8}"
     print(head + f"   ({'CPU' if args.cpu else 'wall'} time)")
     for name, shape in ROWS:
         if args.rows is not None and name not in args.rows:
@@ -76,8 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         model = getattr(models, name)().eval()
         x = ember.from_numpy(np.random.default_rng(0).standard_normal(shape).astype(np.float32))
         with ember.no_grad():
-            old = _compiled(model, x, True)
-            new = _compiled(model, x, False)
+            old = _compiled(model, x, settings)
+            new = _compiled(model, x, [])
             np.testing.assert_allclose(old().numpy(), new().numpy(), rtol=1e-3, atol=1e-4)
             ms = interleaved({"old": old, "new": new}, args.runs, clock=clock)
         print(f"{name:<10}{'x'.join(map(str, shape)):>18}{ms['old']:>14.2f}{ms['new']:>12.2f}"
