@@ -6,18 +6,20 @@ of the image on every call (8-20% of a convolution's time at 224x224), and a 16-
 plane (4x4, 2x2) is mostly padding. This module computes the same product the other way round, the
 way hand-written direct convolutions do::
 
-    acc[r][l] += image[base(n0 + r) + koff(k)] * Wp[k][l]       r < 8 positions, l < 16 channels
+    acc[r][l] += image[base(n0 + r) + koff(k)] * Wp[k][l]       r < 8, 7 or 4 positions, l < 16 channels
 
 * ``Wp`` is one 16-channel block of the weights transposed to ``[K][16]`` (channels past ``M`` zero),
-  packed per block just before use, so it stays in L1/L2 while every position tile of the thread reads
-  it. The weights are packed once per call either way; nothing of the image is.
+  packed per block just before use (the template's own transposed-B panel packing), so it stays in
+  L1/L2 while every position tile of the thread reads it. The weights are packed once per call either
+  way; nothing of the image is.
 * The image is read in place through broadcast loads: row ``r`` of the tile has its own base pointer
-  (any position, so tiles run across output-row breaks and 2x2 planes waste nothing beyond the tile's
-  8 rows), and ``koff`` is a per-thread table of the taps' offsets, ``c * plane + i * dh * wp + j * dw``.
-* The 8 x 16 accumulator tile (8 ``<16 x float>`` registers: AVX-512 only, see ``direct_pays``) is
-  transposed in registers to 16 channel rows of 8 positions, which are contiguous in ``C``, and the
-  fused epilogue (``gemm_epilogue.py``) is applied on the way out; a tile with fewer than 8 positions
-  stores lane by lane.
+  (any position, so tiles run across output-row and image breaks), and ``koff`` is a per-thread table of
+  the taps' offsets, ``c * plane + i * dh * wp + j * dw``. Each call picks the tile height of
+  ``TILE_HEIGHTS`` that computes the fewest padding rows (``_tile_rows``: 7 for a 7x7 plane).
+* The accumulator tile (one ``<16 x float>`` register per position: AVX-512 only, see
+  ``direct_available``) is transposed in registers to 16 channel rows of up to 8 positions, which are
+  contiguous in ``C``, and the fused epilogue (``gemm_epilogue.py``) is applied on the way out; a tile
+  short of 8 positions uses masked loads and stores.
 
 The entry function has the b_image GEMM's signature (``gemm.py``'s module docstring plus
 ``IMAGE_ARGS``), so ``kernels.py`` calls either the same way. Threads split the channel blocks first
@@ -29,7 +31,18 @@ from __future__ import annotations
 import llvmlite.ir as ir
 from ember.compiler.codegen.llvm import gemm as G
 from ember.compiler.codegen.llvm.gemm_epilogue import Epilogue, apply_epilogue, fma
-from ember.compiler.codegen.llvm.irutil import ceil_div, declare, i64, imin, loop, masked_load8, new_function, splat
+from ember.compiler.codegen.llvm.irutil import (
+    ceil_div,
+    declare,
+    i64,
+    imin,
+    lanes_below8,
+    loop,
+    masked_store8,
+    new_function,
+    splat,
+)
+from ember.runtime.errors import CompileError
 
 __all__ = ["CHANNELS", "DIRECT_CONV", "ROWS", "TILE_HEIGHTS", "direct_available", "direct_pays", "emit_direct_conv"]
 
@@ -38,7 +51,7 @@ ROWS = 8       # output positions per register tile at most (one broadcast each 
 # The tile heights a call chooses from (``_tile_rows``): 8, and 7 and 4 for planes that 8 divides badly
 # (ResNet's 7x7 stage: 49 positions; 2x2 planes: 4). Each has at least 4 accumulators, the FMA latency.
 TILE_HEIGHTS = (8, 7, 4)
-CHANNELS = 16  # output channels per register tile (one <16 x float> accumulator per position)
+CHANNELS = G.NR  # output channels per register tile (16: one <16 x float> accumulator per position)
 
 _F32, _I32, _I64 = ir.FloatType(), ir.IntType(32), ir.IntType(64)
 _V8, _V16 = ir.VectorType(_F32, 8), ir.VectorType(_F32, CHANNELS)
@@ -61,27 +74,15 @@ def direct_pays(transposed: bool) -> bool:
 
 def _pack_block(b: ir.IRBuilder, a: ir.Value, lda: ir.Value, M: ir.Value, K: ir.Value, row0: ir.Value,
                 dst: ir.Value) -> None:
-    """``dst[k][l] = A[row0 + l, k]`` for l < 16 (0 for rows past M): two 8x8 register transposes per 8
-    k-columns, element by element for the last K % 8."""
-    zero8 = ir.Constant(_V8, [0.0] * 8)
-    last = b.sub(M, i64(1))
-    rows = []
-    for lane in range(CHANNELS):  # rows past M read row M-1 (in bounds) and are zeroed
-        row = b.add(row0, i64(lane))
-        rows.append((b.icmp_signed("<", row, M), G._at(b, a, b.mul(imin(b, row, last), lda))))
-    kv = b.and_(K, i64(-8))
-    with loop(b, 0, kv, 8, name="wp8") as k0:
-        vecs = [b.select(ok, G._vload(b, G._at(b, src, k0)), zero8) for ok, src in rows]
-        low, high = G._transpose8(b, vecs[:8]), G._transpose8(b, vecs[8:])
-        for k in range(8):
-            out = G._at(b, dst, b.mul(b.add(k0, i64(k)), i64(CHANNELS)))
-            G._vstore(b, low[k], out, align=32)
-            G._vstore(b, high[k], G._at(b, out, 8), align=32)
-    zero = ir.Constant(_F32, 0.0)
-    with loop(b, kv, K, name="wp1") as k:
-        out = G._at(b, dst, b.mul(k, i64(CHANNELS)))
-        for lane, (ok, src) in enumerate(rows):
-            b.store(b.select(ok, b.load(G._at(b, src, k)), zero), G._at(b, out, lane))
+    """``dst[k][l] = A[row0 + l, k]`` for l < 16 (0 for rows past M): the packed template's panel
+    packing for a transposed B (its rows are contiguous in k, as the weights' are here)."""
+    src = G._at(b, a, b.mul(row0, lda))
+    count = b.sub(M, row0)
+    with b.if_else(b.icmp_signed(">=", count, i64(CHANNELS)), likely=True) as (full, edge):
+        with full:
+            G._pack_bt_full(b, K, src, lda, dst)
+        with edge:
+            G._pack_scalar_edge(b, K, count, CHANNELS, src, 1, lda, dst)
 
 
 def _fill_tap_offsets(b: ir.IRBuilder, ctx: ir.Value, K: ir.Value, tab: ir.Value) -> None:
@@ -109,28 +110,27 @@ def _fill_position_offsets(b: ir.IRBuilder, ctx: ir.Value, n0: ir.Value, n1: ir.
     per_image, wout = get("positions"), get("wout")
     span = b.select(b.icmp_signed(">", per_image, i64(0)), per_image, i64(1 << 62))
     row_step, col_step, image_step = b.mul(get("sh"), get("wp")), get("sw"), get("image_stride")
-    counters = {name: b.alloca(_I64, name=name) for name in ("image", "at", "oh", "ow", "off")}
+    counters = {name: b.alloca(_I64, name=name) for name in ("image", "at", "oh", "ow")}
     start = b.srem(n0, span)
     for name, value in (("image", b.sdiv(n0, span)), ("at", start), ("oh", b.sdiv(start, wout)),
                         ("ow", b.srem(start, wout))):
         b.store(value, counters[name])
-    b.store(i64(0), counters["off"])
-    with loop(b, n0, b.add(n1, i64(ROWS)), name="po") as n:
-        image, oh, ow = (b.load(counters[k]) for k in ("image", "oh", "ow"))
+    with loop(b, n0, n1, name="po") as n:
+        image, at, oh, ow = (b.load(counters[k]) for k in ("image", "at", "oh", "ow"))
         off = b.add(b.mul(image, image_step), b.add(b.mul(oh, row_step), b.mul(ow, col_step)))
-        off = b.select(b.icmp_signed("<", n, n1), off, b.load(counters["off"]))
-        b.store(off, counters["off"])
         b.store(b.trunc(off, _I32), G._at(b, pos, b.sub(n, n0)))
         ow = b.add(ow, i64(1))
-        at = b.add(b.load(counters["at"]), i64(1))
         wrap = b.icmp_signed("==", ow, wout)
-        oh = b.select(wrap, b.add(oh, i64(1)), oh)
-        ow = b.select(wrap, i64(0), ow)
+        oh, ow = b.select(wrap, b.add(oh, i64(1)), oh), b.select(wrap, i64(0), ow)
+        at = b.add(at, i64(1))
         next_image = b.icmp_signed("==", at, span)
         for name, value in (("image", b.select(next_image, b.add(image, i64(1)), image)),
                             ("at", b.select(next_image, i64(0), at)),
                             ("oh", b.select(next_image, i64(0), oh)), ("ow", b.select(next_image, i64(0), ow))):
             b.store(value, counters[name])
+    last = b.load(G._at(b, pos, b.sub(b.sub(n1, n0), i64(1))))
+    with loop(b, n1, b.add(n1, i64(ROWS)), name="pr") as n:
+        b.store(last, G._at(b, pos, b.sub(n, n0)))
 
 
 def _tile_loop(b: ir.IRBuilder, K: ir.Value, wp: ir.Value, tab: ir.Value, bases: list[ir.Value]) -> list[ir.Value]:
@@ -160,26 +160,6 @@ def _tile_loop(b: ir.IRBuilder, K: ir.Value, wp: ir.Value, tab: ir.Value, bases:
     return accs
 
 
-def _masked_store8(b: ir.IRBuilder, value: ir.Value, ptr: ir.Value, mask: ir.Value) -> None:
-    fn = declare(b.module, "llvm.masked.store.v8f32.p0", ir.VoidType(),
-                 [_V8, _V8.as_pointer(), _I32, ir.VectorType(ir.IntType(1), 8)])
-    b.call(fn, [value, b.bitcast(ptr, _V8.as_pointer()), _I32(4), mask])
-
-
-def _partial_operands(b: ir.IRBuilder, epi: Epilogue, ctx: ir.Value, row: ir.Value, col: ir.Value,
-                      mask: ir.Value) -> dict[str, ir.Value]:
-    """The epilogue operands for ``C[row, col:col+8]`` where only the lanes in ``mask`` exist (masked
-    loads: a short last tile may end at the end of a buffer)."""
-    ops = {name: masked_load8(b, G._at(b, G._ctx_get(b, ctx, name), col), mask)
-           for name in ("col_scale", "col_bias") if getattr(epi, name)}
-    ops.update({name: splat(b, b.load(G._at(b, G._ctx_get(b, ctx, name), row)), _V8)
-                for name in ("row_scale", "row_bias") if getattr(epi, name)})
-    if epi.residual:
-        at = b.add(b.mul(row, G._ctx_get(b, ctx, "ldr")), col)
-        ops["residual"] = masked_load8(b, G._at(b, G._ctx_get(b, ctx, "R"), at), mask)
-    return ops
-
-
 def _store_tile(b: ir.IRBuilder, epi: Epilogue, ctx: ir.Value, accs: list[ir.Value], M: ir.Value,
                 row0: ir.Value, col: ir.Value, valid: ir.Value) -> None:
     """Transpose the positions x 16-channel tile (up to 8 positions) to channel rows and store
@@ -193,8 +173,7 @@ def _store_tile(b: ir.IRBuilder, epi: Epilogue, ctx: ir.Value, accs: list[ir.Val
         part = [b.shuffle_vector(acc, acc, h) for acc in accs]
         rows += G._transpose8(b, part + [zero] * (8 - len(part)))
     full = b.icmp_signed("==", valid, i64(8))
-    lane_ids = ir.Constant(ir.VectorType(_I64, 8), list(range(8)))
-    mask = b.icmp_signed("<", lane_ids, splat(b, valid, ir.VectorType(_I64, 8)))
+    mask = lanes_below8(b, valid)
     for lane, v in enumerate(rows):
         row = b.add(row0, i64(lane))
         with b.if_then(b.icmp_signed("<", row, M)):
@@ -207,8 +186,8 @@ def _store_tile(b: ir.IRBuilder, epi: Epilogue, ctx: ir.Value, accs: list[ir.Val
                 with part:
                     x = rows[lane]
                     if not epi.is_identity:
-                        x = apply_epilogue(b, epi, x, _partial_operands(b, epi, ctx, row, col, mask))
-                    _masked_store8(b, x, out, mask)
+                        x = apply_epilogue(b, epi, x, G._epi_operands(b, epi, ctx, row, col, _V8, mask))
+                    masked_store8(b, x, out, mask)
 
 
 def _tile_rows(b: ir.IRBuilder, count: ir.Value) -> ir.Value:
@@ -295,6 +274,6 @@ def emit_direct_conv(module: ir.Module, name: str, epilogue: Epilogue | None = N
     epi = epilogue or Epilogue()
     cfg = config or G.GemmConfig()
     if name in module.globals:
-        raise G.CompileError(f"cannot emit convolution {name!r}: the module already defines that name")
+        raise CompileError(f"cannot emit convolution {name!r}: the module already defines that name")
     worker = _build_worker(module, f"{name}.worker", _build_rect(module, f"{name}.rect", epi))
     return G._build_entry(module, name, cfg, worker, CHANNELS, None, image=True)

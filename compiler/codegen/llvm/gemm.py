@@ -57,6 +57,7 @@ from ember.compiler.codegen.llvm.irutil import i64 as _i64
 from ember.compiler.codegen.llvm.irutil import imax as _imax
 from ember.compiler.codegen.llvm.irutil import imin as _imin
 from ember.compiler.codegen.llvm.irutil import loop as _loop
+from ember.compiler.codegen.llvm.irutil import masked_load8
 from ember.compiler.codegen.llvm.irutil import new_function as _new_function
 from ember.compiler.codegen.llvm.irutil import splat as _splat
 from ember.runtime.errors import ArgumentError, CompileError, ShapeError
@@ -340,12 +341,15 @@ def _kernel_loop(b: ir.IRBuilder, kc: ir.Value, ap: ir.Value, bp: ir.Value, tile
 
 
 def _epi_operands(b: ir.IRBuilder, epi: Epilogue, ctx: ir.Value, row: ir.Value, col: ir.Value,
-                  ty: ir.Type) -> dict[str, ir.Value]:
+                  ty: ir.Type, mask: ir.Value | None = None) -> dict[str, ir.Value]:
     """Load the epilogue operands for element (row, col) [scalar ``ty``] or (row, col..col+lanes-1)
-    [vector ``ty``]."""
+    [vector ``ty``]; ``mask`` (<8 x i1>, with an 8-lane ``ty``): only those lanes exist, the column
+    operands are read with masked loads (a short tile may end at the end of a buffer)."""
 
     def load(name: str, index: ir.Value) -> ir.Value:
         ptr = _at(b, _ctx_get(b, ctx, name), index)
+        if mask is not None:
+            return masked_load8(b, ptr, mask)
         return _vload(b, ptr, ty=ty) if isinstance(ty, ir.VectorType) else b.load(ptr)
 
     def row_value(name: str) -> ir.Value:

@@ -39,8 +39,10 @@ from ember.compiler.codegen.llvm.irutil import (
     i64,
     imax,
     imin,
+    lanes_below8,
     loop,
     masked_load8,
+    masked_store8,
     new_function,
     splat,
 )
@@ -208,7 +210,7 @@ def _dot_block(b: ir.IRBuilder, arows: list[ir.Value], brows: list[ir.Value], k:
     rem = b.sub(k, kv)
     pre = b.block
     with b.if_then(b.icmp_signed(">", rem, i64(0))):
-        mask = _lanes_below(b, rem)
+        mask = lanes_below8(b, rem)
         tail = step(lambda row: masked_load8(b, G._at(b, row, kv), mask), accs)
         tail_block = b.block
     merged = []
@@ -219,32 +221,6 @@ def _dot_block(b: ir.IRBuilder, arows: list[ir.Value], brows: list[ir.Value], k:
         merged.append(phi)
     c = len(brows)
     return [reduce8(b, merged[i * c:(i + 1) * c] + [zero] * (TILE - c)) for i in range(len(arows))]
-
-
-def _lanes_below(b: ir.IRBuilder, count: ir.Value) -> ir.Value:
-    """The <8 x i1> mask of lanes ``l < count`` (``count`` an i64)."""
-    bound = splat(b, b.trunc(imin(b, count, i64(TILE)), _I32), ir.VectorType(_I32, 8))
-    return b.icmp_signed("<", ir.Constant(ir.VectorType(_I32, 8), list(range(8))), bound)
-
-
-def _masked_store(b: ir.IRBuilder, value: ir.Value, ptr: ir.Value, mask: ir.Value) -> None:
-    fn = declare(b.module, "llvm.masked.store.v8f32.p0", ir.VoidType(),
-                 [_V8, _V8.as_pointer(), _I32, ir.VectorType(ir.IntType(1), 8)])
-    b.call(fn, [value, b.bitcast(ptr, _V8.as_pointer()), _I32(4), mask])
-
-
-def _masked_operands(b: ir.IRBuilder, epi: G.Epilogue, ctx: ir.Value, row: ir.Value, col: ir.Value,
-                     mask: ir.Value) -> dict[str, ir.Value]:
-    """The epilogue operands for C[row, col:col+8] where ``mask`` is set (``row`` must be in range)."""
-    ops = {name: masked_load8(b, G._at(b, G._ctx_get(b, ctx, name), col), mask)
-           for name in ("col_scale", "col_bias") if getattr(epi, name)}
-    for name in ("row_scale", "row_bias"):
-        if getattr(epi, name):
-            ops[name] = splat(b, b.load(G._at(b, G._ctx_get(b, ctx, name), row)), _V8)
-    if epi.residual:
-        ptr = G._at(b, G._ctx_get(b, ctx, "R"), b.mul(row, G._ctx_get(b, ctx, "ldr")), col)
-        ops["residual"] = masked_load8(b, ptr, mask)
-    return ops
 
 
 def _build_dot_tile(module: ir.Module, name: str, epi: G.Epilogue) -> ir.Function:
@@ -260,15 +236,15 @@ def _build_dot_tile(module: ir.Module, name: str, epi: G.Epilogue) -> ir.Functio
     B, ldb = G._ctx_get(b, ctx, "B"), G._ctx_get(b, ctx, "ldb")
     C, ldc = G._ctx_get(b, ctx, "C"), G._ctx_get(b, ctx, "ldc")
     brows = [G._at(b, B, b.mul(imin(b, b.add(col, i64(c)), b.sub(N, i64(1))), ldb)) for c in range(DOT_COLS)]
-    mask = _lanes_below(b, imin(b, b.sub(N, col), i64(DOT_COLS)))
+    mask = lanes_below8(b, imin(b, b.sub(N, col), i64(DOT_COLS)))
     with loop(b, 0, M, DOT_ROWS, name="dm") as m0:
         rows = [imin(b, b.add(m0, i64(r)), b.sub(M, i64(1))) for r in range(DOT_ROWS)]
         sums = _dot_block(b, [G._at(b, A, b.mul(r, lda)) for r in rows], brows, K)
         for r in range(DOT_ROWS):
             with b.if_then(b.icmp_signed("<", b.add(m0, i64(r)), M), likely=True):
-                ops = _masked_operands(b, epi, ctx, rows[r], col, mask)
+                ops = G._epi_operands(b, epi, ctx, rows[r], col, _V8, mask)
                 value = G._apply_epilogue(b, epi, sums[r], ops)
-                _masked_store(b, value, G._at(b, C, b.mul(rows[r], ldc), col), mask)
+                masked_store8(b, value, G._at(b, C, b.mul(rows[r], ldc), col), mask)
     b.ret_void()
     return fn
 

@@ -8,7 +8,8 @@ from contextlib import contextmanager
 import llvmlite.ir as ir
 
 __all__ = ["F32", "I1", "I8", "I32", "I64", "FAST", "ceil_div", "declare", "fop", "i64", "imax", "imin",
-           "intrinsic", "loop", "masked_load8", "new_function", "splat", "splat_const", "type_suffix"]
+           "intrinsic", "lanes_below8", "loop", "masked_load8", "masked_store8", "new_function", "splat", "splat_const",
+           "type_suffix"]
 
 F32, I1, I8, I32, I64 = ir.FloatType(), ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
 FAST = ("contract",)  # lets mul+add fuse into FMA without changing other IEEE semantics
@@ -71,6 +72,21 @@ def masked_load8(b: ir.IRBuilder, ptr: ir.Value, mask: ir.Value, passthru: ir.Va
     fn = declare(b.module, "llvm.masked.load.v8f32.p0", v8, [v8.as_pointer(), I32, ir.VectorType(I1, 8), v8])
     rest = ir.Constant(v8, [0.0] * 8) if passthru is None else passthru
     return b.call(fn, [b.bitcast(ptr, v8.as_pointer()), I32(4), mask, rest])
+
+
+def masked_store8(b: ir.IRBuilder, value: ir.Value, ptr: ir.Value, mask: ir.Value) -> None:
+    """Store the lanes of the float vector ``value`` (<8 x float>) where ``mask`` is set to ``ptr[0:8]``;
+    masked-off lanes are never written."""
+    v8 = ir.VectorType(F32, 8)
+    mask_ty = ir.VectorType(I1, 8)
+    fn = declare(b.module, "llvm.masked.store.v8f32.p0", ir.VoidType(), [v8, v8.as_pointer(), I32, mask_ty])
+    b.call(fn, [value, b.bitcast(ptr, v8.as_pointer()), I32(4), mask])
+
+
+def lanes_below8(b: ir.IRBuilder, count: ir.Value) -> ir.Value:
+    """The <8 x i1> mask of lanes ``l < count`` (``count`` an i64; 8 or more sets every lane)."""
+    ty = ir.VectorType(I64, 8)
+    return b.icmp_signed("<", ir.Constant(ty, list(range(8))), splat(b, count, ty))
 
 
 def intrinsic(b: ir.IRBuilder, name: str, ty: ir.Type, args: list[ir.Value], nargs_ty: int = 1) -> ir.Value:
